@@ -1,0 +1,40 @@
+# homesec — two commands for a fresh machine (Python 3.11+ and mosquitto installed):
+#   make run    the whole system locally (Mosquitto + every service, demo camera)
+#   make test   every check: lint, types, unit, integration, deployment checks
+SHELL := /bin/bash
+UV ?= $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+PYTEST_ARGS ?=
+
+.PHONY: install run test lint typecheck unit docs bench clean
+
+$(UV):
+	python3 -m pip install --user --quiet uv || python3 -m pip install --quiet uv
+
+install: $(UV)
+	@command -v mosquitto >/dev/null || test -x /usr/sbin/mosquitto || { \
+	  echo "mosquitto is missing: sudo apt-get install mosquitto (macOS: brew install mosquitto)"; exit 1; }
+	$(UV) sync --frozen
+
+run: install
+	$(UV) run homesec run
+
+lint: install
+	$(UV) run ruff format --check libs services tests bench
+	$(UV) run ruff check libs services tests bench
+
+typecheck: install
+	$(UV) run mypy libs/core/src
+
+docs: install
+	$(UV) run homesec docs --write
+
+unit: install
+	$(UV) run pytest $(PYTEST_ARGS)
+
+test: lint typecheck unit
+
+bench: install
+	$(UV) run python bench/detector.py
+
+clean:
+	rm -rf var .pytest_cache .mypy_cache .ruff_cache

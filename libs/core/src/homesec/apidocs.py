@@ -1,0 +1,177 @@
+"""Generate ``docs/mqtt-api.md`` and ``docs/asyncapi.json`` from :mod:`homesec.contract`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from homesec import __version__
+from homesec.contract import CHANNELS, Channel, Codec, example_payload
+
+MD_HEADER = """\
+# homesec MQTT API
+
+Generated from `libs/core/src/homesec/contract.py` by `homesec docs --write`; do not edit by hand
+(a test fails when this file and the code disagree). A machine-readable AsyncAPI 3 document is
+in [asyncapi.json](asyncapi.json).
+
+Every topic starts with the prefix, `homesec` by default (`HOMESEC_BROKER_TOPIC_PREFIX`).
+`{camera}` and other `{placeholders}` are identifiers: letters, digits, `_` and `-`, at most 64.
+
+## Delivery rules
+- **Frames** are QoS 0 and never retained: latest wins, a slow consumer drops stale frames.
+- **Everything else** is QoS 1. Services use persistent sessions, so commands, events and labels
+  published while a service is down are delivered when it comes back.
+- **State topics are retained and have exactly one writer** (the *publisher* column). To change
+  a system switch publish to its `/set` topic; the owner applies it and republishes the state.
+  Never publish to a state topic yourself.
+- Payloads are UTF-8 JSON unless the codec says `text` (a bare word) or `jpeg` (raw JPEG bytes
+  with metadata in MQTT v5 user properties). Unknown JSON keys are rejected. Invalid messages are
+  logged, counted in `homesec_mqtt_invalid_messages_total` and skipped.
+
+## Who owns the system state
+The **detector** service is the one writer of `system/armed`, `system/notifications`,
+`system/auto_arm` and `system/training`. Slack (via the gateway), the presence service, Home
+Assistant and Node-RED change them only through `system/<setting>/set`.
+
+## Topics
+
+| topic | payload | QoS | retained | publisher | subscribers |
+|---|---|---|---|---|---|
+"""
+
+
+def _row(ch: Channel[Any]) -> str:
+    return (
+        f"| `{{prefix}}/{ch.template}` | {ch.model.__name__} ({ch.codec.value}) | {ch.qos} | "
+        f"{'yes' if ch.retain else 'no'} | {ch.publisher} | {', '.join(ch.subscribers) or '-'} |"
+    )
+
+
+def _fields_table(ch: Channel[Any]) -> list[str]:
+    schema = ch.model.model_json_schema()
+    props = schema.get("properties", {})
+    if not props:
+        return []
+    required = set(schema.get("required", []))
+    lines = ["| field | type | required | description |", "|---|---|---|---|"]
+    for name, spec in props.items():
+        kind = spec.get("type") or " or ".join(
+            str(alt.get("type", alt.get("$ref", "?").split("/")[-1]))
+            for alt in spec.get("anyOf", [])
+        )
+        if not kind and "$ref" in spec:
+            kind = spec["$ref"].split("/")[-1]
+        if "enum" in spec:
+            kind = " / ".join(f"`{v}`" for v in spec["enum"])
+        desc = (spec.get("description") or "").replace("|", "\\|")
+        lines.append(f"| `{name}` | {kind} | {'yes' if name in required else 'no'} | {desc} |")
+    return lines
+
+
+def render_markdown() -> str:
+    out = [MD_HEADER.rstrip("\n")]
+    out += [_row(ch) for ch in CHANNELS]
+    for ch in CHANNELS:
+        out += ["", f"### `{{prefix}}/{ch.template}`", "", ch.description, ""]
+        out.append(
+            f"QoS {ch.qos}, {'retained' if ch.retain else 'not retained'}, codec `{ch.codec.value}`, "
+            f"model `{ch.model.__name__}`; published by {ch.publisher}."
+        )
+        for param, meaning in ch.params.items():
+            out.append(f"- `{{{param}}}`: {meaning}")
+        fields = _fields_table(ch) if ch.codec is Codec.JSON else []
+        if fields:
+            out += [""] + fields
+        lang = "json" if isinstance(ch.example, dict) else "text"
+        out += ["", "Example:", "", f"```{lang}", example_payload(ch), "```"]
+    return "\n".join(out) + "\n"
+
+
+def render_asyncapi() -> dict[str, Any]:
+    channels: dict[str, Any] = {}
+    operations: dict[str, Any] = {}
+    messages: dict[str, Any] = {}
+    schemas: dict[str, Any] = {}
+    for ch in CHANNELS:
+        schema = ch.model.model_json_schema(ref_template="#/components/schemas/{model}")
+        for name, sub in schema.pop("$defs", {}).items():
+            schemas[name] = sub
+        schemas[ch.model.__name__] = schema
+        content_type = {
+            Codec.JSON: "application/json",
+            Codec.TEXT: "text/plain",
+            Codec.JPEG: "image/jpeg",
+        }[ch.codec]
+        messages[ch.name] = {
+            "name": ch.name,
+            "contentType": content_type,
+            "payload": {"$ref": f"#/components/schemas/{ch.model.__name__}"},
+            "bindings": {"mqtt": {"bindingVersion": "0.2.0"}},
+        }
+        address = "{prefix}/" + ch.template
+        params = {
+            "prefix": {
+                "description": "topic prefix (HOMESEC_BROKER_TOPIC_PREFIX)",
+                "default": "homesec",
+            }
+        }
+        for param, meaning in ch.params.items():
+            params[param] = {"description": meaning}
+        for placeholder in [p.strip("{}") for p in ch.template.split("/") if p.startswith("{")]:
+            params.setdefault(placeholder, {"description": placeholder})
+        channels[ch.name] = {
+            "address": address,
+            "description": ch.description,
+            "parameters": params,
+            "messages": {ch.name: {"$ref": f"#/components/messages/{ch.name}"}},
+        }
+        operations[f"publish_{ch.name}"] = {
+            "action": "send",
+            "channel": {"$ref": f"#/channels/{ch.name}"},
+            "summary": f"published by {ch.publisher}",
+            "bindings": {"mqtt": {"qos": ch.qos, "retain": ch.retain, "bindingVersion": "0.2.0"}},
+        }
+    return {
+        "asyncapi": "3.0.0",
+        "info": {
+            "title": "homesec MQTT API",
+            "version": __version__,
+            "description": "Topics and payloads of homesec, generated from homesec.contract.",
+        },
+        "servers": {
+            "local": {"host": "localhost:1883", "protocol": "mqtt", "protocolVersion": "5"},
+        },
+        "defaultContentType": "application/json",
+        "channels": channels,
+        "operations": operations,
+        "components": {"messages": messages, "schemas": schemas},
+    }
+
+
+def render_files() -> dict[str, str]:
+    return {
+        "mqtt-api.md": render_markdown(),
+        "asyncapi.json": json.dumps(render_asyncapi(), indent=2, sort_keys=False) + "\n",
+    }
+
+
+def write(docs_dir: Path) -> list[Path]:
+    docs_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, text in render_files().items():
+        path = docs_dir / name
+        path.write_text(text, encoding="utf-8")
+        written.append(path)
+    return written
+
+
+def stale(docs_dir: Path) -> list[str]:
+    """Names of generated docs that differ from the code."""
+    out = []
+    for name, text in render_files().items():
+        path = docs_dir / name
+        if not path.is_file() or path.read_text(encoding="utf-8") != text:
+            out.append(name)
+    return out

@@ -1,0 +1,1 @@
+"""homesec detector service."""

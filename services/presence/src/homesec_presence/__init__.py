@@ -1,0 +1,1 @@
+"""homesec presence service."""

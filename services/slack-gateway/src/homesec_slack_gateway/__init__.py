@@ -1,0 +1,1 @@
+"""homesec slack-gateway service."""

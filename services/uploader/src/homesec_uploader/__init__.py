@@ -1,0 +1,1 @@
+"""homesec uploader service."""

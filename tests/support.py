@@ -1,0 +1,45 @@
+"""Helpers shared by the tests: a message collector and polling."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
+
+from homesec.bus import Received
+
+T = TypeVar("T")
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02) -> Any:
+    """Poll ``predicate`` until it returns something truthy; fail the test on timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s: {predicate}")
+        time.sleep(interval)
+
+
+class Collector(Generic[T]):
+    """A bus handler that records what it receives."""
+
+    def __init__(self) -> None:
+        self.items: list[Received[T]] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, msg: Received[T]) -> None:
+        with self._lock:
+            self.items.append(msg)
+
+    @property
+    def payloads(self) -> list[T]:
+        with self._lock:
+            return [m.payload for m in self.items]
+
+    def wait_for(self, count: int = 1, timeout: float = 10.0) -> list[T]:
+        wait_until(lambda: len(self.items) >= count, timeout)
+        return self.payloads
