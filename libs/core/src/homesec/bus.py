@@ -91,6 +91,7 @@ class Bus:
         )
         self._persistent = persistent
         self._subscriptions: list[_Subscription[Any]] = []
+        self._connect_listeners: list[Callable[[bool], None]] = []
         self._lock = threading.Lock()
         self._connected = threading.Event()
         self._ever_connected = False
@@ -156,6 +157,11 @@ class Bus:
         if wait_seconds is None:
             return self.connected
         return self.wait_connected(wait_seconds)
+
+    def on_connected(self, listener: Callable[[bool], None]) -> None:
+        """Call ``listener(session_present)`` after every (re)connection, on the network thread
+        (e.g. to re-publish Home Assistant discovery documents)."""
+        self._connect_listeners.append(listener)
 
     def wait_connected(self, timeout: float | None = None) -> bool:
         return self._connected.wait(timeout)
@@ -320,6 +326,11 @@ class Bus:
         client.publish(SERVICE_STATUS.topic(self.prefix, service=self.service), data, 1, True)
         self.metrics.mqtt_connected.set(1)
         self._connected.set()
+        for listener in list(self._connect_listeners):
+            try:
+                listener(bool(flags.session_present))
+            except Exception:
+                log.exception("connect listener failed")
         log.info(
             "connected to broker",
             extra={"session_present": bool(flags.session_present), "subscriptions": len(subs)},
