@@ -2,13 +2,15 @@
 #   make run    the whole system locally (Mosquitto + every service, demo camera)
 #   make test   every check: lint, types, unit, integration, deployment checks
 SHELL := /bin/bash
-UV ?= $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 PYTEST_ARGS ?=
+# uv from PATH, else a private copy in .tools/ (a venv, so it works where system pip is locked)
+UV := $(or $(shell command -v uv 2>/dev/null),$(CURDIR)/.tools/bin/uv)
 
 .PHONY: install run test lint typecheck unit docs bench clean
 
-$(UV):
-	python3 -m pip install --user --quiet uv || python3 -m pip install --quiet uv
+$(CURDIR)/.tools/bin/uv:
+	python3 -m venv $(CURDIR)/.tools
+	$(CURDIR)/.tools/bin/pip install --quiet uv
 
 install: $(UV)
 	@command -v mosquitto >/dev/null || test -x /usr/sbin/mosquitto || { \

@@ -1,0 +1,114 @@
+"""`homesec run`: starts a broker and every installed service; services survive a broker kill."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from homesec.broker import free_port, port_open
+from homesec.services import CATALOGUE
+from support import wait_until
+
+INSTALLED = [s for s in CATALOGUE if s.installed()]
+
+
+class AvailabilityWatcher:
+    """Records the latest availability payload of every service."""
+
+    def __init__(self, port: int) -> None:
+        self.state: dict[str, str] = {}
+        self.live: dict[str, str] = {}  # published while we listened (not a retained replay)
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        self.client.on_connect = lambda c, *a: c.subscribe("homesec/+/availability", qos=1)
+        self.client.on_message = self._on_message
+        self.client.reconnect_delay_set(1, 2)
+        self.client.connect_async("127.0.0.1", port)
+        self.client.loop_start()
+
+    def _on_message(self, client, userdata, msg) -> None:
+        service = msg.topic.split("/")[1]
+        self.state[service] = msg.payload.decode()
+        if not msg.retain:
+            self.live[service] = msg.payload.decode()
+
+    def all_online(self, names: list[str], live: bool = False) -> bool:
+        seen = self.live if live else self.state
+        return all(seen.get(n) == "online" for n in names)
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+def runner_env(tmp_path: Path, broker_port: int) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        HOMESEC_BROKER_PORT=str(broker_port),
+        HOMESEC_BROKER_RECONNECT_MAX_SECONDS="2",
+        HOMESEC_DATA_DIR=str(tmp_path / "var"),
+        HOMESEC_SLACK_GATEWAY_PORT=str(free_port()),
+        PYTHONUNBUFFERED="1",
+    )
+    for info in CATALOGUE:
+        env[f"{info.env_prefix}METRICS_PORT"] = str(free_port())
+        env[f"{info.env_prefix}LOG_FORMAT"] = "text"
+    return env
+
+
+@pytest.mark.skipif(not INSTALLED, reason="no service installed yet")
+def test_run_brings_every_service_online_and_survives_broker_kill(tmp_path):
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "homesec.cli", "run"],
+        env=runner_env(tmp_path, port),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    watcher = None
+    try:
+        wait_until(lambda: port_open("127.0.0.1", port), timeout=15)
+        watcher = AvailabilityWatcher(port)
+        names = [s.name for s in INSTALLED]
+        started = time.monotonic()
+        wait_until(lambda: watcher.all_online(names), timeout=30)
+        first_online = time.monotonic() - started
+
+        # kill -9 the runner's Mosquitto: the runner restarts it, every service reconnects.
+        pid = int(
+            subprocess.run(
+                ["pgrep", "-f", f"{tmp_path}/var/mosquitto/mosquitto.conf"],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.split()[0]
+        )
+        os.kill(pid, signal.SIGKILL)
+        wait_until(lambda: not watcher.client.is_connected(), timeout=10)
+        watcher.live.clear()
+        # Each service must announce itself again on the restarted broker (a live message, not
+        # the retained copy the broker restored from its persistence file).
+        wait_until(lambda: watcher.all_online(names, live=True), timeout=40)
+        assert proc.poll() is None, "runner exited"
+        print(f"services online {first_online:.1f} s after start: {names}")
+    finally:
+        if watcher:
+            watcher.close()
+        proc.send_signal(signal.SIGTERM)
+        try:
+            out, _ = proc.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            out, _ = proc.communicate()
+        text = out.decode(errors="replace")
+    assert "metrics http://127.0.0.1:" in text
+    assert "homesec: stopped" in text, text[-3000:]
+    assert not port_open("127.0.0.1", port), "runner left its broker running"
