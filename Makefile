@@ -3,6 +3,7 @@
 #   make test   every check: lint, types, unit, integration, deployment checks
 SHELL := /bin/bash
 PYTEST_ARGS ?=
+LINT_PATHS := libs services tests $(wildcard bench)
 # uv from PATH, else a private copy in .tools/ (a venv, so it works where system pip is locked)
 UV := $(or $(shell command -v uv 2>/dev/null),$(CURDIR)/.tools/bin/uv)
 
@@ -21,8 +22,8 @@ run: install
 	$(UV) run homesec run
 
 lint: install
-	$(UV) run ruff format --check libs services tests bench
-	$(UV) run ruff check libs services tests bench
+	$(UV) run ruff format --check $(LINT_PATHS)
+	$(UV) run ruff check $(LINT_PATHS)
 
 typecheck: install
 	$(UV) run mypy libs/core/src
