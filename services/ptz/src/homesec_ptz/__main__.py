@@ -1,0 +1,3 @@
+from homesec_ptz.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,227 @@
+"""The ptz service: ``ptz/<camera>/command`` in, the head moved, ``ptz/<camera>/state`` out.
+
+Bus handlers only queue; one worker thread owns the head, so commands apply in order and a
+smooth move is re-targeted (not queued behind) when a new command arrives.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+
+from prometheus_client import Counter, Gauge
+
+from homesec.bus import Bus, Received
+from homesec.contract import (
+    PTZ_COMMAND,
+    PTZ_MAX_DEGREES,
+    PTZ_MIN_DEGREES,
+    PTZ_STATE,
+    PtzCommand,
+    PtzState,
+)
+from homesec.metrics import ServiceMetrics
+from homesec_ptz.backends import PanTiltHatBackend, PtzBackend, SimulatedBackend
+from homesec_ptz.planner import Outcome, plan, step_towards
+from homesec_ptz.settings import Position, PtzSettings
+from homesec_ptz.store import PresetStore, presets_path
+
+log = logging.getLogger("homesec_ptz")
+
+
+class PtzMetrics:
+    def __init__(self, metrics: ServiceMetrics) -> None:
+        r = metrics.registry
+        self.commands = Counter(
+            "homesec_ptz_commands",
+            "PTZ commands handled, by outcome (applied, clamped, rejected)",
+            ["camera", "outcome"],
+            registry=r,
+        )
+        self.pan = Gauge("homesec_ptz_pan_degrees", "Current pan angle", ["camera"], registry=r)
+        self.tilt = Gauge("homesec_ptz_tilt_degrees", "Current tilt angle", ["camera"], registry=r)
+        self.moving = Gauge("homesec_ptz_moving", "1 while the head moves", ["camera"], registry=r)
+
+
+def make_backend(settings: PtzSettings) -> PtzBackend:
+    if settings.backend == "pantilthat":
+        return PanTiltHatBackend()
+    home = settings.home
+    return SimulatedBackend(
+        pan=home.pan,
+        tilt=home.tilt,
+        slew_degrees_per_second=settings.simulated_slew_degrees_per_second,
+    )
+
+
+class PtzController:
+    """Owns one camera's head. Construct before ``bus.start()`` (it subscribes)."""
+
+    def __init__(
+        self,
+        bus: Bus,
+        settings: PtzSettings,
+        metrics: ServiceMetrics,
+        backend: PtzBackend | None = None,
+    ) -> None:
+        self._bus = bus
+        self._settings = settings
+        self.camera = settings.camera_id
+        self.backend = backend if backend is not None else make_backend(settings)
+        self.store = PresetStore(presets_path(settings.data_dir, self.camera), settings.presets)
+        self._metrics = PtzMetrics(metrics)
+        self._commands: queue.Queue[PtzCommand] = queue.Queue()
+        self._retained: PtzState | None = None
+        self._retained_seen = threading.Event()
+        self._restored = False
+        self._republish = threading.Event()
+        self._target = settings.home
+        self._sent = settings.home
+        self._stepping = False
+        self._last_step = 0.0
+        self._last_publish = 0.0
+        self._last_moving = False
+        self._last_request_id: str | None = None
+        self._error: str | None = None
+        bus.subscribe(PTZ_STATE, self._on_state, camera=self.camera)
+        bus.subscribe(PTZ_COMMAND, self._on_command, camera=self.camera)
+        bus.on_connected(lambda _session: self._republish.set())
+
+    # ---- bus handlers (network thread): just hand over -------------------------------------
+
+    def _on_state(self, msg: Received[PtzState]) -> None:
+        if not self._restored and self._retained is None and msg.retained:
+            self._retained = msg.payload
+            self._retained_seen.set()
+
+    def _on_command(self, msg: Received[PtzCommand]) -> None:
+        self._commands.put(msg.payload)
+
+    # ---- worker ----------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> None:
+        """Restore the last position, then apply commands until ``stop`` is set."""
+        try:
+            self._restore(stop)
+            while not stop.is_set():
+                timeout = self._settings.state_interval_seconds if self._moving() else 0.5
+                try:
+                    cmd: PtzCommand | None = self._commands.get(timeout=timeout)
+                except queue.Empty:
+                    cmd = None
+                if cmd is not None:
+                    self.handle(cmd)
+                if self._stepping:
+                    self._step()
+                self._publish_if_due()
+        finally:
+            self.backend.close()
+
+    def _restore(self, stop: threading.Event) -> None:
+        self._retained_seen.wait(self._settings.restore_wait_seconds)
+        retained = self._retained
+        self._restored = True
+        if retained is not None:
+            start, source = Position(pan=retained.target_pan, tilt=retained.target_tilt), "retained"
+            self._last_request_id = retained.last_request_id
+        elif self.store.last_position is not None:
+            start, source = self.store.last_position, "presets file"
+        else:
+            start, source = self._settings.home, "home"
+        log.info(
+            "restoring position",
+            extra={"camera": self.camera, "pan": start.pan, "tilt": start.tilt, "from": source},
+        )
+        self._target = start
+        self._send(start)
+        self._publish()
+
+    def handle(self, cmd: PtzCommand) -> None:
+        """Apply one command (worker thread)."""
+        result = plan(cmd, self._target, self.store.presets, self._settings.home)
+        self._metrics.commands.labels(self.camera, result.outcome.value).inc()
+        self._last_request_id = cmd.request_id
+        self._error = result.error
+        extra = {
+            "camera": self.camera,
+            "outcome": result.outcome.value,
+            "source": cmd.source,
+            "request_id": cmd.request_id,
+        }
+        if result.outcome is Outcome.REJECTED:
+            log.warning("ptz command rejected", extra={**extra, "reason": result.error})
+            self._publish()
+            return
+        if result.save_as is not None:
+            self.store.save_preset(result.save_as, self._target)
+            log.info("preset saved", extra={**extra, "preset": result.save_as})
+            self._publish()
+            return
+        assert result.target is not None
+        if result.outcome is Outcome.CLAMPED:
+            log.warning("ptz command clamped", extra={**extra, "reason": result.error})
+        log.info("moving", extra={**extra, "pan": result.target.pan, "tilt": result.target.tilt})
+        self._target = result.target
+        self.store.save_position(self._target)
+        if self._settings.step_degrees_per_second > 0:
+            if not self._stepping:
+                self._last_step = time.monotonic()
+            self._stepping = True
+            self._step()
+        else:
+            self._send(self._target)
+        self._publish()
+
+    def _step(self) -> None:
+        now = time.monotonic()
+        max_step = self._settings.step_degrees_per_second * max(0.0, now - self._last_step)
+        self._last_step = now
+        nxt = step_towards(self._sent, self._target, max_step)
+        self._send(nxt)
+        if nxt == self._target:
+            self._stepping = False
+            self._publish()
+
+    def _send(self, position: Position) -> None:
+        self.backend.move(position.pan, position.tilt)
+        self._sent = position
+
+    def _moving(self) -> bool:
+        return self._stepping or self.backend.settling()
+
+    def _publish_if_due(self) -> None:
+        due = time.monotonic() - self._last_publish >= self._settings.state_interval_seconds
+        if self._republish.is_set() or (self._moving() and due):
+            self._publish()
+        elif self._last_moving and not self._moving():
+            self._publish()  # the move just finished
+
+    def state(self) -> PtzState:
+        pan, tilt = self.backend.position()
+        return PtzState(
+            pan=_limit(pan),
+            tilt=_limit(tilt),
+            target_pan=self._target.pan,
+            target_tilt=self._target.tilt,
+            moving=self._moving(),
+            backend=self.backend.name,
+            presets=sorted(self.store.presets)[:100],
+            last_request_id=self._last_request_id,
+            error=self._error,
+        )
+
+    def _publish(self) -> None:
+        self._republish.clear()
+        state = self.state()
+        self._last_publish = time.monotonic()
+        self._last_moving = state.moving
+        self._bus.publish(PTZ_STATE, state, camera=self.camera)
+        self._metrics.pan.labels(self.camera).set(state.pan)
+        self._metrics.tilt.labels(self.camera).set(state.tilt)
+        self._metrics.moving.labels(self.camera).set(1 if state.moving else 0)
+
+
+def _limit(value: float) -> float:
+    return min(PTZ_MAX_DEGREES, max(PTZ_MIN_DEGREES, value))
