@@ -1,0 +1,3 @@
+from homesec_slack_gateway.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,59 @@
+"""The gateway's own Prometheus metrics, registered on the service registry."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+API_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class GatewayMetrics:
+    """Commands, alerts, labels, Slack API latency and signature failures."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.commands = Counter(
+            "homesec_slack_commands",
+            "Slash commands handled, by command and outcome",
+            ["command", "outcome"],
+            registry=registry,
+        )
+        self.alerts_sent = Counter(
+            "homesec_slack_alerts_sent", "Alerts delivered to Slack", registry=registry
+        )
+        self.alerts_failed = Counter(
+            "homesec_slack_alerts_failed",
+            "Failed attempts to deliver an alert (it stays queued and is retried)",
+            registry=registry,
+        )
+        self.alerts_suppressed = Counter(
+            "homesec_slack_alerts_suppressed",
+            "Alert events not posted because of the per-camera rate limit",
+            registry=registry,
+        )
+        self.alert_backlog = Gauge(
+            "homesec_slack_alert_backlog", "Alerts queued and not yet delivered", registry=registry
+        )
+        self.api_seconds = Histogram(
+            "homesec_slack_api_seconds",
+            "Slack Web API call duration, by method",
+            ["method"],
+            buckets=API_BUCKETS,
+            registry=registry,
+        )
+        self.signature_failures = Counter(
+            "homesec_slack_signature_failures",
+            "Requests refused by Slack request verification, by reason",
+            ["reason"],
+            registry=registry,
+        )
+        self.labels = Counter(
+            "homesec_slack_labels",
+            "Training labels received from Slack buttons, by label",
+            ["label"],
+            registry=registry,
+        )
+        self.label_backlog = Gauge(
+            "homesec_slack_label_backlog",
+            "Training labels stored but not yet acknowledged by the broker",
+            registry=registry,
+        )

@@ -1,0 +1,145 @@
+"""Wiring: bus subscriptions, durable queue, Slack clients, HTTP server or Socket Mode."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import uvicorn
+from prometheus_client import CollectorRegistry
+
+from homesec.bus import Bus
+from homesec.state import SystemStateView
+from homesec_slack_gateway.alerts import AlertIntake, AlertSender
+from homesec_slack_gateway.handlers import Gateway
+from homesec_slack_gateway.http_app import create_app
+from homesec_slack_gateway.labels import LabelOutbox
+from homesec_slack_gateway.metrics import GatewayMetrics
+from homesec_slack_gateway.mirror import Mirror
+from homesec_slack_gateway.settings import SlackGatewaySettings
+from homesec_slack_gateway.slack_api import web_client
+from homesec_slack_gateway.socket_mode import SocketModeRunner
+from homesec_slack_gateway.store import Store
+
+log = logging.getLogger("homesec.slack_gateway")
+
+
+class GatewayService:
+    """The whole gateway. Construct (subscribes), start the bus, then :meth:`run`."""
+
+    def __init__(
+        self, bus: Bus, settings: SlackGatewaySettings, registry: CollectorRegistry
+    ) -> None:
+        self.settings = settings
+        self.bus = bus
+        self.registry = registry
+        self.metrics = GatewayMetrics(registry)
+        self.store = Store(settings.state_dir / "outbox.sqlite3")
+        self.state = SystemStateView(bus)
+        self.mirror = Mirror(bus)
+        self.wake = threading.Event()
+        bot_token = SlackGatewaySettings.reveal(settings.slack_bot_token)
+        self.bot = web_client(settings, self.metrics, bot_token) if bot_token else None
+        if self.bot is None:
+            log.warning("SLACK_BOT_TOKEN is not set: commands work, alerts cannot be posted")
+        self.labels = LabelOutbox(bus, self.store, self.metrics)
+        self.gateway = Gateway(
+            bus, settings, self.metrics, self.store, self.mirror, self.state, self.labels, self.bot
+        )
+        self.intake = AlertIntake(
+            bus,
+            self.store,
+            self.mirror,
+            self.state,
+            self.metrics,
+            settings.media_dir,
+            settings.alert_min_interval_seconds,
+            self.wake,
+        )
+        self.sender = AlertSender(
+            self.store,
+            self.bot,
+            settings.alert_channel,
+            self.metrics,
+            self.wake,
+            settings.retry_initial_seconds,
+            settings.retry_max_seconds,
+        )
+        self.app = create_app(self.gateway, settings, self.metrics, registry)
+        self.server: uvicorn.Server | None = None
+        self.socket: SocketModeRunner | None = None
+        self.ready = threading.Event()
+
+    @property
+    def http_port(self) -> int | None:
+        """The bound HTTP port once serving (useful with port 0)."""
+        if self.server is None or not self.server.started:
+            return None
+        return int(self.server.servers[0].sockets[0].getsockname()[1])
+
+    def run(self, stop: threading.Event) -> None:
+        """Serve until ``stop`` is set, then shut everything down."""
+        self.store.prune()
+        self.sender.start(stop)
+        self.labels.start(stop)
+        server_thread: threading.Thread | None = None
+        try:
+            if self.settings.socket_mode:
+                app_token = SlackGatewaySettings.reveal(self.settings.slack_app_token)
+                if not app_token:
+                    log.error("socket mode needs SLACK_APP_TOKEN (xapp-...); not connecting")
+                else:
+                    self.socket = SocketModeRunner(
+                        self.gateway, self.settings, self.metrics, app_token
+                    )
+                    self._connect_socket(stop)
+            elif self.settings.port:
+                config = uvicorn.Config(
+                    self.app,
+                    host=self.settings.host,
+                    port=self.settings.port,
+                    log_config=None,
+                    access_log=False,
+                    lifespan="off",
+                )
+                self.server = uvicorn.Server(config)
+                self.server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+                server_thread = threading.Thread(
+                    target=self.server.run, name="slack-http", daemon=True
+                )
+                server_thread.start()
+                deadline = time.monotonic() + 10
+                while not self.server.started and time.monotonic() < deadline:
+                    if not server_thread.is_alive():
+                        raise SystemExit(
+                            f"HTTP server could not start on port {self.settings.port}"
+                        )
+                    time.sleep(0.02)
+                log.info("http listening", extra={"port": self.http_port})
+            self.ready.set()
+            stop.wait()
+        finally:
+            stop.set()
+            if self.server is not None:
+                self.server.should_exit = True
+            if server_thread is not None:
+                server_thread.join(5)
+            if self.socket is not None:
+                self.socket.close()
+            self.sender.join(5)
+            self.labels.join(5)
+            self.gateway.close()
+            self.store.close()
+
+    def _connect_socket(self, stop: threading.Event) -> None:
+        assert self.socket is not None
+        delay = self.settings.retry_initial_seconds
+        while not stop.is_set():
+            try:
+                self.socket.start()
+                return
+            except Exception as exc:
+                log.warning("socket mode connect failed; retrying", extra={"error": str(exc)[:200]})
+                stop.wait(delay)
+                delay = min(delay * 2, self.settings.retry_max_seconds)

@@ -1,0 +1,106 @@
+"""Settings of the Slack gateway (``HOMESEC_SLACK_GATEWAY_*`` plus Slack's own variables)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import NoDecode
+
+from homesec.contract import ID_PATTERN
+from homesec.settings import ServiceSettings, settings_config
+
+PREFIX = "HOMESEC_SLACK_GATEWAY_"
+
+
+def _secret(name: str, description: str) -> SecretStr | None:
+    return Field(
+        None,
+        validation_alias=AliasChoices(f"{PREFIX}{name}".lower(), name.lower()),
+        description=description,
+    )
+
+
+class SlackGatewaySettings(ServiceSettings):
+    """Everything the gateway needs; the defaults run the local demo (no Slack tokens)."""
+
+    model_config = settings_config(PREFIX)
+
+    metrics_port: int = Field(9103, ge=0, le=65535)
+
+    # ---- Slack credentials (SLACK_* or HOMESEC_SLACK_GATEWAY_SLACK_*) -------------------------
+    slack_bot_token: SecretStr | None = _secret(
+        "SLACK_BOT_TOKEN", "Bot token xoxb-...: posts alerts, uploads snapshots, updates messages"
+    )
+    slack_signing_secret: SecretStr | None = _secret(
+        "SLACK_SIGNING_SECRET", "Signing secret: without it the HTTP endpoint refuses everything"
+    )
+    slack_app_token: SecretStr | None = _secret(
+        "SLACK_APP_TOKEN", "App-level token xapp-... (connections:write) for Socket Mode"
+    )
+    slack_api_url: str = Field(
+        "https://slack.com/api/", description="Slack Web API base URL (tests point it elsewhere)"
+    )
+
+    # ---- transport -------------------------------------------------------------------------
+    socket_mode: bool = Field(False, description="Receive commands over Socket Mode, not HTTP")
+    host: str = "0.0.0.0"
+    port: int = Field(3000, ge=0, le=65535, description="HTTP port of POST /slack/events")
+    max_body_bytes: int = Field(
+        64 * 1024, ge=1024, le=10 * 1024 * 1024, description="Larger request bodies get 413"
+    )
+    signature_max_age_seconds: int = Field(300, ge=1, le=3600, description="Replay window")
+
+    # ---- behaviour -------------------------------------------------------------------------
+    alert_channel: str = Field("#homesec", min_length=1, description="Channel for alerts")
+    default_camera: str = Field("front", pattern=ID_PATTERN)
+    alert_min_interval_seconds: float = Field(
+        10.0, ge=0, description="Per camera: alerts closer than this are not posted"
+    )
+    allowed_users: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Slack user ids allowed to use the gateway (empty: all)"
+    )
+    admin_users: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Slack user ids allowed to run /initialize"
+    )
+    snapshot_wait_seconds: float = Field(
+        2.0, ge=0, le=20, description="How long to wait for a fresh snapshot before using the last"
+    )
+    ptz_wait_seconds: float = Field(
+        5.0, ge=0, le=25, description="How long rotate waits for the PTZ state to confirm"
+    )
+    initialize_pan: float = Field(40.0, ge=-90, le=90)
+    initialize_tilt: float = Field(10.0, ge=-90, le=90)
+
+    # ---- delivery --------------------------------------------------------------------------
+    retry_initial_seconds: float = Field(1.0, gt=0, le=60, description="First retry delay")
+    retry_max_seconds: float = Field(60.0, gt=0, le=3600, description="Longest retry delay")
+    rate_limit_retries: int = Field(3, ge=0, le=20, description="429 retries inside one call")
+    slack_timeout_seconds: int = Field(15, ge=1, le=120)
+    label_confirm_seconds: float = Field(10.0, gt=0, le=120)
+
+    @field_validator("allowed_users", "admin_users", mode="before")
+    @classmethod
+    def _split_users(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip().startswith("["):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("slack_api_url")
+    @classmethod
+    def _trailing_slash(cls, value: str) -> str:
+        return value if value.endswith("/") else value + "/"
+
+    @property
+    def state_dir(self) -> Path:
+        """Where the durable alert/label queue lives."""
+        return self.data_dir / "slack-gateway"
+
+    @staticmethod
+    def reveal(secret: SecretStr | None) -> str | None:
+        """The secret's value, or None when unset or blank."""
+        if secret is None:
+            return None
+        value = secret.get_secret_value().strip()
+        return value or None

@@ -1,0 +1,66 @@
+"""Socket Mode: the same handlers over Slack's WebSocket (for a Pi behind NAT, no public URL).
+
+Slack authenticates the connection with the app-level token, so no request signature applies;
+every envelope is acknowledged with its ``envelope_id`` (slash commands carry the answer in the
+acknowledgement, as an HTTP response would).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from slack_sdk.socket_mode import SocketModeClient
+from slack_sdk.socket_mode.request import SocketModeRequest
+from slack_sdk.socket_mode.response import SocketModeResponse
+
+from homesec_slack_gateway.handlers import Gateway, InteractionError
+from homesec_slack_gateway.metrics import GatewayMetrics
+from homesec_slack_gateway.settings import SlackGatewaySettings
+from homesec_slack_gateway.slack_api import web_client
+
+log = logging.getLogger("homesec.slack_gateway.socket_mode")
+
+
+class SocketModeRunner:
+    """Owns the SocketModeClient and routes its envelopes to the :class:`Gateway`."""
+
+    def __init__(
+        self,
+        gateway: Gateway,
+        settings: SlackGatewaySettings,
+        metrics: GatewayMetrics,
+        app_token: str,
+    ) -> None:
+        self._gateway = gateway
+        self.client = SocketModeClient(
+            app_token=app_token,
+            web_client=web_client(settings, metrics, token=None),
+            ping_interval=10,
+        )
+        self.client.socket_mode_request_listeners.append(self._on_request)
+
+    def start(self) -> None:
+        """Open the WebSocket (``apps.connections.open`` then connect; reconnects by itself)."""
+        self.client.connect()
+        log.info("socket mode connected")
+
+    def close(self) -> None:
+        self.client.close()
+
+    def _on_request(self, client: SocketModeClient, req: SocketModeRequest) -> None:
+        payload: dict[str, Any] | None = None
+        try:
+            if req.type == "slash_commands":
+                payload = self._gateway.handle_command(req.payload)
+            elif req.type == "interactive":
+                payload = self._gateway.handle_interaction(req.payload)
+            else:
+                log.info("socket mode envelope ignored", extra={"type": req.type})
+        except InteractionError as exc:
+            log.warning("interaction refused", extra={"reason": str(exc)})
+        except Exception:
+            log.exception("socket mode handler failed", extra={"type": req.type})
+        client.send_socket_mode_response(
+            SocketModeResponse(envelope_id=req.envelope_id, payload=payload)
+        )

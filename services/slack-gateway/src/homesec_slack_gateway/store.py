@@ -1,0 +1,202 @@
+"""Durable outbox in SQLite: alerts waiting for Slack and labels waiting for the broker.
+
+A row is marked done only after the remote side confirmed it, so a gateway restart, a Slack
+outage or a broker outage loses nothing. Alerts are delivered in insertion order; an alert
+whose image was uploaded but whose button message was not remembers that (``stage``), so a
+retry never posts the image twice.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from enum import IntEnum
+from pathlib import Path
+from typing import Literal
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS alerts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id TEXT NOT NULL UNIQUE,
+    camera TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    text TEXT NOT NULL,
+    training INTEGER NOT NULL,
+    image BLOB,
+    stage INTEGER NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT,
+    sent_at REAL
+);
+CREATE INDEX IF NOT EXISTS alerts_stage ON alerts (stage, id);
+CREATE TABLE IF NOT EXISTS labels (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    payload TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    published_at REAL
+);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+class Stage(IntEnum):
+    SUPPRESSED = -1  # rate-limited: remembered so later updates of the event do not alert
+    QUEUED = 0
+    UPLOADED = 1  # image posted, button message still to post
+    SENT = 2
+
+
+@dataclass(frozen=True)
+class QueuedAlert:
+    id: int
+    event_id: str
+    camera: str
+    created_at: float
+    text: str
+    training: bool
+    image: bytes | None
+    stage: Stage
+    attempts: int
+
+
+AddResult = Literal["queued", "duplicate", "rate_limited"]
+
+
+class Store:
+    """Thread-safe wrapper around one SQLite file (WAL mode)."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # ---- alerts ------------------------------------------------------------------------------
+
+    def add_alert(
+        self,
+        *,
+        event_id: str,
+        camera: str,
+        text: str,
+        training: bool,
+        image: bytes | None,
+        min_interval: float,
+        now: float | None = None,
+    ) -> AddResult:
+        """Queue an alert once per event; suppress it when the camera alerted too recently."""
+        now = time.time() if now is None else now
+        with self._lock:
+            if self._db.execute("SELECT 1 FROM alerts WHERE event_id=?", (event_id,)).fetchone():
+                return "duplicate"
+            row = self._db.execute(
+                "SELECT MAX(created_at) FROM alerts WHERE camera=? AND stage>=0", (camera,)
+            ).fetchone()
+            last = row[0] if row else None
+            limited = last is not None and now - float(last) < min_interval
+            stage = Stage.SUPPRESSED if limited else Stage.QUEUED
+            self._db.execute(
+                "INSERT INTO alerts (event_id, camera, created_at, text, training, image, stage)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (event_id, camera, now, text, int(training), None if limited else image, stage),
+            )
+            return "rate_limited" if limited else "queued"
+
+    def next_alert(self) -> QueuedAlert | None:
+        """The oldest alert not yet delivered."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT id, event_id, camera, created_at, text, training, image, stage, attempts"
+                " FROM alerts WHERE stage IN (0, 1) ORDER BY id LIMIT 1"
+            ).fetchone()
+        if row is None:
+            return None
+        return QueuedAlert(
+            id=row[0],
+            event_id=row[1],
+            camera=row[2],
+            created_at=row[3],
+            text=row[4],
+            training=bool(row[5]),
+            image=row[6],
+            stage=Stage(row[7]),
+            attempts=row[8],
+        )
+
+    def set_stage(self, alert_id: int, stage: Stage) -> None:
+        with self._lock:
+            if stage is Stage.SENT:
+                self._db.execute(
+                    "UPDATE alerts SET stage=?, image=NULL, sent_at=?, last_error=NULL WHERE id=?",
+                    (stage, time.time(), alert_id),
+                )
+            else:
+                self._db.execute("UPDATE alerts SET stage=? WHERE id=?", (stage, alert_id))
+
+    def record_failure(self, alert_id: int, error: str) -> None:
+        with self._lock:
+            self._db.execute(
+                "UPDATE alerts SET attempts=attempts+1, last_error=? WHERE id=?",
+                (error[:500], alert_id),
+            )
+
+    def alert_backlog(self) -> int:
+        with self._lock:
+            row = self._db.execute("SELECT COUNT(*) FROM alerts WHERE stage IN (0, 1)").fetchone()
+        return int(row[0])
+
+    def prune(self, older_than_seconds: float = 14 * 24 * 3600) -> None:
+        """Forget delivered/suppressed alerts and published labels older than the horizon."""
+        cutoff = time.time() - older_than_seconds
+        with self._lock:
+            self._db.execute(
+                "DELETE FROM alerts WHERE stage IN (-1, 2) AND created_at < ?", (cutoff,)
+            )
+            self._db.execute(
+                "DELETE FROM labels WHERE published_at IS NOT NULL AND created_at < ?", (cutoff,)
+            )
+
+    # ---- labels ------------------------------------------------------------------------------
+
+    def add_label(self, payload_json: str) -> int:
+        with self._lock:
+            cur = self._db.execute(
+                "INSERT INTO labels (payload, created_at) VALUES (?, ?)",
+                (payload_json, time.time()),
+            )
+            return int(cur.lastrowid or 0)
+
+    def pending_labels(self) -> list[tuple[int, str]]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, payload FROM labels WHERE published_at IS NULL ORDER BY id"
+            ).fetchall()
+        return [(int(r[0]), str(r[1])) for r in rows]
+
+    def mark_label_published(self, label_id: int) -> None:
+        with self._lock:
+            self._db.execute("UPDATE labels SET published_at=? WHERE id=?", (time.time(), label_id))
+
+    # ---- small key/value facts ---------------------------------------------------------------
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO meta (key, value) VALUES (?, ?)"
+                " ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+                (key, value),
+            )
+
+    def get_meta(self, key: str) -> str | None:
+        with self._lock:
+            row = self._db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return None if row is None else str(row[0])
