@@ -1,0 +1,3 @@
+from homesec_camera.main import main
+
+raise SystemExit(main())
