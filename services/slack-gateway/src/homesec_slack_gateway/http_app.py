@@ -1,6 +1,6 @@
 """The HTTP face of the gateway: ``POST /slack/events``, ``GET /healthz``, ``/metrics``."""
 
-from __future__ import annotations
+# No "from __future__ import annotations": FastAPI must resolve the closure-local dependency.
 
 import json
 from typing import Annotated, Any

@@ -94,7 +94,7 @@ class GatewayService:
                         self.gateway, self.settings, self.metrics, app_token
                     )
                     self._connect_socket(stop)
-            elif self.settings.port:
+            else:
                 config = uvicorn.Config(
                     self.app,
                     host=self.settings.host,

@@ -46,7 +46,9 @@ class SlackGatewaySettings(ServiceSettings):
     # ---- transport -------------------------------------------------------------------------
     socket_mode: bool = Field(False, description="Receive commands over Socket Mode, not HTTP")
     host: str = "0.0.0.0"
-    port: int = Field(3000, ge=0, le=65535, description="HTTP port of POST /slack/events")
+    port: int = Field(
+        3000, ge=0, le=65535, description="HTTP port of POST /slack/events (0: any free port)"
+    )
     max_body_bytes: int = Field(
         64 * 1024, ge=1024, le=10 * 1024 * 1024, description="Larger request bodies get 413"
     )
