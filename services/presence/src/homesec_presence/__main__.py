@@ -1,0 +1,3 @@
+from homesec_presence.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Device-discovery backends: router web API, Linux neighbour table, MQTT trackers."""

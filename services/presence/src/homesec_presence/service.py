@@ -1,0 +1,249 @@
+"""The presence service shell: poll the backend, debounce, publish, ask to arm/disarm.
+
+Everything with a decision in it lives in plain classes (:mod:`.tracker`, :mod:`.autoarm`,
+the backends); this module only wires them to the bus, the clock and the metrics.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from prometheus_client import Counter, Gauge
+
+from homesec.bus import Bus, Received
+from homesec.contract import (
+    PRESENCE,
+    SYSTEM_SET,
+    PresenceState,
+    ServiceState,
+    SetCommand,
+    SystemSetting,
+    SystemValue,
+)
+from homesec.metrics import ServiceMetrics
+from homesec.state import SystemStateView
+from homesec_presence.autoarm import Action, AutoArmPolicy
+from homesec_presence.backends.base import BackendError, PresenceBackend
+from homesec_presence.settings import PresenceSettings
+from homesec_presence.tracker import PresenceTracker
+
+log = logging.getLogger("homesec_presence")
+
+
+class PresenceMetrics:
+    def __init__(self, metrics: ServiceMetrics) -> None:
+        r = metrics.registry
+        self.people_home = Gauge(
+            "homesec_presence_people_home", "People currently counted as home", registry=r
+        )
+        self.person_home = Gauge(
+            "homesec_presence_person_home",
+            "1 while the person counts as home",
+            ["person"],
+            registry=r,
+        )
+        self.polls = Counter("homesec_presence_polls", "Backend polls attempted", registry=r)
+        self.backend_errors = Counter(
+            "homesec_presence_backend_errors", "Failed backend polls", ["backend"], registry=r
+        )
+        self.backend_up = Gauge(
+            "homesec_presence_backend_up", "1 while the last backend poll succeeded", registry=r
+        )
+        self.arm_requests = Counter(
+            "homesec_presence_arm_requests",
+            "Arm/disarm requests sent because of presence",
+            ["action"],
+            registry=r,
+        )
+
+
+def make_backend(settings: PresenceSettings, bus: Bus) -> PresenceBackend:
+    if settings.backend == "router":
+        from homesec_presence.backends.router import RouterBackend
+
+        return RouterBackend(settings.router)
+    if settings.backend == "mqtt":
+        from homesec_presence.backends.mqtt import MqttTrackerBackend
+
+        return MqttTrackerBackend(bus, settings.mqtt)
+    from homesec_presence.backends.neighbours import NeighbourBackend
+
+    return NeighbourBackend(settings.neighbours)
+
+
+class PresenceService:
+    """Construct before ``bus.start()`` (it subscribes), then :meth:`run`."""
+
+    def __init__(
+        self,
+        bus: Bus,
+        settings: PresenceSettings,
+        metrics: ServiceMetrics,
+        backend: PresenceBackend | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._bus = bus
+        self._settings = settings
+        self._clock = clock
+        self.watch = settings.watchlist()
+        self.backend = backend if backend is not None else make_backend(settings, bus)
+        self.tracker = PresenceTracker(self.watch.names, settings.away_grace_seconds)
+        self.policy = AutoArmPolicy()
+        self.metrics = PresenceMetrics(metrics)
+        self.system = SystemStateView(bus)
+        self.system.on_change(self._on_system_change)
+        self.backend_ok = True
+        self.backend_error: str | None = None
+        self._auto_arm_enabled = threading.Event()
+        self._retained: PresenceState | None = None
+        self._retained_seen = threading.Event()
+        self._restored = False
+        self._last_published: PresenceState | None = None
+        self._last_publish_at = 0.0
+        bus.subscribe(PRESENCE, self._on_presence)
+        for name in self.watch.names:
+            self.metrics.person_home.labels(name).set(0)
+
+    # ---- bus handlers (network thread) -----------------------------------------------------
+
+    def _on_presence(self, msg: Received[PresenceState]) -> None:
+        if not self._restored and self._retained is None and msg.retained:
+            self._retained = msg.payload
+            self._retained_seen.set()
+
+    def _on_system_change(self, setting: SystemSetting, value: SystemValue) -> None:
+        if setting is SystemSetting.AUTO_ARM and value.value:
+            self._auto_arm_enabled.set()
+
+    # ---- loop ------------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> None:
+        """Restore, then poll every ``poll_seconds`` until ``stop`` is set."""
+        self._retained_seen.wait(self._settings.restore_wait_seconds)
+        self._restore()
+        next_poll = 0.0
+        try:
+            while not stop.is_set():
+                if time.monotonic() >= next_poll:
+                    next_poll = time.monotonic() + self._settings.poll_seconds
+                    self.poll_once()
+                if self._auto_arm_enabled.is_set():
+                    self._auto_arm_enabled.clear()
+                    self._request(self.policy.on_auto_arm_enabled(self.backend_ok), "auto-arm on")
+                stop.wait(min(0.1, self._settings.poll_seconds))
+        finally:
+            self.backend.close()
+
+    def _restore(self) -> None:
+        self._restored = True
+        if self._retained is None:
+            return
+        restored = self.tracker.restore(self._retained)
+        self.policy.last = self.tracker.occupancy()
+        log.info(
+            "presence restored from the retained state",
+            extra={"people": restored, "occupancy": self.policy.last},
+        )
+
+    def poll_once(self) -> None:
+        """One poll: observe, debounce, publish, and maybe ask to arm/disarm."""
+        self.metrics.polls.inc()
+        now = self._clock()
+        try:
+            seen = self.backend.observe(self.watch)
+        except BackendError as exc:
+            self._on_failure(str(exc))
+        except Exception as exc:  # a backend bug must not kill the service
+            log.exception("presence backend crashed")
+            self._on_failure(f"backend crashed: {type(exc).__name__}")
+        else:
+            self._on_success(now, seen)
+        self._publish_if_due(now)
+
+    def _on_failure(self, error: str) -> None:
+        self.metrics.backend_errors.labels(self.backend.name).inc()
+        self.metrics.backend_up.set(0)
+        self.tracker.outage()
+        first = self.backend_ok or error != self.backend_error
+        self.backend_ok = False
+        self.backend_error = error[:300]
+        if first:
+            log.warning(
+                "presence backend failing; states frozen, no arm/disarm",
+                extra={"backend": self.backend.name, "error": self.backend_error},
+            )
+            self._bus.set_status(
+                ServiceState.DEGRADED,
+                f"{self.backend.name} backend failing: {self.backend_error}"[:500],
+                backend=self.backend.name,
+            )
+
+    def _on_success(self, now: float, seen: dict[str, bool | None]) -> None:
+        self.metrics.backend_up.set(1)
+        if not self.backend_ok:
+            log.info("presence backend recovered", extra={"backend": self.backend.name})
+            self._bus.set_status(ServiceState.OK, "", backend=self.backend.name)
+        self.backend_ok = True
+        self.backend_error = None
+        for change in self.tracker.observe(now, seen):
+            log.info(
+                "arrived" if change.home else "left",
+                extra={"person": change.person, "grace_seconds": self.tracker.grace},
+            )
+        home = 0
+        for person in self.tracker.snapshot():
+            self.metrics.person_home.labels(person.name).set(1 if person.home else 0)
+            home += person.home
+        self.metrics.people_home.set(home)
+        action = self.policy.on_occupancy(
+            self.tracker.occupancy(), self.system.get(SystemSetting.AUTO_ARM), self.backend_ok
+        )
+        self._request(action, "house empty" if action is Action.ARM else "someone arrived")
+
+    def _request(self, action: Action | None, reason: str) -> None:
+        if action is None:
+            return
+        want = action is Action.ARM
+        if self.system.known(SystemSetting.ARMED) and self.system.get(SystemSetting.ARMED) == want:
+            log.info("already in the wanted state", extra={"action": action.value})
+            return
+        self.metrics.arm_requests.labels(action.value).inc()
+        log.info("requesting " + action.value, extra={"reason": reason})
+        self._bus.publish(
+            SYSTEM_SET,
+            SetCommand(value=want, source="presence"),
+            setting=SystemSetting.ARMED.value,
+        )
+
+    def state(self, now: float) -> PresenceState:
+        return PresenceState(
+            anyone_home=self.tracker.occupancy() is True,
+            people=self.tracker.snapshot(),
+            backend=self.backend.name,
+            backend_ok=self.backend_ok,
+            backend_error=self.backend_error,
+            updated_at=now,
+        )
+
+    def _publish_if_due(self, now: float) -> None:
+        state = self.state(now)
+        last = self._last_published
+        changed = last is None or _essence(state) != _essence(last)
+        due = time.monotonic() - self._last_publish_at >= self._settings.publish_interval_seconds
+        if changed or due:
+            self._bus.publish(PRESENCE, state)
+            self._last_published = state
+            self._last_publish_at = time.monotonic()
+
+
+def _essence(state: PresenceState) -> tuple[object, ...]:
+    """What makes a state worth publishing at once (last-seen times ride on the periodic one)."""
+    return (
+        state.anyone_home,
+        tuple((p.name, p.home) for p in state.people),
+        state.backend_ok,
+        state.backend_error,
+    )
