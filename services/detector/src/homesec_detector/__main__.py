@@ -1,0 +1,3 @@
+from homesec_detector.main import main
+
+raise SystemExit(main())

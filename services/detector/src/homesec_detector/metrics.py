@@ -1,0 +1,87 @@
+"""The detector's Prometheus metrics (registered on the service's registry)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from homesec.metrics import LATENCY_BUCKETS
+
+STAGE_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25)
+
+
+class DetectorMetrics:
+    """``homesec_detector_*`` metrics."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        r = registry
+        self.frames_processed = Counter(
+            "homesec_detector_frames_processed",
+            "Frames run through the detector",
+            ["camera"],
+            registry=r,
+        )
+        self.frames_dropped = Counter(
+            "homesec_detector_frames_dropped",
+            "Frames replaced by a newer one before the worker took them (latest-wins)",
+            ["camera"],
+            registry=r,
+        )
+        self.stage_seconds = Histogram(
+            "homesec_detector_stage_seconds",
+            "Seconds per processing stage (decode, motion, person, media)",
+            ["stage"],
+            buckets=STAGE_BUCKETS,
+            registry=r,
+        )
+        self.frame_latency = Histogram(
+            "homesec_detector_frame_latency_seconds",
+            "Capture timestamp to frame processed",
+            ["camera"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.event_latency = Histogram(
+            "homesec_detector_event_latency_seconds",
+            "Capture timestamp of the causing frame to event message published",
+            ["camera"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.motion_events = Counter(
+            "homesec_detector_motion_events", "Motion events started", ["camera"], registry=r
+        )
+        self.alerts = Counter(
+            "homesec_detector_alerts",
+            "Motion events that alerted the owner",
+            ["camera"],
+            registry=r,
+        )
+        self.person_checks = Counter(
+            "homesec_detector_person_checks", "Person model runs", ["camera"], registry=r
+        )
+        self.person_rejections = Counter(
+            "homesec_detector_person_rejections",
+            "Events not alerted because no person was confirmed",
+            ["camera"],
+            registry=r,
+        )
+        self.background_resets = Counter(
+            "homesec_detector_background_resets",
+            "Background re-learnt after a sudden global change (lights, IR switch)",
+            ["camera"],
+            registry=r,
+        )
+        self.motion_active = Gauge(
+            "homesec_detector_motion_active",
+            "1 while a motion event is open",
+            ["camera"],
+            registry=r,
+        )
+        self.media_errors = Counter(
+            "homesec_detector_media_errors",
+            "Event media writes that failed (disk full, ...)",
+            registry=r,
+        )
+        self.media_pruned = Counter(
+            "homesec_detector_media_pruned", "Event folders deleted by retention", registry=r
+        )

@@ -1,0 +1,378 @@
+"""One camera's detector pipeline: decode → motion → (person) → events → media.
+
+The service and ``homesec eval`` both run this class; only the clock (frame timestamps), the
+source of frames and where the messages go differ.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import cv2
+import numpy as np
+
+from homesec.contract import (
+    EventType,
+    Frame,
+    Label,
+    MotionEvent,
+    PersonMode,
+    SystemSetting,
+    TrainingLabel,
+)
+from homesec_detector.events import (
+    DecisionInputs,
+    EventTracker,
+    PersonFinding,
+    make_event_id,
+)
+from homesec_detector.media_writer import BufferedFrame, MediaWriter, PrerollBuffer
+from homesec_detector.motion import BoxXYWH, MotionDetector, MotionResult
+from homesec_detector.person import CpuBudget, PersonDetector
+from homesec_detector.settings import DetectorSettings
+
+log = logging.getLogger("homesec_detector.pipeline")
+
+StateGetter = Callable[[SystemSetting], bool]
+
+
+@dataclass
+class Outcome:
+    """What processing one frame produced."""
+
+    motion: MotionResult | None
+    person_score: float | None = None
+    """Best person score in this frame; None where the model did not run on it."""
+    person_checks: int = 0
+    """Model runs for this frame (this frame plus pre-roll frames checked at event start)."""
+    messages: list[MotionEvent] = field(default_factory=list)
+    labels: list[TrainingLabel] = field(default_factory=list)
+    event_id: str | None = None
+    alert: bool = False
+    stages: dict[str, float] = field(default_factory=dict)
+
+
+class PersonChecker:
+    """Runs the person model on one buffered frame (decoding it in colour), within a budget."""
+
+    def __init__(
+        self,
+        detector: PersonDetector,
+        budget: CpuBudget,
+        decode_width: int = 640,
+        min_overlap: float = 0.3,
+    ) -> None:
+        self.min_overlap = min_overlap
+        self.detector = detector
+        self.budget = budget
+        self.decode_width = decode_width
+
+    def check(self, frame: BufferedFrame, roi: BoxXYWH | None) -> PersonFinding:
+        """Best person in ``frame`` (score 0 when none); stores the result on the frame."""
+        factor, flag = 1, cv2.IMREAD_COLOR
+        if frame.width >= 4 * self.decode_width:
+            factor, flag = 4, cv2.IMREAD_REDUCED_COLOR_4
+        elif frame.width >= 2 * self.decode_width:
+            factor, flag = 2, cv2.IMREAD_REDUCED_COLOR_2
+        started = time.perf_counter()
+        image = cv2.imdecode(np.frombuffer(frame.jpeg, np.uint8), flag)
+        if image is None:
+            return PersonFinding(0.0)
+        small_roi = None if roi is None else tuple(v // factor for v in roi)
+        found = self.detector.detect(image, small_roi)  # type: ignore[arg-type]
+        self.budget.record(time.perf_counter() - started)
+        if small_roi is not None:
+            # the crop around the motion shows more than the motion: a person must be IN it
+            found = [
+                d
+                for d in found
+                if _overlap(d.box, small_roi) >= self.min_overlap  # type: ignore[arg-type]
+            ]
+        if not found:
+            frame.person_score = 0.0
+            return PersonFinding(0.0)
+        best = max(found, key=lambda d: d.score)
+        box = tuple(v * factor for v in best.box)
+        frame.person_score = float(best.score)
+        frame.person_box = box  # type: ignore[assignment]
+        return PersonFinding(float(best.score), box)  # type: ignore[arg-type]
+
+
+def build_person_checker(
+    settings: DetectorSettings, clock: Callable[[], float] = time.monotonic
+) -> PersonChecker | None:
+    """The person model with its CPU budget (None when ``person_mode`` is off). The model
+    reports scores from ``person_report_threshold`` up; confirmation uses its own threshold.
+    ``clock`` paces the budget (the evaluation passes its simulated frame clock)."""
+    if settings.person_mode is PersonMode.OFF:
+        return None
+    model_settings = settings.person.model_copy(
+        update={
+            "score_threshold": min(
+                settings.person_report_threshold, settings.person.score_threshold
+            )
+        }
+    )
+    return PersonChecker(
+        PersonDetector(model_settings),
+        CpuBudget(fraction=settings.person_cpu_fraction, clock=clock),
+        settings.person_decode_width,
+        settings.person_min_overlap,
+    )
+
+
+class CameraPipeline:
+    """Per-camera state: background model, pre-roll, event tracker."""
+
+    def __init__(
+        self,
+        camera: str,
+        settings: DetectorSettings,
+        state: StateGetter,
+        *,
+        person: PersonChecker | None = None,
+        media: MediaWriter | None = None,
+        score_all: bool = False,
+    ) -> None:
+        self.camera = camera
+        self.settings = settings
+        self.state = state
+        self.person = person if settings.person_mode is not PersonMode.OFF else None
+        self.media = media if settings.media.enabled else None
+        self.score_all = score_all
+        self.motion = MotionDetector(settings.motion)
+        self.tracker = EventTracker(
+            camera, settings.events, media=self.media is not None, person_mode=settings.person_mode
+        )
+        self.ring = PrerollBuffer(settings.media.preroll_frames + 1)
+        self._quiet_since: float | None = None
+        self._last: BufferedFrame | None = None
+        self.frames = 0
+        self.undecodable = 0
+
+    @property
+    def threshold(self) -> float:
+        return self.settings.person.score_threshold
+
+    def _inputs(self) -> DecisionInputs:
+        return DecisionInputs(
+            armed=self.state(SystemSetting.ARMED),
+            notifications=self.state(SystemSetting.NOTIFICATIONS),
+            person_mode=self.settings.person_mode,
+            person_threshold=self.threshold,
+        )
+
+    # ---- per frame ------------------------------------------------------------------------
+
+    def process(self, frame: Frame, now: float | None = None) -> Outcome:
+        """Run one frame through the detector; ``now`` defaults to its capture time."""
+        now = frame.captured_at if now is None else now
+        stages: dict[str, float] = {}
+        t0 = time.perf_counter()
+        gray = self.motion.decode(frame.jpeg, frame.width)
+        t1 = time.perf_counter()
+        stages["decode"] = t1 - t0
+        if gray is None:
+            self.undecodable += 1
+            return Outcome(motion=None, stages=stages, event_id=self.tracker.event_id)
+        result = self.motion.process_gray(gray, (frame.width, frame.height))
+        stages["motion"] = time.perf_counter() - t1
+        self.frames += 1
+
+        buf = BufferedFrame(
+            seq=frame.seq,
+            captured_at=frame.captured_at,
+            jpeg=frame.jpeg,
+            width=frame.width,
+            height=frame.height,
+            occupied=result.occupied,
+            boxes=result.boxes,
+        )
+        self.ring.append(buf)
+        self._last = buf
+
+        t2 = time.perf_counter()
+        finding, checks = self._person_checks(buf, result)
+        if checks:
+            stages["person"] = time.perf_counter() - t2
+
+        was_active = self.tracker.active
+        messages = self.tracker.step(
+            now, frame.seq, frame.captured_at, result, finding, self._inputs()
+        )
+        t3 = time.perf_counter()
+        labels = self._media(buf, messages, was_active, now, result)
+        stages["media"] = time.perf_counter() - t3
+        return Outcome(
+            motion=result,
+            person_score=buf.person_score,
+            person_checks=checks,
+            messages=messages,
+            labels=labels,
+            event_id=self.tracker.event_id or (messages[-1].event_id if messages else None),
+            alert=self.tracker.alerted
+            or any(m.decision.alert and m.type is EventType.END for m in messages),
+            stages=stages,
+        )
+
+    def tick(self, now: float) -> list[MotionEvent]:
+        """End an event whose camera went quiet (no frames at all) for the quiet time."""
+        last = self._last
+        seq = last.seq if last else 0
+        captured = last.captured_at if last else now
+        messages = self.tracker.tick(now, seq, captured)
+        for msg in messages:
+            self._finish(msg)
+        return messages
+
+    # ---- person ---------------------------------------------------------------------------
+
+    def _person_checks(
+        self, buf: BufferedFrame, result: MotionResult
+    ) -> tuple[PersonFinding | None, int]:
+        """Run the model where it pays; returns the finding to feed the tracker and the count.
+
+        * every frame with motion, while no person is confirmed for the open/coming event and
+          the CPU budget allows (frames before the start become the scored pre-roll);
+        * when this frame starts an event: up to ``person_preroll_checks`` pre-roll frames with
+          motion that were not checked yet (newest first);
+        * ``score_all`` (evaluation of the model itself): every frame, whole image, no budget.
+        """
+        person = self.person
+        if person is None:
+            return None, 0
+        checks = 0
+        current = self.tracker.person
+        confirmed = current is not None and current.score >= self.threshold
+        if self.score_all:
+            person.check(buf, None)
+            checks += 1
+        elif result.occupied and not confirmed and person.budget.allow():
+            person.check(buf, result.union_box)
+            checks += 1
+        if self.tracker.active:
+            if buf.person_score is None:
+                return None, checks
+            return PersonFinding(buf.person_score, buf.person_box), checks
+        if not self.score_all and self.tracker.would_start_with(result.occupied):
+            extra = 0
+            for old in reversed(self.ring.frames()[:-1]):
+                if extra >= self.settings.person_preroll_checks:
+                    break
+                if _best(self.ring.frames(), self.threshold) is not None:
+                    break
+                if old.occupied and old.person_score is None and person.budget.allow():
+                    person.check(old, _union(old.boxes))
+                    extra += 1
+            checks += extra
+        best = max(
+            (f for f in self.ring.frames() if f.person_score is not None),
+            key=lambda f: f.person_score or 0.0,
+            default=None,
+        )
+        if best is None or best.person_score is None:
+            return None, checks
+        return PersonFinding(best.person_score, best.person_box), checks
+
+    # ---- media ----------------------------------------------------------------------------
+
+    def _media(
+        self,
+        buf: BufferedFrame,
+        messages: list[MotionEvent],
+        was_active: bool,
+        now: float,
+        result: MotionResult,
+    ) -> list[TrainingLabel]:
+        media = self.media
+        if result.occupied or self.tracker.active or self._quiet_since is None:
+            self._quiet_since = now
+        if media is None:
+            return []
+        for msg in messages:
+            if msg.type is EventType.START:
+                preroll = self.ring.frames()[:-1]
+                media.start_event(self.camera, msg.event_id, buf, preroll, _meta(msg, preroll))
+                media.add_frame(self.camera, msg.event_id, buf)
+            elif msg.type is EventType.END:
+                self._finish(msg)
+        if was_active and self.tracker.active and self.tracker.event_id:
+            media.add_frame(self.camera, self.tracker.event_id, buf)
+            if any(m.type is EventType.UPDATE and m.person_box for m in messages):
+                if buf.person_box is not None and buf.person_score == self.tracker.person.score:  # type: ignore[union-attr]
+                    media.update_person_box(self.camera, self.tracker.event_id, buf)
+        return self._unoccupied_sample(now, buf)
+
+    def _finish(self, msg: MotionEvent) -> None:
+        if self.media is not None:
+            self.media.finish_event(self.camera, msg.event_id, _meta(msg, None))
+
+    def _unoccupied_sample(self, now: float, buf: BufferedFrame) -> list[TrainingLabel]:
+        every = self.settings.media.min_save_seconds
+        if (
+            self.media is None
+            or every <= 0
+            or self._quiet_since is None
+            or now - self._quiet_since < every
+            or self.tracker.occupied_recent()
+            or not self.state(SystemSetting.TRAINING)
+        ):
+            return []
+        self._quiet_since = now
+        event_id = make_event_id(self.camera, now, buf.seq, "unocc")
+        frames = self.ring.frames()
+        meta = {
+            "event_id": event_id,
+            "camera": self.camera,
+            "type": "sample",
+            "label": Label.UNOCCUPIED.value,
+            "captured_at": buf.captured_at,
+            "frame_seq": buf.seq,
+            "detector": {"preroll_frames": len(frames)},
+        }
+        self.media.save_sample(self.camera, event_id, frames, meta)
+        return [
+            TrainingLabel(
+                event_id=event_id,
+                camera=self.camera,
+                label=Label.UNOCCUPIED,
+                labelled_by="detector:auto",
+                labelled_at=now,
+                source="detector",
+            )
+        ]
+
+
+def _union(boxes: list[BoxXYWH]) -> BoxXYWH | None:
+    if not boxes:
+        return None
+    x0 = min(b[0] for b in boxes)
+    y0 = min(b[1] for b in boxes)
+    x1 = max(b[0] + b[2] for b in boxes)
+    y1 = max(b[1] + b[3] for b in boxes)
+    return (x0, y0, x1 - x0, y1 - y0)
+
+
+def _overlap(box: BoxXYWH, roi: BoxXYWH) -> float:
+    """Fraction of ``box`` inside ``roi``."""
+    x0, y0 = max(box[0], roi[0]), max(box[1], roi[1])
+    x1 = min(box[0] + box[2], roi[0] + roi[2])
+    y1 = min(box[1] + box[3], roi[1] + roi[3])
+    inter = max(0, x1 - x0) * max(0, y1 - y0)
+    return inter / max(1, box[2] * box[3])
+
+
+def _best(frames: list[BufferedFrame], threshold: float) -> BufferedFrame | None:
+    confirmed = [f for f in frames if f.person_score is not None and f.person_score >= threshold]
+    return max(confirmed, key=lambda f: f.person_score or 0.0) if confirmed else None
+
+
+def _meta(msg: MotionEvent, preroll: list[BufferedFrame] | None) -> dict[str, Any]:
+    meta: dict[str, Any] = msg.model_dump(mode="json")
+    if preroll is not None:
+        meta["detector"] = {"preroll_frames": len(preroll)}
+    return meta

@@ -1,0 +1,223 @@
+"""The detector service: frames in from the bus, events and state out.
+
+Frames arrive on paho's network thread; each camera has a :class:`~homesec.latest.LatestSlot`
+and a worker thread, so only the newest frame is processed when the detector falls behind (the
+replaced ones are counted as dropped). Event messages are published through the media writer's
+queue, after the snapshot they name is on disk. The service also hosts the system state owner.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from homesec.bus import Bus, Received
+from homesec.contract import (
+    FRAMES,
+    MOTION_EVENTS,
+    MOTION_STATE,
+    TRAINING_LABELS,
+    EventType,
+    Frame,
+    MotionEvent,
+    OnOff,
+    TrainingLabel,
+    is_identifier,
+)
+from homesec.latest import LatestSlot
+from homesec.metrics import ServiceMetrics
+from homesec.state import SystemStateOwner
+from homesec_detector.media_writer import MediaWriter
+from homesec_detector.metrics import DetectorMetrics
+from homesec_detector.pipeline import CameraPipeline, PersonChecker, build_person_checker
+from homesec_detector.settings import DetectorSettings
+
+log = logging.getLogger("homesec_detector")
+
+
+class CameraWorker:
+    """One camera: its slot, its pipeline and the thread that drains the slot."""
+
+    def __init__(self, service: DetectorService, camera: str) -> None:
+        self.camera = camera
+        self.service = service
+        self.slot: LatestSlot[Frame] = LatestSlot()
+        self.pipeline = CameraPipeline(
+            camera,
+            service.settings,
+            service.state.get,
+            person=service.person,
+            media=service.media,
+        )
+        self.alerted: set[str] = set()
+        self._resets_seen = 0
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name=f"detector-{camera}", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        self.slot.put(None)  # type: ignore[arg-type]  # wake the worker
+        self.thread.join(timeout)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            frame = self.slot.take(timeout=1.0)
+            if self._stop.is_set():
+                return
+            try:
+                if frame is None:
+                    for msg in self.pipeline.tick(time.time()):
+                        self.service.publish_event(msg, self)
+                else:
+                    self._process(frame)
+            except Exception:
+                log.exception("frame processing failed", extra={"camera": self.camera})
+
+    def _process(self, frame: Frame) -> None:
+        m = self.service.metrics
+        outcome = self.pipeline.process(frame)
+        for stage, seconds in outcome.stages.items():
+            m.stage_seconds.labels(stage).observe(seconds)
+        m.frames_processed.labels(self.camera).inc()
+        m.frame_latency.labels(self.camera).observe(max(0.0, time.time() - frame.captured_at))
+        if outcome.person_checks:
+            m.person_checks.labels(self.camera).inc(outcome.person_checks)
+        resets = self.pipeline.motion.background_resets
+        if resets > self._resets_seen:
+            m.background_resets.labels(self.camera).inc(resets - self._resets_seen)
+            self._resets_seen = resets
+        for msg in outcome.messages:
+            self.service.publish_event(msg, self)
+        for label in outcome.labels:
+            self.service.publish_label(label)
+
+
+class DetectorService:
+    """Subscribes to frames, runs a pipeline per camera, publishes events and motion state."""
+
+    def __init__(
+        self,
+        bus: Bus,
+        settings: DetectorSettings,
+        metrics: ServiceMetrics,
+        *,
+        person: PersonChecker | None = None,
+    ) -> None:
+        self.bus = bus
+        self.settings = settings
+        self.metrics = DetectorMetrics(metrics.registry)
+        self.state = SystemStateOwner(bus, settings.state_defaults())
+        self.media = MediaWriter(
+            settings.media_dir,
+            settings.media,
+            on_error=self.metrics.media_errors.inc,
+            on_pruned=self.metrics.media_pruned.inc,
+        )
+        self.person = person if person is not None else build_person_checker(settings)
+        self.workers: dict[str, CameraWorker] = {}
+        self._lock = threading.Lock()
+        self._closed = False
+        if settings.cameras:
+            for camera in settings.cameras:
+                bus.subscribe(FRAMES, self._on_frame, camera=camera)
+        else:
+            bus.subscribe(FRAMES, self._on_frame)
+
+    # ---- lifecycle ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """After the bus started: restore/publish system state, start the media writer."""
+        self.media.start()
+        self.state.start()
+        log.info(
+            "detector running",
+            extra={
+                "cameras": self.settings.cameras or "all",
+                "person_mode": self.settings.person_mode.value,
+                "media_dir": str(self.settings.media_dir),
+            },
+        )
+
+    def run(self, stop: threading.Event) -> None:
+        self.start()
+        stop.wait()
+        self.close()
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            workers = list(self.workers.values())
+        for worker in workers:
+            worker.stop()
+        self.media.flush()
+        self.media.stop()
+        self.state.stop()
+
+    # ---- frames ---------------------------------------------------------------------------
+
+    def worker(self, camera: str) -> CameraWorker | None:
+        with self._lock:
+            if self._closed:
+                return None
+            worker = self.workers.get(camera)
+            if worker is None:
+                worker = self.workers[camera] = CameraWorker(self, camera)
+                self.bus.publish(MOTION_STATE, OnOff("OFF"), camera=camera)
+                self.metrics.motion_active.labels(camera).set(0)
+                worker.start()
+                log.info("camera seen", extra={"camera": camera})
+            return worker
+
+    def _on_frame(self, msg: Received[Frame]) -> None:
+        camera = msg.params.get("camera", msg.payload.camera)
+        if not is_identifier(camera):
+            return
+        worker = self.worker(camera)
+        if worker is not None and worker.slot.put(msg.payload):
+            self.metrics.frames_dropped.labels(camera).inc()
+
+    # ---- publishing -----------------------------------------------------------------------
+
+    def publish_event(self, msg: MotionEvent, worker: CameraWorker) -> None:
+        """Publish after the media queued before it (the snapshot) is written."""
+        self.media.call(lambda: self._publish_now(msg, worker), essential=True)
+
+    def _publish_now(self, msg: MotionEvent, worker: CameraWorker) -> None:
+        m = self.metrics
+        camera = msg.camera
+        self.bus.publish(MOTION_EVENTS, msg)
+        if msg.type is not EventType.END:
+            m.event_latency.labels(camera).observe(max(0.0, time.time() - msg.frame_captured_at))
+        if msg.type is EventType.START:
+            m.motion_events.labels(camera).inc()
+            m.motion_active.labels(camera).set(1)
+            self.bus.publish(MOTION_STATE, OnOff("ON"), camera=camera)
+        if msg.decision.alert and msg.event_id not in worker.alerted:
+            worker.alerted.add(msg.event_id)
+            m.alerts.labels(camera).inc()
+        log.info(
+            "motion event",
+            extra={
+                "type": msg.type.value,
+                "event_id": msg.event_id,
+                "camera": camera,
+                "alert": msg.decision.alert,
+                "reason": msg.decision.reason,
+                "person_score": msg.person_score,
+            },
+        )
+        if msg.type is EventType.END:
+            if msg.event_id not in worker.alerted and msg.decision.reason.startswith(
+                "no person confirmed"
+            ):
+                m.person_rejections.labels(camera).inc()
+            worker.alerted.discard(msg.event_id)
+            m.motion_active.labels(camera).set(0)
+            self.bus.publish(MOTION_STATE, OnOff("OFF"), camera=camera)
+
+    def publish_label(self, label: TrainingLabel) -> None:
+        self.media.call(lambda: self.bus.publish(TRAINING_LABELS, label), essential=True)
