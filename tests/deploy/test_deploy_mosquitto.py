@@ -8,155 +8,29 @@ ports rewritten to a temporary folder and free loopback ports.
 from __future__ import annotations
 
 import re
-import secrets
-import shutil
 import subprocess
-import threading
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
+from deploy_support import (
+    MOSQUITTO_DIR,
+    USERS,
+    Client,
+    SecuredBroker,
+    connect,
+    start_secured_broker,
+)
 
-from homesec.broker import MosquittoProcess, free_port, read_dev_settings
+from homesec.broker import read_dev_settings
 from support import wait_until
-
-REPO = Path(__file__).resolve().parents[2]
-MOSQUITTO_DIR = REPO / "mosquitto"
-SERVICE_USERS = ("camera", "detector", "slack-gateway", "presence", "uploader", "ptz")
-USERS = (*SERVICE_USERS, "homeassistant", "nodered", "admin")
-
-
-@dataclass
-class SecuredBroker:
-    proc: MosquittoProcess
-    ws_port: int
-    passwords: dict[str, str]
-
-    @property
-    def port(self) -> int:
-        return self.proc.port
-
-
-def deployment_config_text(ws_port: int) -> str:
-    """mosquitto.conf with container paths and ports replaced (placeholders for MosquittoProcess)."""
-    text = (MOSQUITTO_DIR / "mosquitto.conf").read_text()
-    assert "{" not in text and "}" not in text, "braces would break the template"
-    replacements = [
-        (r"(?m)^password_file /mosquitto/data/passwd$", "password_file {data_dir}/passwd"),
-        (r"(?m)^acl_file /mosquitto/config/acl$", f"acl_file {MOSQUITTO_DIR / 'acl'}"),
-        (r"(?m)^persistence_location /mosquitto/data/$", "persistence_location {data_dir}/"),
-        (r"(?m)^listener 1883$", "listener {port} {host}"),
-        (r"(?m)^listener 9001$", f"listener {ws_port} 127.0.0.1"),
-        (r"(?m)^log_dest stdout$", "log_dest file {data_dir}/mosquitto.log"),
-    ]
-    for pattern, new in replacements:
-        text, count = re.subn(pattern, new.replace("\\", "\\\\"), text)
-        assert count == 1, f"mosquitto.conf: expected exactly one line matching {pattern!r}"
-    return text + "\nuser {user}\n"
-
-
-def make_password_file(secrets_dir: Path, out: Path, env: dict[str, str] | None = None) -> str:
-    result = subprocess.run(
-        ["sh", str(MOSQUITTO_DIR / "make-passwords.sh"), str(secrets_dir), str(out)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=env,
-        check=False,
-    )
-    assert result.returncode == 0, f"make-passwords.sh failed: {result.stderr}"
-    return result.stdout
 
 
 @pytest.fixture
 def secured_broker(tmp_path: Path) -> Iterator[SecuredBroker]:
-    if shutil.which("mosquitto_passwd") is None:
-        pytest.fail("mosquitto_passwd not found: apt-get install mosquitto")
-    secrets_dir = tmp_path / "secrets"
-    secrets_dir.mkdir()
-    passwords = {user: secrets.token_urlsafe(16) for user in USERS}
-    for user, password in passwords.items():
-        (secrets_dir / f"mqtt_password_{user.replace('-', '_')}").write_text(password + "\n")
-    data_dir = (tmp_path / "data").resolve()
-    data_dir.mkdir()
-    make_password_file(secrets_dir, data_dir / "passwd")
-    ws_port = free_port()
-    proc = MosquittoProcess(data_dir=data_dir, config_text=deployment_config_text(ws_port))
-    proc.start()
-    wait_until(lambda: _port_listening(ws_port), 10)
-    yield SecuredBroker(proc, ws_port, passwords)
-    proc.kill()
-
-
-def _port_listening(port: int) -> bool:
-    from homesec.broker import port_open
-
-    return port_open("127.0.0.1", port, 0.2)
-
-
-@dataclass
-class Client:
-    """A paho MQTT v5 client that records what it receives."""
-
-    user: str | None
-    client: mqtt.Client
-    connack: threading.Event = field(default_factory=threading.Event)
-    reason: str = ""
-    failed: bool = False
-    received: list[tuple[str, bytes]] = field(default_factory=list)
-    subacks: list[list[int]] = field(default_factory=list)
-
-    def topics(self) -> list[str]:
-        return [t for t, _ in list(self.received)]
-
-    def subscribe(self, topic: str) -> list[int]:
-        before = len(self.subacks)
-        self.client.subscribe(topic, qos=1)
-        wait_until(lambda: len(self.subacks) > before, 10)
-        return self.subacks[before]
-
-    def publish(self, topic: str, payload: bytes = b"x") -> None:
-        self.client.publish(topic, payload, qos=1)
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
-
-
-def connect(port: int, user: str | None, password: str | None, transport: str = "tcp") -> Client:
-    paho = mqtt.Client(
-        CallbackAPIVersion.VERSION2,
-        client_id=f"acl-test-{user}-{uuid.uuid4().hex[:8]}",
-        protocol=mqtt.MQTTv5,
-        transport=transport,  # type: ignore[arg-type]
-        reconnect_on_failure=False,
-    )
-    if user is not None:
-        paho.username_pw_set(user, password)
-    c = Client(user, paho)
-
-    def on_connect(client, userdata, flags, reason_code, properties):  # type: ignore[no-untyped-def]
-        c.failed = reason_code.is_failure
-        c.reason = str(reason_code)
-        c.connack.set()
-
-    def on_message(client, userdata, message):  # type: ignore[no-untyped-def]
-        c.received.append((message.topic, bytes(message.payload)))
-
-    def on_subscribe(client, userdata, mid, reason_codes, properties):  # type: ignore[no-untyped-def]
-        c.subacks.append([rc.value for rc in reason_codes])
-
-    paho.on_connect = on_connect
-    paho.on_message = on_message
-    paho.on_subscribe = on_subscribe
-    paho.connect("127.0.0.1", port)
-    paho.loop_start()
-    assert c.connack.wait(10), f"no CONNACK for {user}"
-    return c
+    broker = start_secured_broker(tmp_path)
+    yield broker
+    broker.proc.kill()
 
 
 @pytest.fixture
