@@ -1,0 +1,303 @@
+"""The presence service on a real Mosquitto, with a detector-side SystemStateOwner playing the
+one writer of ``system/*``: the house empties → armed after the grace period, someone returns
+→ disarmed, auto-arm off → nothing, backend outage → degraded and nothing."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from presence_fake_router import FakeRouter, cookie_router_config
+
+from homesec.bus import Bus
+from homesec.contract import (
+    PRESENCE,
+    SERVICE_STATUS,
+    SYSTEM_SET,
+    PresenceState,
+    ServiceStatus,
+    SetCommand,
+    SystemSetting,
+)
+from homesec.settings import BrokerSettings
+from homesec.state import SystemStateOwner
+from homesec_presence.service import PresenceService
+from homesec_presence.settings import PresenceSettings
+from support import Collector, wait_until
+
+ALICE_MAC = "aa:bb:cc:dd:ee:01"
+BOB_MAC = "aa:bb:cc:dd:ee:02"
+GRACE = 1.0
+HEADER = "IP address       HW type     Flags       HW address            Mask     Device\n"
+
+
+def write_arp(path: Path, *macs: str) -> None:
+    rows = [
+        f"192.168.1.{10 + i}     0x1         0x2         {mac}     *        wlan0\n"
+        for i, mac in enumerate(macs)
+    ]
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(HEADER + "".join(rows))
+    os.replace(tmp, path)  # atomic, like the kernel's view
+
+
+@dataclass
+class Running:
+    service: PresenceService
+    bus: Bus
+    stop_event: threading.Event
+    thread: threading.Thread
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self.thread.join(10)
+        self.bus.stop(timeout=2)
+
+    def metric(self, name: str, **labels: str) -> float:
+        value = self.bus.metrics.registry.get_sample_value(name, labels)
+        return 0.0 if value is None else value
+
+
+@dataclass
+class World:
+    client: Bus
+    owner: SystemStateOwner
+    presence: Collector[PresenceState]
+    sets: Collector[SetCommand]
+    status: Collector[ServiceStatus]
+
+    def last_presence(self) -> PresenceState | None:
+        items = self.presence.payloads
+        return items[-1] if items else None
+
+    def armed(self) -> bool:
+        return self.owner.get(SystemSetting.ARMED)
+
+
+@pytest.fixture
+def world(make_bus: Callable[..., Bus]) -> World:
+    detector = make_bus("detector", start=False)
+    owner = SystemStateOwner(detector, restore_wait_seconds=0.2)
+    detector.start()
+    assert detector.wait_connected(10)
+    owner.start()
+    client = make_bus("client", start=False)
+    presence: Collector[PresenceState] = Collector()
+    sets: Collector[SetCommand] = Collector()
+    status: Collector[ServiceStatus] = Collector()
+    client.subscribe(PRESENCE, presence)
+    client.subscribe(SYSTEM_SET, sets, setting="armed")
+    client.subscribe(SERVICE_STATUS, status, service="presence")
+    client.start()
+    assert client.wait_connected(10)
+    wait_until(lambda: owner.snapshot()[SystemSetting.ARMED].changed_by == "default", 10)
+    return World(client, owner, presence, sets, status)
+
+
+StartPresence = Callable[..., Running]
+
+
+@pytest.fixture
+def start_presence(
+    make_bus: Callable[..., Bus], broker_settings: BrokerSettings, tmp_path: Path
+) -> Iterator[StartPresence]:
+    running: list[Running] = []
+
+    def start(**overrides: Any) -> Running:
+        values: dict[str, Any] = {
+            "broker": broker_settings,
+            "metrics_port": 0,
+            "data_dir": tmp_path,
+            "poll_seconds": 0.1,
+            "away_grace_seconds": GRACE,
+            "restore_wait_seconds": 0.3,
+            "people": {"alice": [ALICE_MAC], "bob": [BOB_MAC.upper().replace(":", "-")]},
+        }
+        values.update(overrides)
+        settings = PresenceSettings(**values)
+        bus = make_bus("presence", start=False)
+        service = PresenceService(bus, settings, bus.metrics)
+        bus.start()
+        assert bus.wait_connected(10)
+        stop = threading.Event()
+        thread = threading.Thread(target=service.run, args=(stop,), daemon=True)
+        thread.start()
+        handle = Running(service, bus, stop, thread)
+        running.append(handle)
+        return handle
+
+    yield start
+    for handle in running:
+        handle.stop()
+
+
+def set_auto_arm(world: World, presence: Running, value: bool) -> None:
+    world.owner.set(SystemSetting.AUTO_ARM, value, "test")
+    wait_until(lambda: presence.service.system.get(SystemSetting.AUTO_ARM) is value, 10)
+
+
+def test_house_empties_then_someone_returns(
+    world: World, start_presence: StartPresence, tmp_path: Path
+) -> None:
+    arp = tmp_path / "arp"
+    write_arp(arp, ALICE_MAC)
+    presence = start_presence(neighbours={"arp_path": arp})
+    set_auto_arm(world, presence, True)
+    state = wait_until(lambda: (s := world.last_presence()) and s.anyone_home and s, 10)
+    assert {p.name: p.home for p in state.people} == {"alice": True, "bob": False}
+    assert state.backend == "neighbours" and state.backend_ok
+    assert not world.armed()
+
+    write_arp(arp)  # alice's phone leaves the Wi-Fi
+    left_at = time.monotonic()
+    wait_until(world.armed, 15)
+    assert time.monotonic() - left_at >= GRACE  # not before the grace period
+    state = world.last_presence()
+    assert state is not None and not state.anyone_home
+    assert [s.value for s in world.sets.payloads] == [True]
+    assert world.sets.payloads[0].source == "presence"
+    assert world.owner.snapshot()[SystemSetting.ARMED].changed_by == "presence"
+
+    write_arp(arp, BOB_MAC.upper())  # bob comes home: disarm at once
+    wait_until(lambda: not world.armed(), 15)
+    assert [s.value for s in world.sets.payloads] == [True, False]
+    assert presence.metric("homesec_presence_arm_requests_total", action="arm") == 1
+    assert presence.metric("homesec_presence_arm_requests_total", action="disarm") == 1
+    assert presence.metric("homesec_presence_people_home") == 1
+    assert presence.metric("homesec_presence_person_home", person="bob") == 1
+    assert presence.metric("homesec_presence_backend_up") == 1
+    assert presence.metric("homesec_presence_polls_total") > 5
+
+
+def test_auto_arm_off_never_changes_armed(
+    world: World, start_presence: StartPresence, tmp_path: Path
+) -> None:
+    arp = tmp_path / "arp"
+    write_arp(arp, ALICE_MAC)
+    presence = start_presence(neighbours={"arp_path": arp})
+    assert world.owner.get(SystemSetting.AUTO_ARM) is False  # the default
+    wait_until(lambda: (s := world.last_presence()) and s.anyone_home, 10)
+    write_arp(arp)
+    wait_until(lambda: (s := world.last_presence()) and not s.anyone_home, 15)
+    time.sleep(0.5)  # a few more polls with the house empty
+    write_arp(arp, ALICE_MAC)
+    wait_until(lambda: (s := world.last_presence()) and s.anyone_home, 15)
+    time.sleep(0.5)
+    assert world.sets.payloads == []
+    assert not world.armed()
+    assert presence.metric("homesec_presence_arm_requests_total", action="arm") == 0
+
+
+def test_router_outage_degrades_and_never_flips_armed(
+    world: World, start_presence: StartPresence
+) -> None:
+    router = FakeRouter().start()
+    try:
+        router.state.set_devices([{"mac": ALICE_MAC, "hostname": "alices-phone"}])
+        presence = start_presence(backend="router", router=cookie_router_config(router.url))
+        set_auto_arm(world, presence, True)
+        wait_until(lambda: (s := world.last_presence()) and s.anyone_home, 10)
+
+        router.state.fail_status = 500  # the router breaks, and alice leaves meanwhile
+        router.state.set_devices([])
+        state = wait_until(lambda: (s := world.last_presence()) and not s.backend_ok and s, 10)
+        assert state.backend_error is not None and "HTTP 500" in state.backend_error
+        assert state.anyone_home  # frozen, not "unseen"
+        status = wait_until(lambda: [s for s in world.status.payloads if s.state == "degraded"], 10)
+        assert "HTTP 500" in status[-1].detail
+        time.sleep(GRACE * 2.5)  # an outage much longer than the grace period
+        assert world.sets.payloads == [] and not world.armed()
+        last = world.last_presence()
+        assert last is not None and last.anyone_home and not last.backend_ok
+        assert presence.metric("homesec_presence_backend_up") == 0
+        assert presence.metric("homesec_presence_backend_errors_total", backend="router") > 3
+
+        router.state.fail_status = None  # back: alice is gone, but only for a grace period
+        recovered_at = time.monotonic()
+        wait_until(lambda: world.status.payloads[-1].state == "ok", 10)  # recovered
+        wait_until(world.armed, 15)
+        assert time.monotonic() - recovered_at >= GRACE
+        assert [s.value for s in world.sets.payloads] == [True]
+    finally:
+        router.stop()
+
+
+def test_mqtt_tracker_backend(world: World, start_presence: StartPresence) -> None:
+    topic = "homeassistant/device_tracker/alice_phone/state"
+    world.client.publish_raw(topic, "home", retain=True)
+    presence = start_presence(backend="mqtt", people={}, mqtt={"trackers": {"alice": topic}})
+    set_auto_arm(world, presence, True)
+    state = wait_until(lambda: (s := world.last_presence()) and s.anyone_home and s, 10)
+    assert state.backend == "mqtt" and [p.name for p in state.people] == ["alice"]
+
+    world.client.publish_raw(topic, "not_home", retain=True)
+    wait_until(world.armed, 15)
+    world.client.publish_raw(topic, "home", retain=True)
+    wait_until(lambda: not world.armed(), 15)
+    assert [s.value for s in world.sets.payloads] == [True, False]
+
+
+def test_restart_restores_who_was_home(
+    world: World, start_presence: StartPresence, tmp_path: Path
+) -> None:
+    arp = tmp_path / "arp"
+    write_arp(arp, ALICE_MAC)
+    first = start_presence(neighbours={"arp_path": arp})
+    set_auto_arm(world, first, True)
+    wait_until(lambda: (s := world.last_presence()) and s.anyone_home, 10)
+    first.stop()
+    write_arp(arp)  # alice left while the service was down
+    second = start_presence(neighbours={"arp_path": arp})
+    # restored "alice home" from the retained state, so her leaving is a real departure
+    wait_until(world.armed, 15)
+    assert second.metric("homesec_presence_arm_requests_total", action="arm") == 1
+
+
+def test_python_m_homesec_presence_runs(
+    world: World, broker_settings: BrokerSettings, tmp_path: Path
+) -> None:
+    arp = tmp_path / "arp"
+    write_arp(arp, ALICE_MAC)
+    env = {
+        **os.environ,
+        "HOMESEC_BROKER_HOST": broker_settings.host,
+        "HOMESEC_BROKER_PORT": str(broker_settings.port),
+        "HOMESEC_PRESENCE_METRICS_PORT": "0",
+        "HOMESEC_PRESENCE_DATA_DIR": str(tmp_path),
+        "HOMESEC_PRESENCE_PEOPLE": f'{{"alice": ["{ALICE_MAC.upper()}"]}}',
+        "HOMESEC_PRESENCE_NEIGHBOURS__ARP_PATH": str(arp),
+        "HOMESEC_PRESENCE_POLL_SECONDS": "0.2",
+        "HOMESEC_PRESENCE_LOG_FORMAT": "text",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "homesec_presence"], env=env, cwd=tmp_path, stderr=subprocess.PIPE
+    )
+    try:
+        state = wait_until(lambda: (s := world.last_presence()) and s.anyone_home and s, 20)
+        assert state.people[0].name == "alice"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err.decode()[-2000:]
+
+
+def test_bad_people_setting_exits_2(tmp_path: Path) -> None:
+    env = {**os.environ, "HOMESEC_PRESENCE_PEOPLE": '{"alice": ["not a device!"]}'}
+    proc = subprocess.run(
+        [sys.executable, "-m", "homesec_presence"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        timeout=30,
+    )
+    assert proc.returncode == 2
+    assert b"HOMESEC_PRESENCE_PEOPLE" in proc.stderr
