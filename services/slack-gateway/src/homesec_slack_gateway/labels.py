@@ -49,7 +49,10 @@ class LabelOutbox:
 
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():
-            self.pump()
+            try:
+                self.pump()
+            except Exception:
+                log.exception("label outbox failed; retrying")
             self._wake.wait(0.2)
             self._wake.clear()
 
@@ -70,7 +73,17 @@ class LabelOutbox:
                 if info is None:
                     continue
                 self._in_flight[label_id] = info
-            if info.is_published():
+            if _acknowledged(info):
                 self._store.mark_label_published(label_id)
                 del self._in_flight[label_id]
                 log.info("label delivered to broker", extra={"id": label_id})
+
+
+def _acknowledged(info: mqtt.MQTTMessageInfo) -> bool:
+    """True once the broker acknowledged the message.
+
+    ``MQTTMessageInfo.is_published()`` raises for a message queued while disconnected (its rc
+    stays ``MQTT_ERR_NO_CONN``) although paho sends it after reconnecting and flags it on the
+    PUBACK; so read that flag directly."""
+    with info._condition:
+        return bool(info._published)
