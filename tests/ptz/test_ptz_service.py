@@ -274,3 +274,45 @@ def test_bad_setting_exits_2(tmp_path: Path) -> None:
     )
     assert proc.returncode == 2
     assert b"HOMESEC_PTZ_STEP_DEGREES_PER_SECOND" in proc.stderr
+
+
+class BrokenI2C(SimulatedBackend):
+    """The HAT's I2C bus failing (the only way to produce that here): moves raise OSError."""
+
+    broken = True
+
+    def move(self, pan: float, tilt: float) -> None:
+        if self.broken:
+            raise OSError(121, "Remote I/O error")
+        super().move(pan, tilt)
+
+
+def test_backend_failure_is_reported_and_not_fatal(
+    make_bus: Callable[..., Bus],
+    broker_settings: BrokerSettings,
+    states: tuple[Bus, Collector[PtzState]],
+    tmp_path: Path,
+) -> None:
+    client, collector = states
+    settings = PtzSettings(
+        broker=broker_settings, metrics_port=0, data_dir=tmp_path, restore_wait_seconds=0.2
+    )
+    bus = make_bus("ptz", start=False)
+    backend = BrokenI2C(0, 0)
+    controller = PtzController(bus, settings, bus.metrics, backend=backend)
+    bus.start()
+    stop = threading.Event()
+    thread = threading.Thread(target=controller.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        first = collector.wait_for(1)[0]
+        assert first.error is not None and "Remote I/O error" in first.error
+        assert bus.status.state == "degraded"
+        backend.broken = False
+        send(client, "after", pan=5, tilt=5)
+        state = wait_until(lambda: latest(collector, "after"), 15)
+        assert (state.pan, state.tilt) == (5, 5) and state.error is None
+        assert bus.status.state == "ok"
+    finally:
+        stop.set()
+        thread.join(10)

@@ -21,6 +21,7 @@ from homesec.contract import (
     PTZ_STATE,
     PtzCommand,
     PtzState,
+    ServiceState,
 )
 from homesec.metrics import ServiceMetrics
 from homesec_ptz.backends import PanTiltHatBackend, PtzBackend, SimulatedBackend
@@ -79,6 +80,7 @@ class PtzController:
         self._republish = threading.Event()
         self._target = settings.home
         self._sent = settings.home
+        self._backend_failed = False
         self._stepping = False
         self._last_step = 0.0
         self._last_publish = 0.0
@@ -111,11 +113,15 @@ class PtzController:
                     cmd: PtzCommand | None = self._commands.get(timeout=timeout)
                 except queue.Empty:
                     cmd = None
-                if cmd is not None:
-                    self.handle(cmd)
-                if self._stepping:
-                    self._step()
-                self._publish_if_due()
+                try:
+                    if cmd is not None:
+                        self.handle(cmd)
+                    if self._stepping:
+                        self._step()
+                    self._publish_if_due()
+                except Exception:  # a bug in one command must not stop the head for good
+                    log.exception("ptz worker error", extra={"camera": self.camera})
+                    self._stepping = False
         finally:
             self.backend.close()
 
@@ -185,8 +191,22 @@ class PtzController:
             self._publish()
 
     def _send(self, position: Position) -> None:
-        self.backend.move(position.pan, position.tilt)
+        """Move the hardware; a failing backend (I2C error...) is reported, not fatal."""
+        try:
+            self.backend.move(position.pan, position.tilt)
+        except (OSError, ValueError, RuntimeError) as exc:
+            self._stepping = False
+            self._error = f"backend failed: {type(exc).__name__}: {exc}"[:300]
+            log.error(
+                "pan-tilt backend failed", extra={"camera": self.camera, "error": self._error}
+            )
+            self._bus.set_status(ServiceState.DEGRADED, self._error, camera=self.camera)
+            self._backend_failed = True
+            return
         self._sent = position
+        if self._backend_failed:
+            self._backend_failed = False
+            self._bus.set_status(ServiceState.OK, "", camera=self.camera)
 
     def _moving(self) -> bool:
         return self._stepping or self.backend.settling()
@@ -198,8 +218,14 @@ class PtzController:
         elif self._last_moving and not self._moving():
             self._publish()  # the move just finished
 
+    def _position(self) -> tuple[float, float]:
+        try:
+            return self.backend.position()
+        except (OSError, ValueError, RuntimeError):
+            return self._sent.pan, self._sent.tilt
+
     def state(self) -> PtzState:
-        pan, tilt = self.backend.position()
+        pan, tilt = self._position()
         return PtzState(
             pan=_limit(pan),
             tilt=_limit(tilt),
