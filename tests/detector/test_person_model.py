@@ -138,12 +138,31 @@ def test_cyclist_on_the_hard_shoulder_is_a_person(detector: PersonDetector) -> N
         assert any(contains(d.box, (245, 222)) for d in found), (index, found)
 
 
-def test_squash_mode_and_min_box_fraction() -> None:
-    image = photo(2)
-    squash = PersonDetector(PersonModelSettings(full_frame="squash"))
-    found = squash.detect(image)
+def test_full_hd_frame_maps_boxes_back(detector: PersonDetector) -> None:
+    image = cv2.resize(photo(2), (1920, 1440), interpolation=cv2.INTER_LINEAR)  # 3x
+    found = detector.detect(image)
     assert_valid(found, image)
-    assert any(contains(d.box, (420, 230)) for d in found)
+    for x, y in PERSONS[2]:
+        assert any(contains(d.box, (3 * x, 3 * y)) for d in found), found
+    cropped = detector.detect(image, roi=(1080, 120, 350, 1170))  # the right-hand person
+    assert cropped and contains(cropped[0].box, (3 * 420, 3 * 230)), cropped
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [PersonModelSettings(full_frame="squash"), PersonModelSettings(resize="linear")],
+    ids=["squash", "linear"],
+)
+def test_other_preprocessing_modes_find_the_people(settings: PersonModelSettings) -> None:
+    image = photo(2)
+    found = PersonDetector(settings).detect(image)
+    assert_valid(found, image)
+    for point in PERSONS[2]:
+        assert any(contains(d.box, point) for d in found), (point, found)
+
+
+def test_min_box_fraction() -> None:
+    image = photo(2)
     big_only = PersonDetector(PersonModelSettings(min_box_fraction=0.12))
     sizes = [d.box[2] * d.box[3] / (640 * 480) for d in big_only.detect(image)]
     assert sizes and all(s >= 0.12 for s in sizes)

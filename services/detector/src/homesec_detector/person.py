@@ -62,6 +62,7 @@ class PersonModelSettings(BaseModel):
     min_crop_side: int = Field(176, ge=1)  # smallest crop (px): limits upscaling of tiny ROIs
     min_box_fraction: float = Field(0.0, ge=0.0, le=1.0)  # ignore boxes smaller than this
     full_frame: Literal["letterbox", "squash"] = "letterbox"  # without ROI
+    resize: Literal["area", "linear"] = "area"  # last resize step (after exact 2x halvings)
     threads: int | None = Field(None, ge=1)  # cv2.setNumThreads (process-wide) when set
 
 
@@ -104,6 +105,24 @@ def square_region(
     )
 
 
+def resize_into(src: np.ndarray, dst: np.ndarray, last: Literal["area", "linear"]) -> None:
+    """Resize ``src`` into the pre-allocated (possibly strided) image ``dst``.
+
+    While the source is at least twice the target it is halved with INTER_AREA (an exact 2x
+    area resize is cheap: ~0.5 ms from 1080p, where one INTER_AREA resize straight to 352 costs
+    ~6.6 ms on one core); the last step (less than 2x) is INTER_AREA (``area``, the model's
+    reference preprocessing, ~1.5 ms for 640x480 -> 352x264) or bilinear (``linear``, ~0.2 ms,
+    slightly more false positives on the road footage: 7 vs 4 of 374 frames at 0.5).
+    Upscaling is always bilinear."""
+    th, tw = dst.shape[:2]
+    while src.shape[0] >= 2 * th and src.shape[1] >= 2 * tw:
+        h2, w2 = src.shape[0] // 2, src.shape[1] // 2
+        src = cv2.resize(src[: 2 * h2, : 2 * w2], (w2, h2), interpolation=cv2.INTER_AREA)
+    shrinking = src.shape[1] > tw or src.shape[0] > th
+    interp = cv2.INTER_AREA if last == "area" and shrinking else cv2.INTER_LINEAR
+    cv2.resize(src, (tw, th), dst=dst, interpolation=interp)
+
+
 def _read_labels(settings: PersonModelSettings, model_path: Path) -> list[str]:
     path = settings.labels_path
     if path is None:
@@ -142,7 +161,8 @@ class PersonDetector:
             labels=self.labels,
         )
         size = settings.input_size
-        self._canvas = np.zeros((size, size, 3), np.uint8)
+        self._canvas = np.zeros((size, size, 3), np.uint8)  # the model input, as an image
+        self._blob = np.zeros((1, 3, size, size), np.float32)  # ... and as the NCHW tensor
         self._lock = threading.Lock()
         self.seconds_last = 0.0
         try:  # warm up (first inference allocates) and check the model and decoder agree
@@ -154,11 +174,18 @@ class PersonDetector:
             ) from exc
 
     def _forward(self) -> np.ndarray:
-        """Run the model on the canvas; the raw output tensor."""
-        blob = cv2.dnn.blobFromImage(
-            self._canvas, self.decoder.input_scale, swapRB=self.decoder.swap_rb, crop=False
+        """Run the model on the canvas; the raw output tensor.
+
+        Fills the pre-allocated NCHW blob in place: on opencv 5.0 this is ~0.2 ms where
+        ``cv2.dnn.blobFromImage`` takes ~1.3 ms for the same 352x352 input (same values)."""
+        canvas = self._canvas[:, :, ::-1] if self.decoder.swap_rb else self._canvas
+        np.multiply(
+            canvas.transpose(2, 0, 1),
+            np.float32(self.decoder.input_scale),
+            out=self._blob[0],
+            casting="unsafe",
         )
-        self._net.setInput(blob)
+        self._net.setInput(self._blob)
         out: np.ndarray = self._net.forward()
         return out
 
@@ -175,12 +202,8 @@ class PersonDetector:
         canvas = self._canvas
         if nw < size or nh < size:
             canvas.fill(0)
-        interp = cv2.INTER_AREA if scale < 1.0 else cv2.INTER_LINEAR
-        cv2.resize(
-            image[cy0:cy1, cx0:cx1],
-            (nw, nh),
-            dst=canvas[oy : oy + nh, ox : ox + nw],
-            interpolation=interp,
+        resize_into(
+            image[cy0:cy1, cx0:cx1], canvas[oy : oy + nh, ox : ox + nw], self.settings.resize
         )
 
     def detect(self, image_bgr: np.ndarray, roi: Box | None = None) -> list[Detection]:
@@ -196,12 +219,7 @@ class PersonDetector:
         with self._lock:
             try:
                 if roi is None and s.full_frame == "squash":
-                    cv2.resize(
-                        image_bgr,
-                        (s.input_size, s.input_size),
-                        dst=self._canvas,
-                        interpolation=cv2.INTER_AREA,
-                    )
+                    resize_into(image_bgr, self._canvas, s.resize)
                     raw = self.decoder.decode(self._forward(), img_w, img_h)
                     x0 = y0 = 0
                 else:
