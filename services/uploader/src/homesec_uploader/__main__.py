@@ -1,0 +1,3 @@
+from homesec_uploader.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,59 @@
+"""The uploader's Prometheus metrics (registered on the service's own registry)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+FAILURE_REASONS = (
+    "unreachable",
+    "destination",
+    "missing_file",
+    "corrupt_file",
+    "media_timeout",
+)
+
+
+class UploaderMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        r = registry
+        self.pending_items = Gauge(
+            "homesec_uploader_pending_items",
+            "Labels not fully uploaded yet (waiting for media or with objects pending)",
+            registry=r,
+        )
+        self.pending_objects = Gauge(
+            "homesec_uploader_pending_objects", "Objects waiting to be uploaded", registry=r
+        )
+        self.uploaded_objects = Counter(
+            "homesec_uploader_uploaded_objects",
+            "Objects uploaded (PUT confirmed) by this process",
+            registry=r,
+        )
+        self.uploaded_bytes = Counter(
+            "homesec_uploader_uploaded_bytes", "Bytes uploaded by this process", registry=r
+        )
+        self.already_present = Counter(
+            "homesec_uploader_already_present_objects",
+            "Pending objects found already stored with the same size and ETag (not re-sent)",
+            registry=r,
+        )
+        self.failures = Counter(
+            "homesec_uploader_failures",
+            "Failed object uploads or media problems, by reason",
+            ["reason"],
+            registry=r,
+        )
+        for reason in FAILURE_REASONS:
+            self.failures.labels(reason)
+        self.last_success = Gauge(
+            "homesec_uploader_last_success_timestamp_seconds",
+            "Unix time of the last upload run that finished without a destination error",
+            registry=r,
+        )
+        self.labels_received = Counter(
+            "homesec_uploader_labels_received",
+            "Training labels received, by label",
+            ["label"],
+            registry=r,
+        )
+        self.runs = Counter("homesec_uploader_runs", "Upload runs", registry=r)

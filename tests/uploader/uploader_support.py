@@ -1,0 +1,192 @@
+"""Helpers for the uploader tests: a moto S3 server on loopback, event media, a running service."""
+
+from __future__ import annotations
+
+import json
+import threading
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+import cv2
+import numpy as np
+from botocore.config import Config
+from moto.server import ThreadedMotoServer
+
+from homesec.contract import TrainingLabel
+from homesec.media import event_dir, frame_name
+from homesec.service import ServiceRuntime
+from homesec.settings import BrokerSettings
+from homesec_uploader.settings import UploaderSettings
+from homesec_uploader.stores import make_store
+from homesec_uploader.uploader import Uploader
+
+REGION = "us-east-1"
+STARTED_AT = 1764106200.0  # 2025-11-25T21:30:00Z
+
+
+class S3Server:
+    """moto's standalone S3 on 127.0.0.1; can be stopped (port closed) and restarted."""
+
+    def __init__(self) -> None:
+        self.port = 0
+        self._server: ThreadedMotoServer | None = None
+
+    def start(self) -> None:
+        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+        self._server.start()
+        self.port = self._server.get_host_and_port()[1]
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop()
+            wsgi = self._server._server  # moto leaves the socket listening after shutdown()
+            if wsgi is not None:
+                wsgi.server_close()
+            self._server = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def reset(self) -> None:
+        req = urllib.request.Request(f"{self.url}/moto-api/reset", method="POST")
+        with urllib.request.urlopen(req, timeout=10):
+            pass
+
+    def client(self) -> Any:
+        return boto3.client(
+            "s3",
+            endpoint_url=self.url,
+            region_name=REGION,
+            config=Config(s3={"addressing_style": "path"}),
+        )
+
+
+def versions(s3: Any, bucket: str) -> dict[str, int]:
+    """Number of stored versions per key (versioning is on: every PUT adds one)."""
+    counts: dict[str, int] = {}
+    for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket):
+        for v in page.get("Versions", []):
+            counts[v["Key"]] = counts.get(v["Key"], 0) + 1
+    return counts
+
+
+def jpeg(seed: int, width: int = 32, height: int = 24) -> bytes:
+    rng = np.random.default_rng(seed)
+    image = rng.integers(0, 255, (height, width, 3), dtype=np.uint8)
+    ok, buf = cv2.imencode(".jpg", image)
+    assert ok
+    return bytes(buf.tobytes())
+
+
+def make_event(
+    media_dir: Path,
+    camera: str,
+    event_id: str,
+    *,
+    started_at: float = STARTED_AT,
+    preroll: int = 3,
+    frames: int = 2,
+    ended: bool = True,
+) -> Path:
+    """An event folder in the detector's layout with real small JPEGs."""
+    folder = event_dir(media_dir, camera, event_id)
+    (folder / "preroll").mkdir(parents=True, exist_ok=True)
+    (folder / "frames").mkdir(parents=True, exist_ok=True)
+    for i in range(preroll):
+        (folder / "preroll" / frame_name(i)).write_bytes(jpeg(100 + i))
+    for i in range(frames):
+        (folder / "frames" / frame_name(i)).write_bytes(jpeg(200 + i))
+    (folder / "snapshot.jpg").write_bytes(jpeg(1))
+    write_event_json(folder, camera, event_id, started_at=started_at, ended=ended)
+    return folder
+
+
+def write_event_json(
+    folder: Path, camera: str, event_id: str, *, started_at: float, ended: bool
+) -> None:
+    meta = {
+        "type": "end" if ended else "start",
+        "event_id": event_id,
+        "camera": camera,
+        "started_at": started_at,
+        "ended_at": started_at + 12.5 if ended else None,
+        "frame_seq": 10,
+        "frame_captured_at": started_at,
+        "decision": {"alert": True, "reason": "armed, person confirmed (0.84)"},
+        "detector": {"frames": 40},
+    }
+    (folder / "event.json").write_text(json.dumps(meta))
+
+
+def label(event_id: str, camera: str = "front", verdict: str = "occupied") -> TrainingLabel:
+    return TrainingLabel.model_validate(
+        {
+            "event_id": event_id,
+            "camera": camera,
+            "label": verdict,
+            "labelled_by": "slack:U024BE7LH",
+            "labelled_at": STARTED_AT + 60,
+        }
+    )
+
+
+def uploader_settings(
+    broker: BrokerSettings, data_dir: Path, s3: S3Server | None = None, **overrides: Any
+) -> UploaderSettings:
+    values: dict[str, Any] = {
+        "broker": broker,
+        "metrics_port": 0,
+        "data_dir": data_dir,
+        "interval_seconds": 60.0,
+        "retry_base_seconds": 0.05,
+        "retry_max_seconds": 0.2,
+        "media_wait_seconds": 60.0,
+        "keep_local_days": 0.0,
+        "connect_timeout_seconds": 1.0,
+        "read_timeout_seconds": 2.0,
+        "s3_max_attempts": 1,
+    }
+    if s3 is not None:
+        values.update(
+            bucket="training-bucket",
+            endpoint_url=s3.url,
+            region=REGION,
+            addressing_style="path",
+        )
+    values.update(overrides)
+    return UploaderSettings(**values)
+
+
+@dataclass
+class Running:
+    """An uploader service running in-process, its loop on a thread."""
+
+    rt: ServiceRuntime
+    uploader: Uploader
+    thread: threading.Thread
+
+    def sample(self, name: str, labels: dict[str, str] | None = None) -> float:
+        value = self.rt.metrics.registry.get_sample_value(name, labels or {})
+        return 0.0 if value is None else value
+
+    def stop(self) -> None:
+        self.rt.request_stop()
+        self.thread.join(20)
+        assert not self.thread.is_alive()
+        self.rt.__exit__(None, None, None)
+        self.uploader.close()
+
+
+def start_uploader(settings: UploaderSettings) -> Running:
+    rt = ServiceRuntime("uploader", settings, install_signal_handlers=False, configure_logs=False)
+    rt.__enter__()
+    uploader = Uploader(rt.bus, settings, rt.metrics, make_store(settings))
+    rt.start()
+    assert rt.bus.wait_connected(10)
+    thread = threading.Thread(target=uploader.run, args=(rt.stop_event,), daemon=True)
+    thread.start()
+    return Running(rt, uploader, thread)
