@@ -48,7 +48,7 @@ class Backoff:
         self.failures = 0
 
     def next_delay(self) -> float:
-        delay = min(self.maximum, self.minimum * (2**self.failures))
+        delay = min(self.maximum, self.minimum * 2.0 ** min(self.failures, 60))
         self.failures += 1
         return delay
 

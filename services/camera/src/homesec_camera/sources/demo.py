@@ -257,8 +257,11 @@ def _texture(rng: np.random.Generator, h: int, w: int, cells: int, amp: float) -
     return cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)[:, :, None]
 
 
-def _jitter(rng: np.random.Generator, colour: tuple[int, int, int], amount: int = 12) -> tuple:
-    return tuple(int(np.clip(c + rng.integers(-amount, amount + 1), 0, 255)) for c in colour)
+def _jitter(
+    rng: np.random.Generator, colour: tuple[int, int, int], amount: int = 12
+) -> tuple[int, int, int]:
+    b, g, r = (int(np.clip(c + rng.integers(-amount, amount + 1), 0, 255)) for c in colour)
+    return b, g, r
 
 
 def _room(w: int, h: int, rng: np.random.Generator) -> np.ndarray:
