@@ -19,12 +19,25 @@ from urllib.parse import parse_qsl, urlencode
 import httpx
 from aiohttp import WSMsgType, web
 
-from homesec.bus import Bus
+from homesec.bus import Bus, Received
+from homesec.contract import (
+    PTZ_COMMAND,
+    PTZ_STATE,
+    SNAPSHOT,
+    SNAPSHOT_REQUEST,
+    SYSTEM_SET,
+    Frame,
+    PtzCommand,
+    PtzState,
+    SetCommand,
+    SnapshotRequest,
+)
 from homesec.metrics import ServiceMetrics
 from homesec.settings import BrokerSettings
+from homesec.state import SystemStateOwner
 from homesec_slack_gateway.service import GatewayService
 from homesec_slack_gateway.settings import SlackGatewaySettings
-from support import wait_until
+from support import Collector, wait_until
 
 SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 BOT_TOKEN = "xoxb-test-bot-token"
@@ -346,3 +359,53 @@ def responses_for(slack: FakeSlack, count: int = 1, timeout: float = 15.0) -> li
 def iter_texts(bodies: list[dict[str, Any]]) -> Iterator[str]:
     for body in bodies:
         yield str(body.get("text", ""))
+
+
+class Peers:
+    """Stand-ins for detector (the real SystemStateOwner), camera and ptz on the real broker."""
+
+    def __init__(self, make_bus) -> None:
+        self.sets: Collector[SetCommand] = Collector()
+        self.ptz_commands: Collector[PtzCommand] = Collector()
+        self.snapshot_requests: Collector[SnapshotRequest] = Collector()
+        detector = make_bus("detector", start=False)
+        self.owner = SystemStateOwner(detector, restore_wait_seconds=0.1)
+        detector.subscribe(SYSTEM_SET, self.sets)
+        detector.start()
+        assert detector.wait_connected(10)
+        self.owner.start()
+        self.camera = make_bus("camera", start=False)
+        self.camera.subscribe(SNAPSHOT_REQUEST, self._snapshot)
+        self.camera.start()
+        self.ptz = make_bus("ptz", start=False)
+        self.ptz.subscribe(PTZ_COMMAND, self._move)
+        self.ptz.start()
+        assert self.camera.wait_connected(10) and self.ptz.wait_connected(10)
+        self.seq = 0
+
+    def _snapshot(self, msg: Received[SnapshotRequest]) -> None:
+        self.snapshot_requests(msg)
+        self.seq += 1
+        frame = Frame(
+            camera=msg.params["camera"],
+            seq=self.seq,
+            captured_at=time.time(),
+            width=640,
+            height=480,
+            jpeg=JPEG,
+        )
+        self.camera.publish(SNAPSHOT, frame, camera=msg.params["camera"])
+
+    def _move(self, msg: Received[PtzCommand]) -> None:
+        self.ptz_commands(msg)
+        cmd = msg.payload
+        pan, tilt = float(cmd.pan or 0), float(cmd.tilt or 0)
+        state = PtzState(
+            pan=pan,
+            tilt=tilt,
+            target_pan=pan,
+            target_tilt=tilt,
+            backend="simulated",
+            last_request_id=cmd.request_id,
+        )
+        self.ptz.publish(PTZ_STATE, state, camera=msg.params["camera"])

@@ -5,33 +5,21 @@ from __future__ import annotations
 import time
 
 import pytest
-from gateway_fakes import JPEG, FakeSlack, Harness, responses_for
+from gateway_fakes import JPEG, FakeSlack, Harness, Peers, responses_for
 
-from homesec.bus import Received
 from homesec.contract import (
     AVAILABILITY,
     PRESENCE,
-    PTZ_COMMAND,
-    PTZ_STATE,
     SERVICE_STATUS,
-    SNAPSHOT,
-    SNAPSHOT_REQUEST,
-    SYSTEM_SET,
     Availability,
-    Frame,
     PersonPresence,
     PresenceState,
-    PtzCommand,
-    PtzState,
     ServiceState,
     ServiceStatus,
-    SetCommand,
-    SnapshotRequest,
     SystemSetting,
 )
-from homesec.state import SystemStateOwner
 from homesec_slack_gateway.alerts import format_time
-from support import Collector, wait_until
+from support import wait_until
 
 SWITCH_CASES = [
     ("/homesec", "arm", SystemSetting.ARMED, True),
@@ -49,56 +37,6 @@ SWITCH_CASES = [
     ("/auto_detect_on", "", SystemSetting.AUTO_ARM, True),
     ("/auto_detect_off", "", SystemSetting.AUTO_ARM, False),
 ]
-
-
-class Peers:
-    """Stand-ins for detector (the real SystemStateOwner), camera and ptz on the real broker."""
-
-    def __init__(self, make_bus) -> None:
-        self.sets: Collector[SetCommand] = Collector()
-        self.ptz_commands: Collector[PtzCommand] = Collector()
-        self.snapshot_requests: Collector[SnapshotRequest] = Collector()
-        detector = make_bus("detector", start=False)
-        self.owner = SystemStateOwner(detector, restore_wait_seconds=0.1)
-        detector.subscribe(SYSTEM_SET, self.sets)
-        detector.start()
-        assert detector.wait_connected(10)
-        self.owner.start()
-        self.camera = make_bus("camera", start=False)
-        self.camera.subscribe(SNAPSHOT_REQUEST, self._snapshot)
-        self.camera.start()
-        self.ptz = make_bus("ptz", start=False)
-        self.ptz.subscribe(PTZ_COMMAND, self._move)
-        self.ptz.start()
-        assert self.camera.wait_connected(10) and self.ptz.wait_connected(10)
-        self.seq = 0
-
-    def _snapshot(self, msg: Received[SnapshotRequest]) -> None:
-        self.snapshot_requests(msg)
-        self.seq += 1
-        frame = Frame(
-            camera=msg.params["camera"],
-            seq=self.seq,
-            captured_at=time.time(),
-            width=640,
-            height=480,
-            jpeg=JPEG,
-        )
-        self.camera.publish(SNAPSHOT, frame, camera=msg.params["camera"])
-
-    def _move(self, msg: Received[PtzCommand]) -> None:
-        self.ptz_commands(msg)
-        cmd = msg.payload
-        pan, tilt = float(cmd.pan or 0), float(cmd.tilt or 0)
-        state = PtzState(
-            pan=pan,
-            tilt=tilt,
-            target_pan=pan,
-            target_tilt=tilt,
-            backend="simulated",
-            last_request_id=cmd.request_id,
-        )
-        self.ptz.publish(PTZ_STATE, state, camera=msg.params["camera"])
 
 
 @pytest.fixture

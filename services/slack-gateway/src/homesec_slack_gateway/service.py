@@ -66,7 +66,12 @@ class GatewayService:
             settings.retry_initial_seconds,
             settings.retry_max_seconds,
         )
-        self.app = create_app(self.gateway, settings, self.metrics, registry)
+        # Socket Mode needs no HTTP app (and no signing secret)
+        self.app = (
+            None
+            if settings.socket_mode
+            else create_app(self.gateway, settings, self.metrics, registry)
+        )
         self.server: uvicorn.Server | None = None
         self.socket: SocketModeRunner | None = None
         self.ready = threading.Event()
@@ -95,6 +100,7 @@ class GatewayService:
                     )
                     self._connect_socket(stop)
             else:
+                assert self.app is not None
                 config = uvicorn.Config(
                     self.app,
                     host=self.settings.host,
