@@ -12,7 +12,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from homesec import __version__
 from homesec.bus import Bus, Received
@@ -25,7 +24,7 @@ from homesec.contract import (
     UploaderStatus,
     UploadRequest,
 )
-from homesec.media import EVENT_META, SNAPSHOT, UnsafePath
+from homesec.media import EVENT_META, FRAMES_DIR, PREROLL_DIR, SNAPSHOT, UnsafePath, event_dir
 from homesec.metrics import ServiceMetrics
 from homesec_uploader.event_media import (
     CorruptFile,
@@ -84,6 +83,7 @@ class Uploader:
         self.settings = settings
         self.store = store
         self.clock = clock
+        self.registry = metrics.registry
         self.metrics = UploaderMetrics(metrics.registry)
         self.ledger = Ledger(settings.ledger_path)
         self._wake = threading.Event()
@@ -344,24 +344,20 @@ class Uploader:
         before = self.clock() - self.settings.keep_local_days * _DAY
         cleaned = 0
         for row in self.ledger.cleanup_due(before):
-            folders: set[Path] = set()
             for obj in self.ledger.objects(row.id):
                 if obj.state != "uploaded" or obj.rel == LABEL_DOC:
                     continue  # a failed (corrupt) file stays for inspection
                 try:
                     path = media_path(self.settings.media_dir, row.camera, row.event_id, obj.rel)
                     path.unlink(missing_ok=True)
-                    folders.add(path.parent)
                 except (OSError, UnsafePath) as exc:
                     log.warning("cleanup failed", extra={"key": obj.key, "error": str(exc)})
-            for folder in sorted(folders, key=lambda p: len(p.parts), reverse=True):
-                for candidate in (folder, folder.parent):
-                    if candidate.resolve() == self.settings.media_dir.resolve():
-                        continue
-                    try:
-                        candidate.rmdir()  # only when empty
-                    except OSError:
-                        pass
+            folder = event_dir(self.settings.media_dir, row.camera, row.event_id)
+            for empty in (folder / PREROLL_DIR, folder / FRAMES_DIR, folder):
+                try:
+                    empty.rmdir()  # only when empty: unknown or failed files stay
+                except OSError:
+                    pass
             self.ledger.mark_cleaned(row.id, self.clock())
             cleaned += 1
             log.info("local media deleted", extra={"event_id": row.event_id, "camera": row.camera})
