@@ -93,17 +93,17 @@ def open_source(path: Path, fps: float | None) -> Source:
         return Source(fps or default_fps, _folder_frames(files))
     if not path.is_file():
         raise ValueError(f"{path}: no such file or folder")
+    if path.suffix.lower() == ".gif":
+        ok, animation = cv2.imreadanimation(str(path))
+        if ok and animation.frames:
+            durations = [d for d in animation.durations if d > 0]
+            rate = 1000.0 / (sum(durations) / len(durations)) if durations else default_fps
+            return Source(fps or rate, (_encode(f) for f in animation.frames))
     cap = cv2.VideoCapture(str(path))
     if cap.isOpened():
         rate = cap.get(cv2.CAP_PROP_FPS)
         return Source(fps or (rate if rate and rate > 0 else default_fps), _video_frames(cap))
-    if path.suffix.lower() == ".gif":
-        animation = cv2.Animation()
-        if cv2.imreadanimation(str(path), animation) and animation.frames:
-            durations = [d for d in animation.durations if d > 0]
-            rate = 1000.0 / (sum(durations) / len(durations)) if durations else default_fps
-            encoded = [_encode(f) for f in animation.frames]
-            return Source(fps or rate, iter(encoded))
+    cap.release()
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if image is not None:
         return Source(fps or default_fps, iter([_encode(image)]))

@@ -68,6 +68,8 @@ class PersonFinding:
 
     score: float
     box: BoxXYWH | None = None
+    confirmed: bool = False
+    """The pipeline's confirmation rule held (see ``CameraPipeline``)."""
 
 
 @dataclass(frozen=True)
@@ -99,7 +101,7 @@ def decide(
     min_notify_seconds: float,
 ) -> AlertDecision:
     """Whether to alert, and a reason a person can read."""
-    confirmed = person is not None and person.score >= inputs.person_threshold
+    confirmed = person is not None and person.confirmed
     best = "not checked" if person is None else f"best {person.score:.2f}"
     if not inputs.armed:
         return AlertDecision(alert=False, reason="disarmed")
@@ -108,9 +110,8 @@ def decide(
     if inputs.person_mode is PersonMode.REQUIRE and not confirmed:
         return AlertDecision(alert=False, reason=f"no person confirmed ({best})")
     if last_alert_at is not None and now - last_alert_at < min_notify_seconds:
-        ago = now - last_alert_at
         return AlertDecision(
-            alert=False, reason=f"previous alert {ago:.1f} s ago (< {min_notify_seconds:g} s)"
+            alert=False, reason=f"within {min_notify_seconds:g} s of the previous alert"
         )
     if confirmed:
         assert person is not None
@@ -235,6 +236,7 @@ class EventTracker:
         if now - ev.last_motion_at >= self.settings.quiet_seconds:
             out.append(self._message(EventType.END, ev, seq, captured_at, ended_at=now))
             self._event = None
+            self._window.clear()
         elif grew or better_person or changed:
             out.append(self._message(EventType.UPDATE, ev, seq, captured_at))
         return out
@@ -258,8 +260,13 @@ class EventTracker:
         if motion.largest_area > ev.area:
             ev.area = motion.largest_area
             ev.box = motion.largest_box
-        if person is not None and (ev.person is None or person.score > ev.person.score):
-            ev.person = person
+        if person is not None:
+            old = ev.person
+            confirmed = person.confirmed or (old is not None and old.confirmed)
+            if old is None or person.score > old.score:
+                ev.person = PersonFinding(person.score, person.box, confirmed)
+            else:
+                ev.person = PersonFinding(old.score, old.box, confirmed)
         return grew
 
     def _decide(self, ev: _OpenEvent, inputs: DecisionInputs, now: float) -> AlertDecision:

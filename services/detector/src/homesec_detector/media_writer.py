@@ -263,20 +263,22 @@ class MediaWriter:
         self,
         camera: str,
         event_id: str,
-        frames: list[BufferedFrame],
+        snapshot: BufferedFrame,
+        preroll: list[BufferedFrame],
         meta: dict[str, Any],
     ) -> None:
         """An 'unoccupied' sample: a folder like an event with snapshot, pre-roll, event.json."""
         folder = self.folder(camera, event_id)
+        jpeg = snapshot.jpeg
 
         def write() -> None:
             self.enforce_retention()
             folder.mkdir(parents=True, exist_ok=True)
-            _atomic_write(folder / SNAPSHOT, frames[-1].jpeg)
+            _atomic_write(folder / SNAPSHOT, jpeg)
             _atomic_write(folder / EVENT_META, _json(meta))
 
         self.call(write, essential=True)
-        self.save_preroll(folder, frames)
+        self.save_preroll(folder, preroll)
 
     def _draw_snapshot(self, folder: Path, frame: BufferedFrame) -> None:
         image = cv2.imdecode(np.frombuffer(frame.jpeg, np.uint8), cv2.IMREAD_COLOR)

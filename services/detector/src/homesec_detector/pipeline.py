@@ -150,6 +150,7 @@ class CameraPipeline:
         )
         self.ring = PrerollBuffer(settings.media.preroll_frames + 1)
         self._quiet_since: float | None = None
+        self._event_scores: dict[int, float] = {}
         self._last: BufferedFrame | None = None
         self.frames = 0
         self.undecodable = 0
@@ -246,37 +247,57 @@ class CameraPipeline:
         if person is None:
             return None, 0
         checks = 0
-        current = self.tracker.person
-        confirmed = current is not None and current.score >= self.threshold
         if self.score_all:
             person.check(buf, None)
             checks += 1
-        elif result.occupied and not confirmed and person.budget.allow():
+        elif result.occupied and not self._confirmed() and person.budget.allow():
             person.check(buf, result.union_box)
             checks += 1
         if self.tracker.active:
             if buf.person_score is None:
                 return None, checks
-            return PersonFinding(buf.person_score, buf.person_box), checks
+            return PersonFinding(buf.person_score, buf.person_box, self._confirmed()), checks
         if not self.score_all and self.tracker.would_start_with(result.occupied):
             extra = 0
             for old in reversed(self.ring.frames()[:-1]):
-                if extra >= self.settings.person_preroll_checks:
-                    break
-                if _best(self.ring.frames(), self.threshold) is not None:
+                if extra >= self.settings.person_preroll_checks or self._confirmed():
                     break
                 if old.occupied and old.person_score is None and person.budget.allow():
                     person.check(old, _union(old.boxes))
                     extra += 1
             checks += extra
-        best = max(
-            (f for f in self.ring.frames() if f.person_score is not None),
-            key=lambda f: f.person_score or 0.0,
-            default=None,
-        )
-        if best is None or best.person_score is None:
+        scored = [f for f in self.ring.frames() if f.person_score is not None]
+        if not scored:
             return None, checks
-        return PersonFinding(best.person_score, best.person_box), checks
+        best = max(scored, key=lambda f: f.person_score or 0.0)
+        return PersonFinding(best.person_score or 0.0, best.person_box, self._confirmed()), checks
+
+    def _history(self) -> list[float]:
+        """Scores of the checked frames that count for the open or coming event, in frame
+        order: the pre-roll ring (the original's ``person_last_30``) plus the event's frames."""
+        ring = [f for f in self.ring.frames() if f.person_score is not None]
+        if self.tracker.active:
+            self._event_scores.update((f.seq, f.person_score or 0.0) for f in ring)
+            items = sorted(self._event_scores.items())
+        else:
+            self._event_scores.clear()
+            self._event_scores.update((f.seq, f.person_score or 0.0) for f in ring)
+            items = sorted(self._event_scores.items())
+        return [score for _, score in items]
+
+    def _confirmed(self) -> bool:
+        """Confirmed when the median score of ``person_confirm_frames`` consecutive checked
+        frames reaches the threshold: a person scores high frame after frame, a pet or a bin
+        only now and then."""
+        scores = self._history()
+        n = self.settings.person_confirm_frames
+        if len(scores) < n:
+            return False
+        for start in range(len(scores) - n + 1):
+            window = sorted(scores[start : start + n])
+            if window[n // 2] >= self.threshold:
+                return True
+        return False
 
     # ---- media ----------------------------------------------------------------------------
 
@@ -324,7 +345,7 @@ class CameraPipeline:
             return []
         self._quiet_since = now
         event_id = make_event_id(self.camera, now, buf.seq, "unocc")
-        frames = self.ring.frames()
+        frames = self.ring.frames()[:-1]
         meta = {
             "event_id": event_id,
             "camera": self.camera,
@@ -334,7 +355,7 @@ class CameraPipeline:
             "frame_seq": buf.seq,
             "detector": {"preroll_frames": len(frames)},
         }
-        self.media.save_sample(self.camera, event_id, frames, meta)
+        self.media.save_sample(self.camera, event_id, buf, frames, meta)
         return [
             TrainingLabel(
                 event_id=event_id,
@@ -364,11 +385,6 @@ def _overlap(box: BoxXYWH, roi: BoxXYWH) -> float:
     y1 = min(box[1] + box[3], roi[1] + roi[3])
     inter = max(0, x1 - x0) * max(0, y1 - y0)
     return inter / max(1, box[2] * box[3])
-
-
-def _best(frames: list[BufferedFrame], threshold: float) -> BufferedFrame | None:
-    confirmed = [f for f in frames if f.person_score is not None and f.person_score >= threshold]
-    return max(confirmed, key=lambda f: f.person_score or 0.0) if confirmed else None
 
 
 def _meta(msg: MotionEvent, preroll: list[BufferedFrame] | None) -> dict[str, Any]:

@@ -49,6 +49,13 @@ class DetectorSettings(ServiceSettings):
     person_decode_width: int = Field(
         640, ge=64, description="Frames wider than twice this are decoded reduced for the model"
     )
+    person_confirm_frames: int = Field(
+        3,
+        ge=1,
+        le=100,
+        description="A person is confirmed when the median score of this many consecutive "
+        "checked frames (pre-roll + event) reaches person.score_threshold",
+    )
     person_min_overlap: float = Field(
         0.3,
         ge=0,
