@@ -37,6 +37,7 @@ from support import Collector, wait_until
 ALICE_MAC = "aa:bb:cc:dd:ee:01"
 BOB_MAC = "aa:bb:cc:dd:ee:02"
 GRACE = 1.0
+POLL = 0.1
 HEADER = "IP address       HW type     Flags       HW address            Mask     Device\n"
 
 
@@ -117,7 +118,7 @@ def start_presence(
             "broker": broker_settings,
             "metrics_port": 0,
             "data_dir": tmp_path,
-            "poll_seconds": 0.1,
+            "poll_seconds": POLL,
             "away_grace_seconds": GRACE,
             "restore_wait_seconds": 0.3,
             "people": {"alice": [ALICE_MAC], "bob": [BOB_MAC.upper().replace(":", "-")]},
@@ -160,7 +161,8 @@ def test_house_empties_then_someone_returns(
     write_arp(arp)  # alice's phone leaves the Wi-Fi
     left_at = time.monotonic()
     wait_until(world.armed, 15)
-    assert time.monotonic() - left_at >= GRACE  # not before the grace period
+    # not before the grace period (counted from her last sighting, at most one poll earlier)
+    assert time.monotonic() - left_at >= GRACE - POLL
     state = world.last_presence()
     assert state is not None and not state.anyone_home
     assert [s.value for s in world.sets.payloads] == [True]
@@ -260,6 +262,24 @@ def test_restart_restores_who_was_home(
     # restored "alice home" from the retained state, so her leaving is a real departure
     wait_until(world.armed, 15)
     assert second.metric("homesec_presence_arm_requests_total", action="arm") == 1
+
+
+def test_restart_does_not_replay_auto_arm(
+    world: World, start_presence: StartPresence, tmp_path: Path
+) -> None:
+    """Someone at home armed on purpose (auto-arm on): a presence restart must not disarm."""
+    arp = tmp_path / "arp"
+    write_arp(arp, ALICE_MAC)
+    first = start_presence(neighbours={"arp_path": arp})
+    set_auto_arm(world, first, True)
+    wait_until(lambda: (s := world.last_presence()) and s.anyone_home, 10)
+    world.owner.set(SystemSetting.ARMED, True, "slack:U1")
+    first.stop()
+    second = start_presence(neighbours={"arp_path": arp})
+    wait_until(lambda: second.service.system.get(SystemSetting.AUTO_ARM), 10)
+    wait_until(lambda: second.metric("homesec_presence_polls_total") >= 10, 15)
+    assert world.sets.payloads == []
+    assert world.armed()
 
 
 def test_python_m_homesec_presence_runs(

@@ -98,6 +98,7 @@ class PresenceService:
         self.backend_ok = True
         self.backend_error: str | None = None
         self._auto_arm_enabled = threading.Event()
+        self._started = time.time()
         self._retained: PresenceState | None = None
         self._retained_seen = threading.Event()
         self._restored = False
@@ -115,7 +116,9 @@ class PresenceService:
             self._retained_seen.set()
 
     def _on_system_change(self, setting: SystemSetting, value: SystemValue) -> None:
-        if setting is SystemSetting.AUTO_ARM and value.value:
+        # Only a switch-on that happens while we run counts: the retained value delivered at
+        # start-up is history, and replaying it would disarm a house someone armed on purpose.
+        if setting is SystemSetting.AUTO_ARM and value.value and value.changed_at >= self._started:
             self._auto_arm_enabled.set()
 
     # ---- loop ------------------------------------------------------------------------------

@@ -13,6 +13,9 @@ from homesec.settings import ServiceSettings, settings_config
 from homesec_presence.devices import Watchlist
 from homesec_presence.jsonpath import parse
 
+MAX_PEOPLE = 100
+"""The presence state carries at most this many people."""
+
 
 class _Block(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -147,6 +150,8 @@ class PresenceSettings(ServiceSettings):
     @field_validator("people")
     @classmethod
     def _people(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        if len(value) > MAX_PEOPLE:
+            raise ValueError(f"at most {MAX_PEOPLE} people")
         for person in value:
             if not is_identifier(person):
                 raise ValueError(f"person {person!r} must match {ID_PATTERN}")
