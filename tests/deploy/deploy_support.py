@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import re
 import secrets
 import shutil
 import subprocess
+import sys
 import threading
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +18,8 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from homesec.broker import MosquittoProcess, free_port
+from homesec.healthcheck import check
+from homesec.services import ServiceInfo
 from support import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
@@ -66,12 +71,12 @@ def make_password_file(secrets_dir: Path, out: Path, env: dict[str, str] | None 
     return result.stdout
 
 
-def start_secured_broker(tmp_path: Path) -> SecuredBroker:
+def start_secured_broker(tmp_path: Path, extra_config: str = "") -> SecuredBroker:
     """The deployment config on free ports, with random passwords for every user."""
     if shutil.which("mosquitto_passwd") is None:
         raise RuntimeError("mosquitto_passwd not found: apt-get install mosquitto")
     secrets_dir = tmp_path / "secrets"
-    secrets_dir.mkdir()
+    secrets_dir.mkdir(parents=True)
     passwords = {user: secrets.token_urlsafe(16) for user in USERS}
     for user, password in passwords.items():
         (secrets_dir / f"mqtt_password_{user.replace('-', '_')}").write_text(password + "\n")
@@ -79,7 +84,9 @@ def start_secured_broker(tmp_path: Path) -> SecuredBroker:
     data_dir.mkdir()
     make_password_file(secrets_dir, data_dir / "passwd")
     ws_port = free_port()
-    proc = MosquittoProcess(data_dir=data_dir, config_text=deployment_config_text(ws_port))
+    proc = MosquittoProcess(
+        data_dir=data_dir, config_text=deployment_config_text(ws_port) + extra_config
+    )
     proc.start()
     wait_until(lambda: _port_listening(ws_port), 10)
     return SecuredBroker(proc, ws_port, passwords, secrets_dir)
@@ -150,3 +157,76 @@ def connect(port: int, user: str | None, password: str | None, transport: str = 
     paho.loop_start()
     assert c.connack.wait(10), f"no CONNACK for {user}"
     return c
+
+
+@dataclass
+class Running:
+    info: ServiceInfo
+    proc: subprocess.Popen[bytes]
+    port: int
+    log: Path
+
+
+def start_service(
+    info: ServiceInfo,
+    broker: MosquittoProcess,
+    tmp_path: Path,
+    extra_env: dict[str, str] | None = None,
+) -> Running:
+    """``python -m <module>`` against ``broker`` with metrics on a free port, in its own folder."""
+    port = free_port()
+    work = tmp_path / info.name
+    work.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HOMESEC_", "SLACK_", "AWS_"))}
+    env.update(
+        {
+            "HOMESEC_BROKER_HOST": broker.host,
+            "HOMESEC_BROKER_PORT": str(broker.port),
+            "HOMESEC_DATA_DIR": str(work / "data"),
+            "HOMESEC_SECRETS_DIR": str(work / "no-secrets"),
+            f"{info.env_prefix}METRICS_PORT": str(port),
+            f"{info.env_prefix}METRICS_HOST": "127.0.0.1",
+            f"{info.env_prefix}LOG_FORMAT": "text",
+        }
+    )
+    if info.http_port is not None:
+        env[f"{info.env_prefix}PORT"] = "0"
+        env[f"{info.env_prefix}HOST"] = "127.0.0.1"
+    env.update(extra_env or {})
+    log = work / "service.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", info.module], cwd=work, env=env, stdout=out, stderr=out
+        )
+    return Running(info, proc, port, log)
+
+
+def wait_healthy(running: list[Running], timeout: float) -> dict[str, str]:
+    """Wait until every service's /metrics answers and says it is connected to the broker (the
+    compose health check); returns service → problem (with the log's tail) for the others."""
+    deadline = time.monotonic() + timeout
+    pending = {r.info.name: r for r in running}
+    problems: dict[str, str] = {}
+    while pending and time.monotonic() < deadline:
+        for name, r in list(pending.items()):
+            if r.proc.poll() is not None:
+                problems[name] = f"exited with {r.proc.returncode}:\n{r.log.read_text()[-1500:]}"
+                del pending[name]
+            elif not check(r.port, require_mqtt=True, timeout=2):
+                del pending[name]
+        time.sleep(0.3)
+    for name, r in pending.items():
+        problems[name] = f"not healthy in {timeout} s: {check(r.port)}\n{r.log.read_text()[-1500:]}"
+    return problems
+
+
+def stop_services(running: list[Running]) -> None:
+    for r in running:
+        if r.proc.poll() is None:
+            r.proc.terminate()
+    for r in running:
+        try:
+            r.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            r.proc.kill()
+            r.proc.wait()

@@ -21,17 +21,15 @@ import sys
 import time
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from deploy_support import REPO
+from deploy_support import REPO, Running, start_service, stop_services, wait_healthy
 
-from homesec.broker import MosquittoProcess, free_port
-from homesec.healthcheck import check
-from homesec.services import CATALOGUE, ServiceInfo
+from homesec.broker import MosquittoProcess
+from homesec.services import CATALOGUE
 
 PROMETHEUS_DIR = REPO / "prometheus"
 GRAFANA_DIR = REPO / "grafana"
@@ -247,41 +245,6 @@ def owner(metric: str) -> str | None:
     return None
 
 
-@dataclass
-class Running:
-    info: ServiceInfo
-    proc: subprocess.Popen[bytes]
-    port: int
-    log: Path
-
-
-def start_service(info: ServiceInfo, broker: MosquittoProcess, tmp_path: Path) -> Running:
-    port = free_port()
-    work = tmp_path / info.name
-    work.mkdir()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HOMESEC_", "SLACK_", "AWS_"))}
-    env.update(
-        {
-            "HOMESEC_BROKER_HOST": broker.host,
-            "HOMESEC_BROKER_PORT": str(broker.port),
-            "HOMESEC_DATA_DIR": str(work / "data"),
-            "HOMESEC_SECRETS_DIR": str(work / "no-secrets"),
-            f"{info.env_prefix}METRICS_PORT": str(port),
-            f"{info.env_prefix}METRICS_HOST": "127.0.0.1",
-            f"{info.env_prefix}LOG_FORMAT": "text",
-        }
-    )
-    if info.http_port is not None:
-        env[f"{info.env_prefix}PORT"] = "0"
-        env[f"{info.env_prefix}HOST"] = "127.0.0.1"
-    log = work / "service.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", info.module], cwd=work, env=env, stdout=out, stderr=out
-        )
-    return Running(info, proc, port, log)
-
-
 @pytest.fixture
 def running_services(
     broker: MosquittoProcess, tmp_path: Path
@@ -294,15 +257,7 @@ def running_services(
         else:
             absent.append(info.name)
     yield running, absent
-    for r in running:
-        if r.proc.poll() is None:
-            r.proc.terminate()
-    for r in running:
-        try:
-            r.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            r.proc.kill()
-            r.proc.wait()
+    stop_services(running)
 
 
 def scrape(port: int) -> str:
@@ -318,19 +273,7 @@ def test_deploy_dashboard_and_alert_metrics_are_exported(
     running, absent = running_services
     if not running:
         pytest.skip(f"no service is installed yet (missing: {absent})")
-    deadline = time.monotonic() + 60
-    pending = {r.info.name: r for r in running}
-    problems: dict[str, str] = {}
-    while pending and time.monotonic() < deadline:
-        for name, r in list(pending.items()):
-            if r.proc.poll() is not None:
-                problems[name] = f"exited with {r.proc.returncode}:\n{r.log.read_text()[-1500:]}"
-                del pending[name]
-            elif not check(r.port, require_mqtt=True, timeout=2):
-                del pending[name]  # /metrics up and connected to the broker: healthy
-        time.sleep(0.3)
-    for name, r in pending.items():
-        problems[name] = f"not healthy within 60 s: {check(r.port)}\n{r.log.read_text()[-1500:]}"
+    problems = wait_healthy(running, 60)
     assert not problems, "services failed to start:\n" + "\n".join(
         f"--- {n}: {p}" for n, p in problems.items()
     )
