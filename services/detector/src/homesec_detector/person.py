@@ -108,19 +108,22 @@ def square_region(
 def resize_into(src: np.ndarray, dst: np.ndarray, last: Literal["area", "linear"]) -> None:
     """Resize ``src`` into the pre-allocated (possibly strided) image ``dst``.
 
-    While the source is at least twice the target it is halved with INTER_AREA (an exact 2x
-    area resize is cheap: ~0.5 ms from 1080p, where one INTER_AREA resize straight to 352 costs
-    ~6.6 ms on one core); the last step (less than 2x) is INTER_AREA (``area``, the model's
-    reference preprocessing, ~1.5 ms for 640x480 -> 352x264) or bilinear (``linear``, ~0.2 ms,
-    slightly more false positives on the road footage: 7 vs 4 of 374 frames at 0.5).
-    Upscaling is always bilinear."""
+    Downscaling is built from exact 2x INTER_AREA halvings, which OpenCV does fast (~0.5 ms from
+    1080p; one INTER_AREA resize straight to 352 costs ~6.6 ms on one core, ~1.5 ms from 640x480):
+    halve while the source is at least twice the target, then for the last step (< 2x)
+    ``area``: bilinear to exactly twice the target and one more halving — within 0.3 grey levels
+    of INTER_AREA (the model's reference preprocessing) at ~0.6 ms instead of ~1.5 ms for 640x480;
+    ``linear``: one bilinear step (~0.2 ms; slightly more false positives on the road footage:
+    7 vs 4 of 374 frames at 0.5). Upscaling is bilinear."""
     th, tw = dst.shape[:2]
     while src.shape[0] >= 2 * th and src.shape[1] >= 2 * tw:
         h2, w2 = src.shape[0] // 2, src.shape[1] // 2
         src = cv2.resize(src[: 2 * h2, : 2 * w2], (w2, h2), interpolation=cv2.INTER_AREA)
-    shrinking = src.shape[1] > tw or src.shape[0] > th
-    interp = cv2.INTER_AREA if last == "area" and shrinking else cv2.INTER_LINEAR
-    cv2.resize(src, (tw, th), dst=dst, interpolation=interp)
+    if last == "area" and (src.shape[1] > tw or src.shape[0] > th):
+        src = cv2.resize(src, (2 * tw, 2 * th), interpolation=cv2.INTER_LINEAR)
+        cv2.resize(src, (tw, th), dst=dst, interpolation=cv2.INTER_AREA)
+    else:
+        cv2.resize(src, (tw, th), dst=dst, interpolation=cv2.INTER_LINEAR)
 
 
 def _read_labels(settings: PersonModelSettings, model_path: Path) -> list[str]:
@@ -173,11 +176,11 @@ class PersonDetector:
                 f"{settings.decoder!r} at input {size}: {exc}"
             ) from exc
 
-    def _forward(self) -> np.ndarray:
-        """Run the model on the canvas; the raw output tensor.
+    def _fill_blob(self) -> np.ndarray:
+        """The canvas as the model's NCHW float input, written into the pre-allocated blob.
 
-        Fills the pre-allocated NCHW blob in place: on opencv 5.0 this is ~0.2 ms where
-        ``cv2.dnn.blobFromImage`` takes ~1.3 ms for the same 352x352 input (same values)."""
+        ~0.2 ms for 352x352 where ``cv2.dnn.blobFromImage`` takes ~1.3 ms on opencv 5.0 for
+        the same values (measured; see docs/performance-person.md)."""
         canvas = self._canvas[:, :, ::-1] if self.decoder.swap_rb else self._canvas
         np.multiply(
             canvas.transpose(2, 0, 1),
@@ -185,7 +188,11 @@ class PersonDetector:
             out=self._blob[0],
             casting="unsafe",
         )
-        self._net.setInput(self._blob)
+        return self._blob
+
+    def _forward(self) -> np.ndarray:
+        """Run the model on the canvas; the raw output tensor."""
+        self._net.setInput(self._fill_blob())
         out: np.ndarray = self._net.forward()
         return out
 
