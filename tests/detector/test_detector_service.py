@@ -1,0 +1,235 @@
+"""The detector service against a real Mosquitto: frames in, events/state out."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+
+from homesec.broker import free_port
+from homesec.contract import (
+    AVAILABILITY,
+    FRAMES,
+    MOTION_EVENTS,
+    MOTION_STATE,
+    SYSTEM_SET,
+    SYSTEM_STATE,
+    Availability,
+    EventType,
+    Frame,
+    MotionEvent,
+    OnOff,
+    SetCommand,
+    SystemSetting,
+    SystemValue,
+)
+from homesec.settings import BrokerSettings
+from homesec_detector.events import EventSettings
+from homesec_detector.service import DetectorService
+from homesec_detector.settings import DetectorSettings
+from support import Collector, wait_until
+
+ASSETS = Path(__file__).resolve().parents[1] / "assets"
+
+
+def jpeg(image: np.ndarray) -> bytes:
+    return cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 85])[1].tobytes()
+
+
+def walk_in_frames() -> list[bytes]:
+    """A static road scene, then people (a real photo) slide into view."""
+    cap = cv2.VideoCapture(str(ASSETS / "video" / "road_640x360.avi"))
+    ok, base = cap.read()
+    cap.release()
+    assert ok
+    base = cv2.resize(base, (640, 480))
+    photo = cv2.imread(str(ASSETS / "images" / "coco_fastestdet_2.jpg"))
+    photo = cv2.resize(photo, (400, int(photo.shape[0] * 400 / photo.shape[1])))
+    frames = [jpeg(base)] * 10
+    for i in range(40):
+        canvas = base.copy()
+        canvas[40 : 40 + photo.shape[0], 20 + 4 * i : 420 + 4 * i] = photo[: 480 - 40]
+        frames.append(jpeg(canvas))
+    return frames + [jpeg(base)] * 5
+
+
+def publish_frames(bus: Any, frames: list[bytes], fps: float, camera: str = "front") -> None:
+    for seq, data in enumerate(frames):
+        frame = Frame(
+            camera=camera, seq=seq, captured_at=time.time(), width=640, height=480, jpeg=data
+        )
+        bus.publish(FRAMES, frame, camera=camera)
+        time.sleep(1 / fps)
+
+
+@pytest.fixture
+def detector(
+    broker_settings: BrokerSettings, make_bus: Any, tmp_path: Path
+) -> Iterator[DetectorService]:
+    settings = DetectorSettings(
+        broker=broker_settings,
+        metrics_port=0,
+        data_dir=tmp_path,
+        events=EventSettings(quiet_seconds=1.5),
+    )
+    bus = make_bus("detector", start=False)
+    service = DetectorService(bus, settings, bus.metrics)
+    bus.start()
+    assert bus.wait_connected(10)
+    service.start()
+    yield service
+    service.close()
+
+
+def metric(service: DetectorService, name: str, **labels: str) -> float:
+    value = service.bus.metrics.registry.get_sample_value(name, labels)
+    return 0.0 if value is None else value
+
+
+def test_frames_in_event_out_with_state_and_media(
+    detector: DetectorService, make_bus: Any, tmp_path: Path
+) -> None:
+    client = make_bus("client")
+    events: Collector[MotionEvent] = Collector()
+    states: Collector[SystemValue] = Collector()
+    client.subscribe(MOTION_EVENTS, events)
+    client.subscribe(SYSTEM_STATE, states, setting="armed")
+    time.sleep(0.3)
+    # the owner applies the command and republishes the retained state
+    client.publish(SYSTEM_SET, SetCommand(value=True, source="test"), setting="armed")
+    wait_until(lambda: any(s.value and s.changed_by == "test" for s in states.payloads), 15)
+    wait_until(lambda: detector.state.get(SystemSetting.ARMED), 5)
+
+    publish_frames(client, walk_in_frames(), fps=10)
+    start = events.wait_for(1, timeout=20)[0]
+    assert start.type is EventType.START
+    assert start.camera == "front" and start.event_id.startswith("front-")
+    assert start.snapshot and (tmp_path / "media" / start.snapshot).is_file()
+
+    retained: Collector[OnOff] = Collector()
+    late = make_bus("late-listener")
+    late.subscribe(MOTION_STATE, retained, camera="front")
+    wait_until(lambda: retained.payloads, 10)
+    assert retained.payloads[-1].root in ("ON", "OFF")
+
+    wait_until(lambda: any(e.type is EventType.END for e in events.payloads), 20)
+    alerted = [e for e in events.payloads if e.decision.alert]
+    assert alerted and alerted[0].decision.reason.startswith("armed, person confirmed")
+    wait_until(lambda: retained.payloads[-1].root == "OFF", 10)
+
+    assert metric(detector, "homesec_detector_frames_processed_total", camera="front") > 20
+    assert metric(detector, "homesec_detector_motion_events_total", camera="front") == 1
+    assert metric(detector, "homesec_detector_alerts_total", camera="front") == 1
+    assert metric(detector, "homesec_detector_person_checks_total", camera="front") >= 3
+    assert metric(detector, "homesec_detector_event_latency_seconds_count", camera="front") >= 1
+    assert metric(detector, "homesec_detector_stage_seconds_count", stage="motion") > 20
+    assert metric(detector, "homesec_detector_motion_active", camera="front") == 0
+
+
+def test_motion_state_is_retained_for_late_subscribers(
+    detector: DetectorService, make_bus: Any
+) -> None:
+    client = make_bus("client")
+    publish_frames(client, walk_in_frames()[:45], fps=10, camera="side")
+    wait_until(lambda: metric(detector, "homesec_detector_motion_active", camera="side") == 1, 20)
+    retained: Collector[OnOff] = Collector()
+    late = make_bus("late-listener")
+    late.subscribe(MOTION_STATE, retained, camera="side")
+    assert retained.wait_for(1, 10)[0].root == "ON"
+    assert retained.items[0].retained
+
+
+def test_latest_wins_drops_are_counted_when_the_worker_is_slow(
+    detector: DetectorService, make_bus: Any
+) -> None:
+    client = make_bus("client")
+    frames = walk_in_frames()
+    publish_frames(client, frames[:1], fps=100, camera="slow")
+    worker = wait_until(lambda: detector.workers.get("slow"), 10)
+    original = worker.pipeline.process
+
+    def slow_process(frame: Frame, now: float | None = None) -> Any:
+        time.sleep(0.2)  # a Pi that cannot keep up
+        return original(frame, now)
+
+    worker.pipeline.process = slow_process  # type: ignore[method-assign]
+    publish_frames(client, frames[:30], fps=50, camera="slow")
+    wait_until(lambda: worker.slot._item is None, 10)
+    time.sleep(0.5)
+    processed = metric(detector, "homesec_detector_frames_processed_total", camera="slow")
+    dropped = metric(detector, "homesec_detector_frames_dropped_total", camera="slow")
+    assert dropped >= 10
+    assert processed + dropped == pytest.approx(31, abs=1)
+    # the newest frame is the one processed last
+    assert worker.pipeline._last is not None and worker.pipeline._last.seq == 29
+
+
+def test_process_runs_goes_online_publishes_state_and_stops(
+    broker_settings: BrokerSettings, make_bus: Any, tmp_path: Path
+) -> None:
+    availability: Collector[Availability] = Collector()
+    states: Collector[SystemValue] = Collector()
+    listener = make_bus("listener")
+    listener.subscribe(AVAILABILITY, availability, service="detector")
+    listener.subscribe(SYSTEM_STATE, states)
+    time.sleep(0.2)
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HOMESEC_")}
+    env.update(
+        HOMESEC_BROKER_HOST=broker_settings.host,
+        HOMESEC_BROKER_PORT=str(broker_settings.port),
+        HOMESEC_DATA_DIR=str(tmp_path),
+        HOMESEC_DETECTOR_LOG_FORMAT="text",
+        HOMESEC_DETECTOR_METRICS_PORT=str(port),
+        HOMESEC_DETECTOR_METRICS_HOST="127.0.0.1",
+        HOMESEC_DETECTOR_DEFAULT_ARMED="true",
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "homesec_detector"],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_until(lambda: availability.payloads and availability.payloads[-1].root == "online", 20)
+        wait_until(lambda: len(states.payloads) >= 4, 20)  # defaults published by the owner
+        armed = [m for m in states.items if m.topic.endswith("/armed")]
+        assert armed and armed[-1].payload.value is True
+        publish_frames(listener, walk_in_frames()[:3], fps=20)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+            text = resp.read().decode()
+        assert "homesec_detector_frames_processed_total" in text
+        assert "homesec_detector_media_errors_total" in text
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+        wait_until(lambda: availability.payloads[-1].root == "offline", 10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_bad_setting_exits_2(broker_settings: BrokerSettings, tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HOMESEC_")}
+    env.update(HOMESEC_DETECTOR_MOTION__ALPHA="7", HOMESEC_DATA_DIR=str(tmp_path))
+    result = subprocess.run(
+        [sys.executable, "-m", "homesec_detector"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "HOMESEC_DETECTOR_MOTION__ALPHA" in result.stderr
