@@ -35,14 +35,15 @@ def test_timeline_phases() -> None:
     assert phase_at(12.0)[0] == "stand"
     assert phase_at(17.0)[0] == "walk_out"
     assert phase_at(20.0)[0] == "empty"
-    assert phase_at(27.0)[0] == "dim"
-    assert phase_at(36.0)[0] == "cloud"
-    assert phase_at(49.0)[0] == "walk_in"  # repeats every 40 s
-    assert phase_at(1.8, period_seconds=8.0)[0] == "walk_in"  # 8 s period: x0.2
+    assert phase_at(31.0)[0] == "empty"
+    assert phase_at(33.0)[0] == "dim"
+    assert phase_at(46.0)[0] == "cloud"
+    assert phase_at(59.0)[0] == "walk_in"  # repeats every 50 s
+    assert phase_at(1.8, period_seconds=10.0)[0] == "walk_in"  # 10 s period: x0.2
 
 
 def test_empty_room_differs_from_background_only_by_noise(scene: DemoScene) -> None:
-    for t in (0.5, 4.0, 7.5, 19.0, 25.0, 33.0, 39.0):
+    for t in (0.5, 4.0, 7.5, 19.0, 25.0, 31.5, 42.0, 49.0):
         frame = scene.render(t, index=int(t * 10))
         assert changed_fraction(frame, scene.background) < 0.001, t
         assert float(cv2.absdiff(frame, scene.background).mean()) < 3.0
@@ -65,13 +66,13 @@ def test_person_walks_in_stays_and_leaves(scene: DemoScene) -> None:
 
 
 def test_light_step_and_cloud_change_the_whole_frame(scene: DemoScene) -> None:
-    bright = float(scene.render(25.9).mean())
-    dim = float(scene.render(26.1).mean())
+    bright = float(scene.render(31.9).mean())
+    dim = float(scene.render(32.1).mean())
     assert dim < 0.7 * bright  # a step, from one frame to the next
-    assert changed_fraction(scene.render(26.1), scene.background) > 0.8
-    assert scene.person_box(27.0) is None
-    assert float(scene.render(32.1).mean()) == pytest.approx(bright, rel=0.02)  # back up
-    cloud = float(scene.render(36.0).mean())
+    assert changed_fraction(scene.render(32.1), scene.background) > 0.8
+    assert scene.person_box(35.0) is None
+    assert float(scene.render(40.1).mean()) == pytest.approx(bright, rel=0.02)  # back up
+    cloud = float(scene.render(46.0).mean())
     assert 0.75 * bright < cloud < 0.9 * bright
 
 
@@ -101,10 +102,10 @@ def test_person_passes_the_person_model(scene: DemoScene) -> None:
 
 def test_demo_source_plays_in_real_time() -> None:
     now = [1000.0]
-    source = DemoSource(160, 120, period_seconds=8.0, clock=lambda: now[0])
+    source = DemoSource(160, 120, period_seconds=10.0, clock=lambda: now[0])
     source.open()
     empty = source.read()
-    now[0] += 2.6  # stand phase of an 8 s period
+    now[0] += 2.6  # stand phase of a 10 s period (x0.2)
     assert source.scene is not None
     assert changed_fraction(source.read(), source.scene.background) > 0.02
     assert changed_fraction(empty, source.scene.background) < 0.001

@@ -58,7 +58,7 @@ class CameraSettings(ServiceSettings):
     )
     demo_seed: int = Field(7, ge=0, description="demo: seed of the generated room and noise")
     demo_period_seconds: float = Field(
-        40.0, ge=4, le=3600, description="demo: length of one timeline cycle (default 40 s)"
+        50.0, ge=4, le=3600, description="demo: length of one timeline cycle (default 50 s)"
     )
     demo_noise: float = Field(
         2.0, ge=0, le=20, description="demo: sensor noise standard deviation (grey levels)"

@@ -5,7 +5,9 @@ light-change guard) can be exercised anywhere. The person is a matted crop of a 
 (``demo_assets/person_walking.png``, cut from FastestDet's sample ``data/2.jpg``, BSD-3, see
 ``LICENSE.fastestdet`` beside it); the room is synthesised from a seed.
 
-The timeline repeats every ``period_seconds`` (default 40 s); all times below scale with it:
+The timeline repeats every ``period_seconds`` (default 50 s); all times below scale with it.
+The gaps are long enough for a detector's event (with a 10 s quiet time) to end before the light
+changes, so each phase can be judged on its own:
 
 ====================  =========================================================================
 base seconds          what happens
@@ -14,13 +16,13 @@ base seconds          what happens
 8.0 - 10.5            the person walks in from the left edge to 42% of the width
 10.5 - 15.5           the person stands there (swaying a few pixels)
 15.5 - 18.0           the person walks out through the right edge
-18.0 - 26.0           empty room
-26.0                  light step down: whole frame to 60% brightness (lamp switched off)
-26.0 - 32.0           empty, dim
-32.0                  light step up: back to 100%
-32.0 - 34.0           empty room
-34.0 - 38.0           a cloud: brightness eases down to 80% and back (cosine)
-38.0 - 40.0           empty room
+18.0 - 32.0           empty room
+32.0                  light step down: whole frame to 60% brightness (lamp switched off)
+32.0 - 40.0           empty, dim
+40.0                  light step up: back to 100%
+40.0 - 44.0           empty room
+44.0 - 48.0           a cloud: brightness eases down to 80% and back (cosine)
+48.0 - 50.0           empty room
 ====================  =========================================================================
 
 Frames are a pure function of (seed, size, period, time, frame index): ``DemoScene.render``.
@@ -39,7 +41,7 @@ import numpy as np
 
 from homesec_camera.sources.base import FrameSource, SourceError
 
-BASE_PERIOD = 40.0
+BASE_PERIOD = 50.0
 """Length of the timeline in base seconds; ``period_seconds`` scales every phase."""
 
 PHASES: tuple[tuple[str, float, float], ...] = (
@@ -47,11 +49,11 @@ PHASES: tuple[tuple[str, float, float], ...] = (
     ("walk_in", 8.0, 10.5),
     ("stand", 10.5, 15.5),
     ("walk_out", 15.5, 18.0),
-    ("empty", 18.0, 26.0),
-    ("dim", 26.0, 32.0),
-    ("empty", 32.0, 34.0),
-    ("cloud", 34.0, 38.0),
-    ("empty", 38.0, 40.0),
+    ("empty", 18.0, 32.0),
+    ("dim", 32.0, 40.0),
+    ("empty", 40.0, 44.0),
+    ("cloud", 44.0, 48.0),
+    ("empty", 48.0, 50.0),
 )
 """(phase, start, end) in base seconds. ``dim`` begins with a step down and ends with a step up."""
 
