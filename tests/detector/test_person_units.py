@@ -77,6 +77,8 @@ def test_empty_output_and_unknown_label() -> None:
     cell(out, 0, 0, 0.9, [0, 0, 0, 0], {40: 0.9})
     assert decoder().decode(out, 640, 480)[0].label == "40"  # no name for class 40 in LABELS
     with pytest.raises(ValueError, match="channels"):
+        decoder().decode(np.zeros((22, 22), np.float32), 640, 480)
+    with pytest.raises(ValueError, match="channels"):
         decoder().decode(np.zeros((1, 5, 22, 22), np.float32), 640, 480)
 
 

@@ -105,11 +105,11 @@ class FastestDetDecoder:
         self.labels = list(labels)
 
     def decode(self, outputs: np.ndarray, image_w: int, image_h: int) -> list[Detection]:
-        grid = outputs.reshape(outputs.shape[-3:])  # (5 + classes, H, W)
-        if grid.shape[0] < 6:
-            raise ValueError(f"FastestDet output needs >= 6 channels, got shape {outputs.shape}")
-        rows, cols = grid.shape[1], grid.shape[2]
-        flat = grid.reshape(grid.shape[0], rows * cols)
+        shape = tuple(int(v) for v in outputs.shape)
+        if len(shape) < 3 or shape[-3] < 6 or any(v != 1 for v in shape[:-3]):
+            raise ValueError(f"FastestDet output must be 1 x >=6 channels x H x W, got {shape}")
+        channels, rows, cols = shape[-3:]
+        flat = outputs.reshape(channels, rows * cols)  # (5 + classes, cells)
         cls = flat[5:]
         class_ids = cls.argmax(axis=0)
         cells = np.arange(rows * cols)
