@@ -122,6 +122,28 @@ def test_frames_flow_at_the_configured_rate(
         assert cam.metric("homesec_camera_encode_seconds_count") >= len(got)
 
 
+def test_broker_outage_drops_frames_and_recovers(
+    broker: Any, broker_settings: BrokerSettings, make_bus: Any, tmp_path: Path
+) -> None:
+    with camera(broker_settings, tmp_path, fps=10, width=160, height=120) as cam:
+        wait_until(lambda: cam.metric("homesec_camera_frames_published_total") >= 5, 15)
+        broker.kill()
+        wait_until(lambda: not cam.bus.connected, 10)
+        published = cam.metric("homesec_camera_frames_published_total")
+        time.sleep(1.0)
+        assert cam.metric("homesec_camera_frames_published_total") == published  # not queued
+        assert cam.metrics.registry.get_sample_value(
+            "homesec_mqtt_messages_dropped_total", {"topic_class": "frames"}
+        )
+        broker.start()
+        frames: Collector[Frame] = Collector()
+        listener = make_bus("listener")
+        listener.subscribe(FRAMES, frames, camera="front")
+        got = frames.wait_for(3, timeout=20)
+        assert got[-1].seq > 10  # the loop kept capturing through the outage
+        assert cam.thread.is_alive()
+
+
 def test_rotation_applied_end_to_end(
     broker_settings: BrokerSettings, make_bus: Any, tmp_path: Path
 ) -> None:

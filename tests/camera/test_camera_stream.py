@@ -92,6 +92,8 @@ def test_grabber_returns_the_newest_frame_not_a_backlog(stream: MjpegServer) -> 
         levels = []
         for _ in range(4):
             levels.append(int(source.read()[60, 80, 0]))
+            assert source.last_capture_time is not None
+            assert 0 <= time.time() - source.last_capture_time < 2  # when it arrived, not now
             time.sleep(0.3)  # a slow consumer: ~9 stream frames arrive in between
         steps = [(b - a) % 256 for a, b in zip(levels, levels[1:], strict=False)]
         assert all(step >= 9 for step in steps), levels  # skipped ahead, no stale queue

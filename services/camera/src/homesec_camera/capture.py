@@ -125,7 +125,7 @@ class CaptureLoop:
                 except SourceError as exc:
                     self._fail(str(exc), stop)
                     continue
-                self._emit(image, time.time())
+                self._emit(image, self.source.last_capture_time or time.time())
                 self._periodic_status()
         finally:
             self.source.close()

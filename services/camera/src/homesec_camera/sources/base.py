@@ -21,6 +21,9 @@ class FrameSource(ABC):
     idempotent and safe after a failed ``open()``."""
 
     kind: str = "source"
+    last_capture_time: float | None = None
+    """Unix time the frame returned by the last ``read()`` was taken, when the source knows it
+    better than "now" (a grabber thread); None means the frame was taken during ``read()``."""
 
     @abstractmethod
     def open(self) -> None: ...

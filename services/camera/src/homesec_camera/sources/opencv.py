@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -91,7 +92,7 @@ class OpenCvSource(FrameSource):
         if self._cap is None:
             raise SourceError("source is not open")
         if self._grabber is not None:
-            frame = self._grabber.next(self.read_timeout)
+            frame, self.last_capture_time = self._grabber.next(self.read_timeout)
         else:
             frame = self._read_file(self._cap)
         if frame.ndim == 2:
@@ -137,6 +138,7 @@ class _Grabber:
         self._cap = cap
         self._cond = threading.Condition()
         self._frame: np.ndarray | None = None
+        self._frame_time = 0.0
         self._count = 0
         self._taken = 0
         self._error: str | None = None
@@ -151,15 +153,16 @@ class _Grabber:
         self._thread.join(timeout)
         return not self._thread.is_alive()
 
-    def next(self, timeout: float) -> np.ndarray:
-        """A frame newer than the last one returned; SourceError on failure or timeout."""
+    def next(self, timeout: float) -> tuple[np.ndarray, float]:
+        """A frame newer than the last one returned and the Unix time it arrived; SourceError
+        on failure or timeout."""
         with self._cond:
             ready = self._cond.wait_for(
                 lambda: self._count > self._taken or self._error is not None, timeout
             )
             if self._count > self._taken and self._frame is not None:
                 self._taken = self._count
-                return self._frame
+                return self._frame, self._frame_time
             if self._error is not None:
                 raise SourceError(self._error)
             assert not ready
@@ -168,11 +171,13 @@ class _Grabber:
     def _run(self) -> None:
         while not self._stop.is_set():
             ok, frame = self._cap.read()
+            arrived = time.time()
             with self._cond:
                 if not ok:
                     self._error = "read failed (device unplugged or stream dropped)"
                     self._cond.notify_all()
                     return
                 self._frame = frame
+                self._frame_time = arrived
                 self._count += 1
                 self._cond.notify_all()
