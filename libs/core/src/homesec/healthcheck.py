@@ -43,11 +43,13 @@ def metric_value(text: str, name: str) -> float | None:
     return None
 
 
-def check(port: int, host: str = "127.0.0.1", require_mqtt: bool = True, timeout: float = 3.0) -> str:
+def check(
+    port: int, host: str = "127.0.0.1", require_mqtt: bool = True, timeout: float = 3.0
+) -> str:
     """Empty string when healthy, else the reason."""
     url = f"http://{host}:{port}/metrics"
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (fixed http URL)
+        with urllib.request.urlopen(url, timeout=timeout) as response:
             if response.status != 200:
                 return f"{url} answered HTTP {response.status}"
             body = response.read().decode("utf-8", errors="replace")
@@ -67,9 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("target", help="service name (camera, detector, ...) or metrics port")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--timeout", type=float, default=3.0)
-    parser.add_argument(
-        "--no-mqtt", action="store_true", help="only check that /metrics answers"
-    )
+    parser.add_argument("--no-mqtt", action="store_true", help="only check that /metrics answers")
     args = parser.parse_args(argv)
     try:
         port = resolve_port(args.target)
