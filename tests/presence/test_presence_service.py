@@ -282,6 +282,24 @@ def test_restart_does_not_replay_auto_arm(
     assert world.armed()
 
 
+def test_auto_arm_switched_on_while_presence_was_down_applies(
+    world: World, start_presence: StartPresence, tmp_path: Path
+) -> None:
+    arp = tmp_path / "arp"
+    write_arp(arp, ALICE_MAC)
+    first = start_presence(neighbours={"arp_path": arp}, people={"alice": [ALICE_MAC]})
+    wait_until(lambda: (s := world.last_presence()) and s.anyone_home, 10)
+    write_arp(arp)  # alice leaves; auto-arm is off, so nothing is requested
+    wait_until(lambda: (s := world.last_presence()) and not s.anyone_home, 15)
+    first.stop()
+    time.sleep(0.05)
+    world.owner.set(SystemSetting.AUTO_ARM, True, "slack:U1")  # while presence is down
+    start_presence(neighbours={"arp_path": arp}, people={"alice": [ALICE_MAC]})
+    # alice is restored as away, so there is no transition: only the fresh switch-on arms
+    wait_until(world.armed, 15)
+    assert [s.value for s in world.sets.payloads] == [True]
+
+
 def test_python_m_homesec_presence_runs(
     world: World, broker_settings: BrokerSettings, tmp_path: Path
 ) -> None:

@@ -98,7 +98,8 @@ class PresenceService:
         self.backend_ok = True
         self.backend_error: str | None = None
         self._auto_arm_enabled = threading.Event()
-        self._started = time.time()
+        self._auto_arm_switched_at = 0.0
+        self._fresh_after = time.time()  # auto-arm switched on after this is news to us
         self._retained: PresenceState | None = None
         self._retained_seen = threading.Event()
         self._restored = False
@@ -116,9 +117,8 @@ class PresenceService:
             self._retained_seen.set()
 
     def _on_system_change(self, setting: SystemSetting, value: SystemValue) -> None:
-        # Only a switch-on that happens while we run counts: the retained value delivered at
-        # start-up is history, and replaying it would disarm a house someone armed on purpose.
-        if setting is SystemSetting.AUTO_ARM and value.value and value.changed_at >= self._started:
+        if setting is SystemSetting.AUTO_ARM and value.value:
+            self._auto_arm_switched_at = value.changed_at
             self._auto_arm_enabled.set()
 
     # ---- loop ------------------------------------------------------------------------------
@@ -135,15 +135,24 @@ class PresenceService:
                     self.poll_once()
                 if self._auto_arm_enabled.is_set():
                     self._auto_arm_enabled.clear()
-                    self._request(self.policy.on_auto_arm_enabled(self.backend_ok), "auto-arm on")
+                    self._on_auto_arm_enabled()
                 stop.wait(min(0.1, self._settings.poll_seconds))
         finally:
             self.backend.close()
+
+    def _on_auto_arm_enabled(self) -> None:
+        """Apply the current occupancy once when auto-arm is switched on. A switch-on older
+        than our last published state (the retained value seen at start-up) is history:
+        replaying it would e.g. disarm a house someone armed on purpose while at home."""
+        if self._auto_arm_switched_at <= self._fresh_after:
+            return
+        self._request(self.policy.on_auto_arm_enabled(self.backend_ok), "auto-arm switched on")
 
     def _restore(self) -> None:
         self._restored = True
         if self._retained is None:
             return
+        self._fresh_after = self._retained.updated_at
         restored = self.tracker.restore(self._retained)
         self.policy.last = self.tracker.occupancy()
         log.info(
