@@ -192,3 +192,30 @@ def test_bundled_model_and_licence_ship_with_the_package() -> None:
     assert "BSD 3-Clause" in (BUNDLED_MODEL.parent / "LICENSE.md").read_text()
     names = (BUNDLED_MODEL.parent / "coco.names").read_text().split("\n")
     assert names[0] == "person" and names[15] == "cat"
+
+
+def test_model_from_another_path_with_and_without_labels(tmp_path: Path) -> None:
+    model = tmp_path / "detector.onnx"
+    model.write_bytes(BUNDLED_MODEL.read_bytes())
+    image = photo(2)
+    unnamed = PersonDetector(PersonModelSettings(model_path=model)).detect(image)
+    assert unnamed and {d.label for d in unnamed} == {"0"}  # no names file beside it
+    (tmp_path / "detector.names").write_text("human\nbike\n")
+    named = PersonDetector(PersonModelSettings(model_path=model)).detect(image)
+    assert [d.box for d in named] == [d.box for d in unnamed]
+    assert {d.label for d in named} == {"human"}
+    missing = tmp_path / "missing.names"
+    with pytest.raises(FileNotFoundError, match=str(missing)):
+        PersonDetector(PersonModelSettings(model_path=model, labels_path=missing))
+
+
+def test_threads_setting_sets_opencv_threads() -> None:
+    before = cv2.getNumThreads()
+    try:
+        cv2.setNumThreads(2)
+        PersonDetector(PersonModelSettings())  # threads=None: leaves the setting alone
+        assert cv2.getNumThreads() == 2
+        PersonDetector(PersonModelSettings(threads=1))
+        assert cv2.getNumThreads() == 1
+    finally:
+        cv2.setNumThreads(before)
