@@ -338,3 +338,18 @@ def test_status_reports_fps_periodically(
         480,
     )
     assert status.info["camera"] == "front"
+
+
+def test_first_status_carries_a_measured_fps(
+    broker_settings: BrokerSettings, make_bus: Any, tmp_path: Path
+) -> None:
+    statuses: Collector[ServiceStatus] = Collector()
+    listener = make_bus("listener")
+    listener.subscribe(SERVICE_STATUS, statuses, service="camera")
+    time.sleep(0.2)
+    with camera(broker_settings, tmp_path, fps=10, width=160, height=120):
+        first = wait_until(
+            lambda: next((s for s in statuses.payloads if "camera" in s.info), None), 15
+        )
+    assert first.state == ServiceState.OK
+    assert first.info["fps"] > 3  # published ~1 s after frames started, not at the first frame

@@ -24,6 +24,8 @@ FPS_WINDOW_SECONDS = 5.0
 """Window of the effective-fps measurement."""
 STABLE_SECONDS = 10.0
 """A source that delivered frames this long resets the reconnect backoff to its minimum."""
+FIRST_STATUS_SECONDS = 1.0
+"""Delay of the first status after frames start flowing, so it carries a measured fps."""
 
 
 class FrameSink(Protocol):
@@ -61,7 +63,7 @@ class CaptureLoop:
         self._latest: Frame | None = None
         self._snapshot_pending = False
         self._last_snapshot = float("-inf")
-        self._last_status = float("-inf")
+        self._next_status = clock() + min(FIRST_STATUS_SECONDS, settings.status_interval_seconds)
         self._state = ServiceState.OK
         self._detail = ""
         self._open = False
@@ -203,7 +205,7 @@ class CaptureLoop:
         self.metrics.source_up.set(1)
         if self._state is not ServiceState.OK:
             log.info("source delivering frames", extra={"source": self.source.describe()})
-            self._set_status(ServiceState.OK, "")
+            self._set_status(ServiceState.OK, "", next_in=FIRST_STATUS_SECONDS)
         now = self._clock()
         if pending or now - self._last_snapshot >= s.snapshot_interval_seconds:
             self._publish_snapshot(frame)
@@ -214,10 +216,13 @@ class CaptureLoop:
             self.metrics.snapshots_published.inc()
 
     def _periodic_status(self) -> None:
-        if self._clock() - self._last_status >= self.settings.status_interval_seconds:
+        if self._clock() >= self._next_status:
             self._set_status(self._state, self._detail)
 
-    def _set_status(self, state: ServiceState, detail: str) -> None:
+    def _set_status(self, state: ServiceState, detail: str, next_in: float | None = None) -> None:
+        """Publish the status now; the next periodic one follows after ``next_in`` seconds
+        (default: the status interval)."""
         self._state, self._detail = state, detail
-        self._last_status = self._clock()
+        interval = self.settings.status_interval_seconds
+        self._next_status = self._clock() + min(interval, next_in if next_in else interval)
         self.sink.publish_status(state, detail, self.status_info())
