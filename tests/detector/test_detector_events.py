@@ -51,8 +51,11 @@ class Run:
         return out
 
 
+ORIGINAL = EventSettings(window_frames=30)
+
+
 def test_event_starts_when_60_percent_of_30_frames_are_occupied() -> None:
-    run = Run(EventTracker("front"))
+    run = Run(EventTracker("front", ORIGINAL))
     assert run.feed(moving(), n=17) == []
     started = run.feed(moving())
     assert [m.type for m in started] == [EventType.START]
@@ -64,8 +67,20 @@ def test_event_starts_when_60_percent_of_30_frames_are_occupied() -> None:
     assert start.snapshot == f"front/{start.event_id}/snapshot.jpg"
 
 
+def test_default_window_is_10_frames_and_fires_whenever_the_original_does() -> None:
+    assert EventSettings().window_frames == 10
+    pattern = [True] * 6 + [False] * 4  # any 18-of-30 run contains a 6-of-10 third
+    fast = Run(EventTracker("front"))
+    slow = Run(EventTracker("front", ORIGINAL))
+    for occupied in pattern * 3:
+        for run in (fast, slow):
+            run.feed(moving() if occupied else STILL)
+    assert fast.messages[0].frame_seq == 5
+    assert slow.messages[0].frame_seq >= fast.messages[0].frame_seq
+
+
 def test_intermittent_motion_below_the_fraction_never_starts() -> None:
-    run = Run(EventTracker("front"))
+    run = Run(EventTracker("front", ORIGINAL))
     for _ in range(40):
         run.feed(moving())
         run.feed(STILL)
@@ -79,7 +94,7 @@ def test_window_and_fraction_are_settings() -> None:
 
 
 def test_update_on_growth_and_person_then_end_after_quiet() -> None:
-    run = Run(EventTracker("front", EventSettings(quiet_seconds=2)))
+    run = Run(EventTracker("front", EventSettings(window_frames=30, quiet_seconds=2)))
     run.feed(moving(0.05), n=18)
     assert run.feed(moving(0.055)) == []  # grew less than 25 %
     grew = run.feed(moving(0.2, (0, 0, 300, 400)))
@@ -128,7 +143,11 @@ def test_decision_reasons() -> None:
 
 
 def test_min_gap_between_alerts_of_a_camera() -> None:
-    run = Run(EventTracker("front", EventSettings(quiet_seconds=1, min_notify_seconds=10)))
+    run = Run(
+        EventTracker(
+            "front", EventSettings(window_frames=30, quiet_seconds=1, min_notify_seconds=10)
+        )
+    )
     yes = PersonFinding(0.9, None, confirmed=True)
     first = run.feed(moving(), yes, n=18)
     assert first[0].decision.alert
@@ -141,7 +160,7 @@ def test_min_gap_between_alerts_of_a_camera() -> None:
 
 
 def test_disarmed_event_is_reported_but_not_alerted() -> None:
-    run = Run(EventTracker("front"), DecisionInputs(False, True, PersonMode.REQUIRE, 0.5))
+    run = Run(EventTracker("front", ORIGINAL), DecisionInputs(False, True, PersonMode.REQUIRE, 0.5))
     start = run.feed(moving(), PersonFinding(0.9, None, True), n=18)
     assert start[0].type is EventType.START and not start[0].decision.alert
     assert start[0].decision.reason == "disarmed"

@@ -4,7 +4,8 @@ Pure logic (no clock, no broker): the caller passes each frame's time and findin
 :class:`~homesec.contract.MotionEvent` messages to publish.
 
 * start: ``>= min_occupied_fraction`` of the last ``window_frames`` frames occupied (original:
-  60% of 30);
+  60% of 30; default 60% of 10, which fires whenever the original does — 18 occupied frames
+  out of 30 put at least 6 into one of its three 10-frame thirds — and 1.2 s sooner);
 * update: the largest motion area grows by ``box_growth``, the person score improves by
   ``person_score_step``, or the decision changes;
 * end: ``quiet_seconds`` without an occupied frame.
@@ -43,7 +44,11 @@ class EventSettings(BaseModel):
     """Event rule and lifecycle (defaults: the original's)."""
 
     window_frames: int = Field(
-        30, ge=1, le=1000, description="Rolling window of per-frame occupied decisions"
+        10,
+        ge=1,
+        le=1000,
+        description="Rolling window of per-frame occupied decisions (original: 30; 10 starts "
+        "events 1.2 s sooner at 10 fps and lost nothing in the evaluation, see README)",
     )
     min_occupied_fraction: float = Field(
         0.6, gt=0, le=1, description="Start an event when this fraction of the window is occupied"
