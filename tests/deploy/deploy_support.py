@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
@@ -11,10 +12,13 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import paho.mqtt.client as mqtt
+import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
 from homesec.broker import MosquittoProcess, free_port
@@ -230,3 +234,80 @@ def stop_services(running: list[Running]) -> None:
         except subprocess.TimeoutExpired:
             r.proc.kill()
             r.proc.wait()
+
+
+# ---- metric names used by the dashboard and the alert rules ------------------------------
+
+PROMETHEUS_DIR = REPO / "prometheus"
+GRAFANA_DIR = REPO / "grafana"
+DASHBOARD = GRAFANA_DIR / "dashboards" / "homesec-overview.json"
+NAME_RE = re.compile(r"\b(?:homesec|process)_[a-zA-Z0-9_]+\b")
+OWNER_PREFIXES = {
+    "homesec_camera_": "camera",
+    "homesec_detector_": "detector",
+    "homesec_slack_": "slack-gateway",
+    "homesec_presence_": "presence",
+    "homesec_uploader_": "uploader",
+    "homesec_ptz_": "ptz",
+}
+
+
+def dashboard() -> dict[str, Any]:
+    data = json.loads(DASHBOARD.read_text())
+    assert isinstance(data, dict)
+    return data
+
+
+def all_panels(dash: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    for panel in dash["panels"]:
+        yield panel
+        yield from panel.get("panels", [])
+
+
+def dashboard_queries(dash: dict[str, Any]) -> list[str]:
+    return [t["expr"] for p in all_panels(dash) for t in p.get("targets", []) if "expr" in t]
+
+
+def rule_expressions() -> list[str]:
+    rules = yaml.safe_load((PROMETHEUS_DIR / "rules" / "homesec.yml").read_text())
+    return [r["expr"] for g in rules["groups"] for r in g["rules"]]
+
+
+def metric_names(expressions: list[str]) -> set[str]:
+    return {name for expr in expressions for name in NAME_RE.findall(expr)}
+
+
+def exported_names(text: str) -> tuple[set[str], set[str]]:
+    """(names a query may use, names that have samples) from Prometheus text format.
+
+    A labelled metric is declared (HELP/TYPE) at registration but has samples only after its
+    first use; a histogram declared ``h`` is queried as ``h_bucket``/``h_sum``/``h_count``."""
+    names: set[str] = set()
+    sampled: set[str] = set()
+    for line in text.splitlines():
+        if line.startswith("# TYPE "):
+            _, _, name, kind = line.split(maxsplit=3)
+            if kind in ("histogram", "gaugehistogram"):
+                names |= {f"{name}_bucket", f"{name}_sum", f"{name}_count"}
+            elif kind == "summary":
+                names |= {name, f"{name}_sum", f"{name}_count"}
+            else:
+                names.add(name)
+        elif line and not line.startswith("#"):
+            sampled.add(re.split(r"[{ ]", line, maxsplit=1)[0])
+    return names | sampled, sampled
+
+
+def owner(metric: str) -> str | None:
+    """The service that exports ``metric``; None for the metrics every service has."""
+    for prefix, service in OWNER_PREFIXES.items():
+        if metric.startswith(prefix):
+            return service
+    return None
+
+
+def scrape(port: int) -> str:
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+        return str(resp.read().decode())

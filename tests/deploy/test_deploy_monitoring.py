@@ -12,38 +12,31 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
 import subprocess
 import sys
-import time
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
-from deploy_support import REPO, Running, start_service, stop_services, wait_healthy
+from deploy_support import (
+    DASHBOARD,
+    GRAFANA_DIR,
+    PROMETHEUS_DIR,
+    REPO,
+    all_panels,
+    dashboard,
+    dashboard_queries,
+    exported_names,
+    metric_names,
+)
 
-from homesec.broker import MosquittoProcess
 from homesec.services import CATALOGUE
 
-PROMETHEUS_DIR = REPO / "prometheus"
-GRAFANA_DIR = REPO / "grafana"
-DASHBOARD = GRAFANA_DIR / "dashboards" / "homesec-overview.json"
 DATASOURCE_UID = "homesec-prometheus"
-NAME_RE = re.compile(r"\b(?:homesec|process)_[a-zA-Z0-9_]+\b")
-OWNER_PREFIXES = {
-    "homesec_camera_": "camera",
-    "homesec_detector_": "detector",
-    "homesec_slack_": "slack-gateway",
-    "homesec_presence_": "presence",
-    "homesec_uploader_": "uploader",
-    "homesec_ptz_": "ptz",
-}
 
 
 def promtool() -> str:
@@ -68,31 +61,6 @@ def run_promtool(*args: str, cwd: Path = PROMETHEUS_DIR) -> str:
     output = result.stdout + result.stderr
     assert result.returncode == 0, f"promtool {' '.join(args)} failed:\n{output}"
     return output
-
-
-def dashboard() -> dict[str, Any]:
-    data = json.loads(DASHBOARD.read_text())
-    assert isinstance(data, dict)
-    return data
-
-
-def all_panels(dash: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    for panel in dash["panels"]:
-        yield panel
-        yield from panel.get("panels", [])
-
-
-def dashboard_queries(dash: dict[str, Any]) -> list[str]:
-    return [t["expr"] for p in all_panels(dash) for t in p.get("targets", []) if "expr" in t]
-
-
-def rule_expressions() -> list[str]:
-    rules = yaml.safe_load((PROMETHEUS_DIR / "rules" / "homesec.yml").read_text())
-    return [r["expr"] for g in rules["groups"] for r in g["rules"]]
-
-
-def metric_names(expressions: list[str]) -> set[str]:
-    return {name for expr in expressions for name in NAME_RE.findall(expr)}
 
 
 # ---- Prometheus -----------------------------------------------------------------------------
@@ -214,100 +182,6 @@ def test_deploy_grafana_queries_are_valid_promql(tmp_path: Path) -> None:
 
 
 # ---- every metric name is exported by a running service -------------------------------------
-
-
-def exported_names(text: str) -> tuple[set[str], set[str]]:
-    """(names a query may use, names that have samples) from Prometheus text format.
-
-    A labelled metric is declared (HELP/TYPE) at registration but has samples only after its
-    first use; a histogram declared ``h`` is queried as ``h_bucket``/``h_sum``/``h_count``."""
-    names: set[str] = set()
-    sampled: set[str] = set()
-    for line in text.splitlines():
-        if line.startswith("# TYPE "):
-            _, _, name, kind = line.split(maxsplit=3)
-            if kind in ("histogram", "gaugehistogram"):
-                names |= {f"{name}_bucket", f"{name}_sum", f"{name}_count"}
-            elif kind == "summary":
-                names |= {name, f"{name}_sum", f"{name}_count"}
-            else:
-                names.add(name)
-        elif line and not line.startswith("#"):
-            sampled.add(re.split(r"[{ ]", line, maxsplit=1)[0])
-    return names | sampled, sampled
-
-
-def owner(metric: str) -> str | None:
-    """The service that exports ``metric``; None for the metrics every service has."""
-    for prefix, service in OWNER_PREFIXES.items():
-        if metric.startswith(prefix):
-            return service
-    return None
-
-
-@pytest.fixture
-def running_services(
-    broker: MosquittoProcess, tmp_path: Path
-) -> Iterator[tuple[list[Running], list[str]]]:
-    running: list[Running] = []
-    absent: list[str] = []
-    for info in CATALOGUE:
-        if info.installed():
-            running.append(start_service(info, broker, tmp_path))
-        else:
-            absent.append(info.name)
-    yield running, absent
-    stop_services(running)
-
-
-def scrape(port: int) -> str:
-    import urllib.request
-
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
-        return str(resp.read().decode())
-
-
-def test_deploy_dashboard_and_alert_metrics_are_exported(
-    running_services: tuple[list[Running], list[str]],
-) -> None:
-    running, absent = running_services
-    if not running:
-        pytest.skip(f"no service is installed yet (missing: {absent})")
-    problems = wait_healthy(running, 60)
-    assert not problems, "services failed to start:\n" + "\n".join(
-        f"--- {n}: {p}" for n, p in problems.items()
-    )
-    time.sleep(3)  # let the pipeline run a little so labelled metrics get their first samples
-    exports: dict[str, set[str]] = {}
-    sampled: dict[str, set[str]] = {}
-    for r in running:
-        exports[r.info.name], sampled[r.info.name] = exported_names(scrape(r.port))
-
-    wanted = metric_names(dashboard_queries(dashboard()) + rule_expressions())
-    missing: list[str] = []
-    skipped: list[str] = []
-    for metric in sorted(wanted):
-        service = owner(metric)
-        services = [service] if service else [r.info.name for r in running]
-        for svc in services:
-            if svc in absent:
-                skipped.append(f"{metric} ({svc} not written yet)")
-            elif metric not in exports[svc]:
-                missing.append(f"{metric} (not exported by {svc})")
-    assert not missing, (
-        "metric names used by grafana/dashboards or prometheus/rules that the services do not "
-        "export:\n  " + "\n  ".join(missing)
-    )
-    not_sampled = sorted(
-        f"{m} ({svc})"
-        for svc in exports
-        for m in wanted & exports[svc] - sampled[svc]
-        if owner(m) in (svc, None)
-    )
-    if not_sampled:
-        print("declared but without samples yet (labelled, not used yet):", not_sampled)
-    if skipped:
-        pytest.skip("not checked, service missing: " + "; ".join(skipped))
 
 
 def test_deploy_exported_names_parser() -> None:

@@ -10,8 +10,8 @@ log, state and commands flow) and that Home Assistant's user can drive the syste
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from deploy_support import (
@@ -19,6 +19,13 @@ from deploy_support import (
     Running,
     SecuredBroker,
     connect,
+    dashboard,
+    dashboard_queries,
+    exported_names,
+    metric_names,
+    owner,
+    rule_expressions,
+    scrape,
     start_secured_broker,
     start_service,
     stop_services,
@@ -29,15 +36,19 @@ from homesec.services import CATALOGUE
 from support import wait_until
 
 
-@pytest.fixture
-def verbose_broker(tmp_path: Path) -> Iterator[SecuredBroker]:
-    broker = start_secured_broker(tmp_path / "broker", extra_config="log_type all\n")
+@pytest.fixture(scope="module")
+def verbose_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecuredBroker]:
+    broker = start_secured_broker(tmp_path_factory.mktemp("broker"), extra_config="log_type all\n")
     yield broker
     broker.proc.kill()
 
 
-@pytest.fixture
-def stack(verbose_broker: SecuredBroker, tmp_path: Path) -> Iterator[list[Running]]:
+@pytest.fixture(scope="module")
+def stack(
+    verbose_broker: SecuredBroker, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[list[Running]]:
+    """Every installed service, started once for this module, healthy (or the test fails)."""
+    tmp_path = tmp_path_factory.mktemp("services")
     running: list[Running] = []
     for info in CATALOGUE:
         if not info.installed():
@@ -45,6 +56,13 @@ def stack(verbose_broker: SecuredBroker, tmp_path: Path) -> Iterator[list[Runnin
         secret = verbose_broker.secrets_dir / f"mqtt_password_{info.name.replace('-', '_')}"
         env = {"HOMESEC_BROKER_USERNAME": info.name, "HOMESEC_BROKER_PASSWORD_FILE": str(secret)}
         running.append(start_service(info, verbose_broker.proc, tmp_path, env))
+    problems = wait_healthy(running, 60)
+    if problems:
+        stop_services(running)
+        pytest.fail(
+            "services did not become healthy with their broker users:\n"
+            + "\n".join(f"--- {n}: {p}" for n, p in problems.items())
+        )
     yield running
     stop_services(running)
 
@@ -60,10 +78,6 @@ def test_deploy_stack_runs_under_the_acl(
     names = {r.info.name for r in stack}
     if len(names) < len(CATALOGUE):
         pytest.skip(f"services not written yet: {sorted({i.name for i in CATALOGUE} - names)}")
-    problems = wait_healthy(stack, 60)
-    assert not problems, "services did not connect with their broker users:\n" + "\n".join(
-        f"--- {n}: {p}" for n, p in problems.items()
-    )
     admin = connect(verbose_broker.port, "admin", verbose_broker.passwords["admin"])
     ha = connect(verbose_broker.port, "homeassistant", verbose_broker.passwords["homeassistant"])
     try:
@@ -104,3 +118,45 @@ def test_deploy_stack_runs_under_the_acl(
     log = (verbose_broker.proc.data_dir / "mosquitto.log").read_text()
     denied = sorted({line.split(": ", 1)[-1] for line in log.splitlines() if "Denied" in line})
     assert not denied, "the broker denied real service traffic:\n  " + "\n  ".join(denied)
+
+
+def test_deploy_dashboard_and_alert_metrics_are_exported(
+    stack: list[Running],
+) -> None:
+    """Every metric name in grafana/dashboards and prometheus/rules is exported by its service
+    (read from the live /metrics of the services running above)."""
+    running = stack
+    absent = [i.name for i in CATALOGUE if not i.installed()]
+    if not running:
+        pytest.skip(f"no service is installed yet (missing: {absent})")
+    time.sleep(3)  # let the pipeline run a little so labelled metrics get their first samples
+    exports: dict[str, set[str]] = {}
+    sampled: dict[str, set[str]] = {}
+    for r in running:
+        exports[r.info.name], sampled[r.info.name] = exported_names(scrape(r.port))
+
+    wanted = metric_names(dashboard_queries(dashboard()) + rule_expressions())
+    missing: list[str] = []
+    skipped: list[str] = []
+    for metric in sorted(wanted):
+        service = owner(metric)
+        services = [service] if service else [r.info.name for r in running]
+        for svc in services:
+            if svc in absent:
+                skipped.append(f"{metric} ({svc} not written yet)")
+            elif metric not in exports[svc]:
+                missing.append(f"{metric} (not exported by {svc})")
+    assert not missing, (
+        "metric names used by grafana/dashboards or prometheus/rules that the services do not "
+        "export:\n  " + "\n  ".join(missing)
+    )
+    not_sampled = sorted(
+        f"{m} ({svc})"
+        for svc in exports
+        for m in wanted & exports[svc] - sampled[svc]
+        if owner(m) in (svc, None)
+    )
+    if not_sampled:
+        print("declared but without samples yet (labelled, not used yet):", not_sampled)
+    if skipped:
+        pytest.skip("not checked, service missing: " + "; ".join(skipped))
