@@ -11,15 +11,18 @@ from gateway_fakes import JPEG, FakeSlack, Fault, Harness
 
 from homesec.contract import (
     MOTION_EVENTS,
+    SERVICE_STATUS,
     SNAPSHOT,
     AlertDecision,
     EventType,
     Frame,
     MotionEvent,
+    ServiceState,
+    ServiceStatus,
     SystemSetting,
 )
 from homesec.state import SystemStateOwner
-from support import wait_until
+from support import Collector, wait_until
 
 
 def event(
@@ -131,7 +134,11 @@ def test_slack_429_and_500_then_recovery_in_order_once(
         Fault(429, {"ok": False, "error": "ratelimited"}, {"Retry-After": "1"}),
         Fault(500, {"ok": False, "error": "internal_error"}),
     )
-    detector = make_bus("detector")
+    statuses: Collector[ServiceStatus] = Collector()
+    detector = make_bus("detector", start=False)
+    detector.subscribe(SERVICE_STATUS, statuses, service="slack-gateway")
+    detector.start()
+    assert detector.wait_connected(10)
     ids = [f"front-00{n}" for n in range(10, 14)]
     for n, event_id in enumerate(ids):
         write_snapshot(gateway, "front", event_id, image(n))
@@ -153,6 +160,10 @@ def test_slack_429_and_500_then_recovery_in_order_once(
     assert gateway.metric("homesec_slack_alerts_failed_total") >= 3
     assert gateway.metric("homesec_slack_alert_backlog") == 0
     assert len(slack.calls_to("files.getUploadURLExternal", ok_only=False)) >= len(ids) + 3
+    # the gateway said it was degraded while Slack failed, and ok once it recovered
+    states = [s.state for s in statuses.payloads]
+    assert ServiceState.DEGRADED in states
+    wait_until(lambda: statuses.payloads[-1].state is ServiceState.OK)
 
 
 def test_rate_limit_per_camera(make_gateway, make_bus, slack: FakeSlack) -> None:

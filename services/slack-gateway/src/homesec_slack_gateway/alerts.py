@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 
 from slack_sdk import WebClient
@@ -128,7 +129,9 @@ class AlertSender:
         wake: threading.Event,
         initial_delay: float,
         max_delay: float,
+        on_health: Callable[[str | None], None] | None = None,
     ) -> None:
+        self._on_health = on_health or (lambda error: None)
         self._store = store
         self._client = client
         self._channel = channel
@@ -173,6 +176,8 @@ class AlertSender:
             try:
                 self._deliver(self._client, alert)
             except Exception as exc:  # every failure is retried; the row stays queued
+                if self.last_error is None:
+                    self._on_health(describe_error(exc))
                 self.last_error = describe_error(exc)
                 self._metrics.alerts_failed.inc()
                 self._store.record_failure(alert.id, self.last_error)
@@ -189,6 +194,8 @@ class AlertSender:
                 stop.wait(wait)
                 continue
             delay = self._initial
+            if self.last_error is not None:
+                self._on_health(None)
             self.last_error = None
 
     def _deliver(self, client: WebClient, alert: QueuedAlert) -> None:

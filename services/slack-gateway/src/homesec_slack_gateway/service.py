@@ -10,6 +10,7 @@ import uvicorn
 from prometheus_client import CollectorRegistry
 
 from homesec.bus import Bus
+from homesec.contract import ServiceState
 from homesec.state import SystemStateView
 from homesec_slack_gateway.alerts import AlertIntake, AlertSender
 from homesec_slack_gateway.handlers import Gateway
@@ -65,6 +66,7 @@ class GatewayService:
             self.wake,
             settings.retry_initial_seconds,
             settings.retry_max_seconds,
+            on_health=self._alert_health,
         )
         # Socket Mode needs no HTTP app (and no signing secret)
         self.app = (
@@ -75,6 +77,13 @@ class GatewayService:
         self.server: uvicorn.Server | None = None
         self.socket: SocketModeRunner | None = None
         self.ready = threading.Event()
+
+    def _alert_health(self, error: str | None) -> None:
+        """Degraded while alerts cannot reach Slack, ok again after the next delivery."""
+        if error is None:
+            self.bus.set_status(ServiceState.OK, "")
+        else:
+            self.bus.set_status(ServiceState.DEGRADED, f"alerts cannot reach Slack: {error}")
 
     @property
     def http_port(self) -> int | None:

@@ -55,7 +55,11 @@ class SlackGatewaySettings(ServiceSettings):
     signature_max_age_seconds: int = Field(300, ge=1, le=3600, description="Replay window")
 
     # ---- behaviour -------------------------------------------------------------------------
-    alert_channel: str = Field("#homesec", min_length=1, description="Channel for alerts")
+    alert_channel: str = Field(
+        "",
+        pattern=r"^([CG][A-Z0-9]{2,30})?$",
+        description="Channel ID (C0...) for alerts; empty: alerts stay queued and an error is logged",
+    )
     default_camera: str = Field("front", pattern=ID_PATTERN)
     alert_min_interval_seconds: float = Field(
         10.0, ge=0, description="Per camera: alerts closer than this are not posted"
