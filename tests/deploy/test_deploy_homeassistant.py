@@ -329,9 +329,19 @@ def test_deploy_ha_published_on_connect_and_on_ha_online(
         finally:
             sub.disconnect()
             sub.loop_stop()
-        # removing a camera clears its configs
+        # a camera seen at run time is announced once, and is part of later re-publishes
+        assert discovery.add_camera("garage") is True
+        assert discovery.add_camera("garage") is False
+        garage = "homeassistant/camera/homesec/camera_garage/config"
+        wait_until(lambda: any(t == garage for t, _, _ in received), 15)
+        assert garage in discovery.documents()
+        with pytest.raises(ValueError):
+            discovery.add_camera("../etc")
+        # removing a camera clears its configs and drops it from later re-publishes
         discovery.remove_camera("front")
-        wait_until(lambda: any(p == b"" for _, p, _ in received), 15)
+        cleared = "homeassistant/binary_sensor/homesec/motion_front/config"
+        wait_until(lambda: any(t == cleared and p == b"" for t, p, _ in received), 15)
+        assert cleared not in discovery.documents()
     finally:
         ha.disconnect()
         ha.loop_stop()

@@ -11,13 +11,16 @@ Entities, all on one device and all built from :mod:`homesec.contract` channels:
 Each has ``availability`` on the owning services' availability topics. Documents are published
 retained on every (re)connection and again whenever Home Assistant announces ``online`` on
 ``<discovery_prefix>/status`` (its birth message). Call :meth:`HomeAssistantDiscovery.install`
-before ``bus.start()``.
+before ``bus.start()``; :meth:`~HomeAssistantDiscovery.add_camera` announces a camera first seen
+at run time (a detector watching every camera), :meth:`~HomeAssistantDiscovery.remove_camera`
+deletes one.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -78,6 +81,7 @@ class HomeAssistantDiscovery:
         self.discovery_prefix = discovery_prefix.rstrip("/")
         self.node_id = node_id
         self.published = 0
+        self._lock = threading.Lock()
 
     # ---- wiring --------------------------------------------------------------------------------
 
@@ -98,18 +102,32 @@ class HomeAssistantDiscovery:
 
     def publish_all(self) -> None:
         """Publish every discovery document, retained, QoS 1."""
-        docs = self.documents()
+        docs = self.documents()  # includes cameras added at run time
         for topic, doc in docs.items():
             self.bus.publish_raw(topic, json.dumps(doc, separators=(",", ":")), qos=1, retain=True)
         self.published += 1
         log.info("discovery published", extra={"documents": len(docs), "cameras": self.cameras})
 
+    def add_camera(self, camera: str) -> bool:
+        """Announce a camera seen at run time (e.g. the detector's first frame from it).
+
+        Returns False when it was already known. Later (re)connections include it."""
+        if not is_identifier(camera):
+            raise ValueError(f"camera id {camera!r} is not an identifier")
+        with self._lock:
+            if camera in self.cameras:
+                return False
+            self.cameras = (*self.cameras, camera)
+        for topic, doc in self._camera_documents(camera).items():
+            self.bus.publish_raw(topic, json.dumps(doc, separators=(",", ":")), qos=1, retain=True)
+        log.info("discovery published for new camera", extra={"camera": camera})
+        return True
+
     def remove_camera(self, camera: str) -> None:
         """Delete a camera's entities from Home Assistant (empty retained configs)."""
-        for topic in (
-            self._topic("binary_sensor", f"motion_{camera}"),
-            self._topic("camera", f"camera_{camera}"),
-        ):
+        with self._lock:
+            self.cameras = tuple(c for c in self.cameras if c != camera)
+        for topic in self._camera_documents(camera):
             self.bus.publish_raw(topic, b"", qos=1, retain=True)
 
     # ---- documents (pure) ----------------------------------------------------------------------
@@ -160,7 +178,12 @@ class HomeAssistantDiscovery:
             qos=1,
         )
         for camera in self.cameras:
-            docs[self._topic("binary_sensor", f"motion_{camera}")] = self._entity(
+            docs.update(self._camera_documents(camera))
+        return docs
+
+    def _camera_documents(self, camera: str) -> dict[str, dict[str, Any]]:
+        return {
+            self._topic("binary_sensor", f"motion_{camera}"): self._entity(
                 f"motion_{camera}",
                 f"Motion {camera}",
                 ["detector"],
@@ -169,14 +192,14 @@ class HomeAssistantDiscovery:
                 payload_off="OFF",
                 device_class="motion",
                 qos=1,
-            )
-            docs[self._topic("camera", f"camera_{camera}")] = self._entity(
+            ),
+            self._topic("camera", f"camera_{camera}"): self._entity(
                 f"camera_{camera}",
                 f"Camera {camera}",
                 ["camera"],
                 topic=self._t(SNAPSHOT, camera=camera),
-            )
-        return docs
+            ),
+        }
 
     def _topic(self, component: str, object_id: str) -> str:
         return f"{self.discovery_prefix}/{component}/{self.node_id}/{object_id}/config"
