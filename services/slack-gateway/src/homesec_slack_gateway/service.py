@@ -119,7 +119,6 @@ class GatewayService:
                     lifespan="off",
                 )
                 self.server = uvicorn.Server(config)
-                self.server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
                 server_thread = threading.Thread(
                     target=self.server.run, name="slack-http", daemon=True
                 )

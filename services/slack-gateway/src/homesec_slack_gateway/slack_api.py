@@ -25,7 +25,7 @@ class TimedWebClient(WebClient):
         super().__init__(**kwargs)
         self._gateway_metrics = metrics
 
-    def api_call(self, api_method: str, **kwargs: Any) -> SlackResponse:  # type: ignore[override]
+    def api_call(self, api_method: str, **kwargs: Any) -> SlackResponse:
         started = time.perf_counter()
         try:
             return super().api_call(api_method, **kwargs)

@@ -11,6 +11,7 @@ import logging
 from typing import Any
 
 from slack_sdk.socket_mode import SocketModeClient
+from slack_sdk.socket_mode.client import BaseSocketModeClient
 from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.socket_mode.response import SocketModeResponse
 
@@ -48,7 +49,7 @@ class SocketModeRunner:
     def close(self) -> None:
         self.client.close()
 
-    def _on_request(self, client: SocketModeClient, req: SocketModeRequest) -> None:
+    def _on_request(self, client: BaseSocketModeClient, req: SocketModeRequest) -> None:
         payload: dict[str, Any] | None = None
         try:
             if req.type == "slash_commands":
