@@ -311,3 +311,50 @@ def scrape(port: int) -> str:
 
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
         return str(resp.read().decode())
+
+
+# ---- the ACL file, read the way mosquitto applies it ----------------------------------------
+
+
+def acl_allows(user: str, topic: str, access: str) -> bool:
+    """Whether mosquitto/acl grants ``user`` ``access`` (read/write) on ``topic``.
+
+    ``topic`` may be a subscription filter (``+``/``#`` are then matched literally by the ACL's own
+    wildcards, as mosquitto does for SUBSCRIBE); ``$share/<group>/`` is stripped."""
+    if topic.startswith("$share/"):
+        topic = topic.split("/", 2)[2]
+    current: str | None = None
+    for line in (MOSQUITTO_DIR / "acl").read_text().splitlines():
+        parts = line.split()
+        if not parts or parts[0].startswith("#"):
+            continue
+        if parts[0] == "user":
+            current = parts[1]
+            continue
+        if parts[0] == "topic" and current == user:
+            kind, pattern = (parts[1], parts[2]) if len(parts) == 3 else ("readwrite", parts[1])
+        elif parts[0] == "pattern":
+            kind, pattern = (parts[1], parts[2]) if len(parts) == 3 else ("readwrite", parts[1])
+            pattern = pattern.replace("%u", user)
+        else:
+            continue
+        if kind in (access, "readwrite") and mqtt.topic_matches_sub(pattern, topic):
+            return True
+    return False
+
+
+def broker_subscriptions(log_text: str) -> list[tuple[str, str]]:
+    """(user, subscription filter) pairs from a mosquitto log written with ``log_type all``."""
+    users: dict[str, str] = {}
+    subs: list[tuple[str, str]] = []
+    connected = re.compile(r"New client connected from \S+ as (\S+) \(.*u'([^']*)'\)")
+    for line in log_text.splitlines():
+        message = line.split(": ", 1)[-1]
+        m = connected.search(message)
+        if m:
+            users[m.group(1)] = m.group(2)
+            continue
+        parts = message.split(" ")
+        if len(parts) == 3 and parts[0] in users and parts[1] in ("0", "1", "2"):
+            subs.append((users[parts[0]], parts[2]))
+    return subs

@@ -7,9 +7,8 @@ import json
 import re
 from typing import Any
 
-import paho.mqtt.client as mqtt
 import pytest
-from deploy_support import MOSQUITTO_DIR, REPO
+from deploy_support import REPO, acl_allows
 
 from homesec.contract import (
     CHANNELS,
@@ -37,21 +36,6 @@ def channel_for(topic: str) -> Channel[Any]:
         if channel.match(PREFIX, topic) is not None:
             return channel
     raise AssertionError(f"{topic} is not a documented topic (docs/mqtt-api.md)")
-
-
-def acl_patterns(user: str, access: str) -> list[str]:
-    """Topic patterns the ACL grants ``user`` for ``access`` (read/write)."""
-    patterns: list[str] = []
-    current = None
-    for line in (MOSQUITTO_DIR / "acl").read_text().splitlines():
-        parts = line.split()
-        if not parts or parts[0].startswith("#"):
-            continue
-        if parts[0] == "user":
-            current = parts[1]
-        elif parts[0] == "topic" and current == user and parts[1] in (access, "readwrite"):
-            patterns.append(parts[2])
-    return patterns
 
 
 def test_deploy_nodered_flow_is_well_formed(flow: list[dict[str, Any]]) -> None:
@@ -106,14 +90,12 @@ def test_deploy_nodered_flow_uses_documented_topics_and_payloads(
 
 
 def test_deploy_nodered_flow_is_allowed_by_the_acl(flow: list[dict[str, Any]]) -> None:
-    writes = acl_patterns("nodered", "write")
-    reads = acl_patterns("nodered", "read")
-    assert writes and reads
     for node in flow:
         if node["type"] == "mqtt out":
-            assert any(mqtt.topic_matches_sub(p, node["topic"]) for p in writes), node["topic"]
+            assert acl_allows("nodered", node["topic"], "write"), node["topic"]
         if node["type"] == "mqtt in":
-            assert any(mqtt.topic_matches_sub(p, node["topic"]) for p in reads), node["topic"]
+            assert acl_allows("nodered", node["topic"], "read"), node["topic"]
+    assert not acl_allows("nodered", "homesec/system/armed", "write")
 
 
 def test_deploy_nodered_snapshot_endpoint_serves_jpeg(flow: list[dict[str, Any]]) -> None:

@@ -18,6 +18,8 @@ from deploy_support import (
     Client,
     Running,
     SecuredBroker,
+    acl_allows,
+    broker_subscriptions,
     connect,
     dashboard,
     dashboard_queries,
@@ -118,6 +120,16 @@ def test_deploy_stack_runs_under_the_acl(
     log = (verbose_broker.proc.data_dir / "mosquitto.log").read_text()
     denied = sorted({line.split(": ", 1)[-1] for line in log.splitlines() if "Denied" in line})
     assert not denied, "the broker denied real service traffic:\n  " + "\n  ".join(denied)
+    # mosquitto does not log refused subscriptions: check every one against the ACL
+    subs = broker_subscriptions(log)
+    services = {info.name for info in CATALOGUE}
+    assert {user for user, _ in subs} >= services, f"subscriptions not found in the log: {subs}"
+    refused = sorted(
+        f"{user}: {topic}"
+        for user, topic in set(subs)
+        if user in services and not acl_allows(user, topic, "read")
+    )
+    assert not refused, "services subscribe to topics their ACL refuses:\n  " + "\n  ".join(refused)
 
 
 def test_deploy_dashboard_and_alert_metrics_are_exported(
