@@ -106,13 +106,14 @@ def test_probing_pings_watched_devices_and_hostnames(tmp_path: Path) -> None:
     'refreshes' the table like a real ping would, by completing the pinged entry."""
     table = tmp_path / "arp"
     table.write_text(ARP)
-    log = tmp_path / "pinged.txt"
+    pinged = tmp_path / "pinged"
+    pinged.mkdir()
     script = tmp_path / "fakeping.py"
     script.write_text(
         "import sys, pathlib\n"
-        f"log = pathlib.Path({str(log)!r}); table = pathlib.Path({str(table)!r})\n"
+        f"pinged = pathlib.Path({str(pinged)!r}); table = pathlib.Path({str(table)!r})\n"
         "target = sys.argv[-1]\n"
-        "log.write_text(log.read_text() + target + '\\n' if log.exists() else target + '\\n')\n"
+        "(pinged / target).touch()  # probes run in parallel: one file each\n"
         "if target == '192.168.1.12':\n"
         "    table.write_text(table.read_text().replace(\n"
         "        '192.168.1.12     0x1         0x0', '192.168.1.12     0x1         0x2'))\n"
@@ -125,7 +126,11 @@ def test_probing_pings_watched_devices_and_hostnames(tmp_path: Path) -> None:
     )
     backend = NeighbourBackend(cfg)
     assert backend.observe(watch) == {"carol": True, "erin": True, "frank": False}
-    assert sorted(log.read_text().split()) == ["192.168.1.12", "erins-phone", "franks-phone"]
+    assert sorted(p.name for p in pinged.iterdir()) == [
+        "192.168.1.12",
+        "erins-phone",
+        "franks-phone",
+    ]
 
 
 def test_probing_is_off_by_default(tmp_path: Path) -> None:

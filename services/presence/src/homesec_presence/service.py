@@ -163,7 +163,6 @@ class PresenceService:
     def poll_once(self) -> None:
         """One poll: observe, debounce, publish, and maybe ask to arm/disarm."""
         self.metrics.polls.inc()
-        now = self._clock()
         try:
             seen = self.backend.observe(self.watch)
         except BackendError as exc:
@@ -172,8 +171,10 @@ class PresenceService:
             log.exception("presence backend crashed")
             self._on_failure(f"backend crashed: {type(exc).__name__}")
         else:
-            self._on_success(now, seen)
-        self._publish_if_due(now)
+            # the observation's time is when the answer came (a slow router must not make
+            # the absence clock start before the backend was actually answering again)
+            self._on_success(self._clock(), seen)
+        self._publish_if_due(self._clock())
 
     def _on_failure(self, error: str) -> None:
         self.metrics.backend_errors.labels(self.backend.name).inc()
