@@ -154,3 +154,11 @@ def test_deploy_env_names_finds_nested_and_aliases() -> None:
     if "HOMESEC_SLACK_GATEWAY_" in settings_classes():
         assert {"SLACK_BOT_TOKEN", "HOMESEC_SLACK_GATEWAY_SLACK_BOT_TOKEN"} <= names
     assert "HOMESEC_CAMERA_NO_SUCH_THING" not in names
+
+
+def test_deploy_dockerfile_env_names_only_real_settings() -> None:
+    text = (REPO / "docker" / "Dockerfile").read_text().replace("\\\n", " ")
+    names = set(re.findall(r"\b(HOMESEC_[A-Z0-9_]+)=", text))
+    assert "HOMESEC_DATA_DIR" in names
+    unknown = sorted(names - real_settings())
+    assert not unknown, f"docker/Dockerfile sets variables no service reads: {unknown}"
