@@ -261,12 +261,14 @@ def test_deploy_compose_dockerfile_targets_and_entrypoints(
         pytest.skip(f"entrypoint modules not written yet: {sorted(set(not_yet))}")
 
 
-def test_deploy_compose_camera_pi_image_uses_raspberry_pi_os_packages(
+def test_deploy_compose_pi_images_use_debian_packages(
     stages: dict[str, list[str]],
 ) -> None:
     text = " ".join(stages["camera-pi"])
     assert "python3-picamera2" in text and "--system-site-packages" in text
     assert "--no-install-package numpy" in text
+    ptz = " ".join(stages["ptz-pi"])
+    assert "python3-smbus" in ptz and "--system-site-packages" in ptz and "--extra pi" in ptz
     base = [ln for ln in DOCKERFILE.read_text().splitlines() if ln.startswith("ARG PYTHON_IMAGE")]
     assert base == ["ARG PYTHON_IMAGE=python:3.11-slim-bookworm"]
 
