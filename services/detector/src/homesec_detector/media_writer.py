@@ -198,8 +198,10 @@ class MediaWriter:
         snapshot: BufferedFrame,
         preroll: Iterable[BufferedFrame],
         meta: dict[str, Any],
+        then: Job | None = None,
     ) -> None:
-        """Queue: snapshot (raw, so it exists before the event is published) and event.json."""
+        """Queue the snapshot (raw, so it exists when the event is published) and event.json,
+        then ``then`` (the publish), then the pre-roll and the snapshot with boxes drawn."""
         folder = self.folder(camera, event_id)
         jpeg = snapshot.jpeg
 
@@ -212,6 +214,8 @@ class MediaWriter:
             _atomic_write(folder / EVENT_META, _json(meta))
 
         self.call(write_start, essential=True)
+        if then is not None:
+            self.call(then, essential=True)
         self.save_preroll(folder, list(preroll))
         if self.settings.draw_boxes and (snapshot.boxes or snapshot.person_box):
             self.call(lambda: self._draw_snapshot(folder, snapshot))
@@ -246,7 +250,9 @@ class MediaWriter:
             folder = self.folder(camera, event_id)
             self.call(lambda: self._draw_snapshot(folder, frame))
 
-    def finish_event(self, camera: str, event_id: str, meta: dict[str, Any]) -> None:
+    def finish_event(
+        self, camera: str, event_id: str, meta: dict[str, Any], then: Job | None = None
+    ) -> None:
         folder = self.folder(camera, event_id)
 
         def write() -> None:
@@ -258,6 +264,8 @@ class MediaWriter:
             self.enforce_retention(force=True)
 
         self.call(write, essential=True)
+        if then is not None:
+            self.call(then, essential=True)
 
     def save_sample(
         self,

@@ -137,8 +137,10 @@ class CameraPipeline:
         person: PersonChecker | None = None,
         media: MediaWriter | None = None,
         score_all: bool = False,
+        on_message: Callable[[MotionEvent], None] | None = None,
     ) -> None:
         self.camera = camera
+        self.on_message = on_message
         self.settings = settings
         self.state = state
         self.person = person if settings.person_mode is not PersonMode.OFF else None
@@ -313,14 +315,27 @@ class CameraPipeline:
         if result.occupied or self.tracker.active or self._quiet_since is None:
             self._quiet_since = now
         if media is None:
+            for msg in messages:
+                self._emit(msg)
             return []
         for msg in messages:
             if msg.type is EventType.START:
                 preroll = self.ring.frames()[:-1]
-                media.start_event(self.camera, msg.event_id, buf, preroll, _meta(msg, preroll))
+                media.start_event(
+                    self.camera,
+                    msg.event_id,
+                    buf,
+                    preroll,
+                    _meta(msg, preroll),
+                    then=self._emitter(msg),
+                )
                 media.add_frame(self.camera, msg.event_id, buf)
             elif msg.type is EventType.END:
                 self._finish(msg)
+            else:
+                emit = self._emitter(msg)
+                if emit is not None:
+                    media.call(emit, essential=True)  # keep order behind the start
         if was_active and self.tracker.active and self.tracker.event_id:
             media.add_frame(self.camera, self.tracker.event_id, buf)
             if any(m.type is EventType.UPDATE and m.person_box for m in messages):
@@ -330,7 +345,22 @@ class CameraPipeline:
 
     def _finish(self, msg: MotionEvent) -> None:
         if self.media is not None:
-            self.media.finish_event(self.camera, msg.event_id, _meta(msg, None))
+            self.media.finish_event(
+                self.camera, msg.event_id, _meta(msg, None), then=self._emitter(msg)
+            )
+        else:
+            self._emit(msg)
+
+    def _emit(self, msg: MotionEvent) -> None:
+        """Hand a message to ``on_message``. With media on this runs on the media thread right
+        after the files the message names were written, so it never overtakes them."""
+        if self.on_message is not None:
+            self.on_message(msg)
+
+    def _emitter(self, msg: MotionEvent) -> Callable[[], None] | None:
+        if self.on_message is None:
+            return None
+        return lambda: self._emit(msg)
 
     def _unoccupied_sample(self, now: float, buf: BufferedFrame) -> list[TrainingLabel]:
         every = self.settings.media.min_save_seconds

@@ -49,6 +49,7 @@ class CameraWorker:
             service.state.get,
             person=service.person,
             media=service.media,
+            on_message=lambda msg: service.publish_event(msg, self),
         )
         self.alerted: set[str] = set()
         self._resets_seen = 0
@@ -70,8 +71,7 @@ class CameraWorker:
                 return
             try:
                 if frame is None:
-                    for msg in self.pipeline.tick(time.time()):
-                        self.service.publish_event(msg, self)
+                    self.pipeline.tick(time.time())
                 else:
                     self._process(frame)
             except Exception:
@@ -90,8 +90,6 @@ class CameraWorker:
         if resets > self._resets_seen:
             m.background_resets.labels(self.camera).inc(resets - self._resets_seen)
             self._resets_seen = resets
-        for msg in outcome.messages:
-            self.service.publish_event(msg, self)
         for label in outcome.labels:
             self.service.publish_label(label)
 
@@ -183,8 +181,9 @@ class DetectorService:
     # ---- publishing -----------------------------------------------------------------------
 
     def publish_event(self, msg: MotionEvent, worker: CameraWorker) -> None:
-        """Publish after the media queued before it (the snapshot) is written."""
-        self.media.call(lambda: self._publish_now(msg, worker), essential=True)
+        """Called by the pipeline in order: on the media thread right after the files the
+        message names were written (media on), or on the worker thread (media off)."""
+        self._publish_now(msg, worker)
 
     def _publish_now(self, msg: MotionEvent, worker: CameraWorker) -> None:
         m = self.metrics
