@@ -108,6 +108,9 @@ class PresenceService:
         bus.subscribe(PRESENCE, self._on_presence)
         for name in self.watch.names:
             self.metrics.person_home.labels(name).set(0)
+        self.metrics.backend_errors.labels(self.backend.name)  # export the series at 0
+        for action in Action:
+            self.metrics.arm_requests.labels(action.value)
 
     # ---- bus handlers (network thread) -----------------------------------------------------
 

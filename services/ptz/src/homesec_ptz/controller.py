@@ -73,6 +73,8 @@ class PtzController:
         self.backend = backend if backend is not None else make_backend(settings)
         self.store = PresetStore(presets_path(settings.data_dir, self.camera), settings.presets)
         self._metrics = PtzMetrics(metrics)
+        for outcome in Outcome:  # export every series at 0
+            self._metrics.commands.labels(self.camera, outcome.value)
         self._commands: queue.Queue[PtzCommand] = queue.Queue()
         self._retained: PtzState | None = None
         self._retained_seen = threading.Event()
