@@ -118,6 +118,10 @@ def test_button_click_over_socket_mode(socket_gateway: Harness, slack: FakeSlack
     )
     wait_until(lambda: slack.calls_to("chat.update"), 15)
 
+    # Slack redelivers an envelope whose ack it missed: acked again, labelled once
+    slack.send_envelope({**env, "retry_attempt": 1, "retry_reason": "timeout"})
+    wait_until(lambda: sum(a.get("envelope_id") == env["envelope_id"] for a in slack.acks) == 2)
+
     bad = envelope("interactive", button_payload("x|y", "homesec_label_occupied"))
     slack.send_envelope(bad)
     assert wait_until(lambda: slack.ack_for(bad["envelope_id"]), 15)  # acked, nothing published

@@ -29,6 +29,8 @@ from homesec_slack_gateway.store import QueuedAlert, Stage, Store
 
 log = logging.getLogger("homesec.slack_gateway.alerts")
 
+PRUNE_INTERVAL_SECONDS = 3600.0
+
 
 def format_time(ts: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(ts))
@@ -155,7 +157,11 @@ class AlertSender:
     def run(self, stop: threading.Event) -> None:
         delay = self._initial
         warned = False
+        pruned_at = 0.0
         while not stop.is_set():
+            if time.monotonic() - pruned_at > PRUNE_INTERVAL_SECONDS:
+                self._store.prune()
+                pruned_at = time.monotonic()
             self._metrics.alert_backlog.set(self._store.alert_backlog())
             alert = self._store.next_alert()
             if alert is None:

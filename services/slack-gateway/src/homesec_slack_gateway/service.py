@@ -94,7 +94,6 @@ class GatewayService:
 
     def run(self, stop: threading.Event) -> None:
         """Serve until ``stop`` is set, then shut everything down."""
-        self.store.prune()
         self.sender.start(stop)
         self.labels.start(stop)
         server_thread: threading.Thread | None = None

@@ -8,6 +8,8 @@ acknowledgement, as an HTTP response would).
 from __future__ import annotations
 
 import logging
+import threading
+from collections import OrderedDict
 from typing import Any
 
 from slack_sdk.socket_mode import SocketModeClient
@@ -34,6 +36,8 @@ class SocketModeRunner:
         app_token: str,
     ) -> None:
         self._gateway = gateway
+        self._seen: OrderedDict[str, dict[str, Any] | None] = OrderedDict()
+        self._seen_lock = threading.Lock()
         self.client = SocketModeClient(
             app_token=app_token,
             web_client=web_client(settings, metrics, token=None),
@@ -50,6 +54,16 @@ class SocketModeRunner:
         self.client.close()
 
     def _on_request(self, client: BaseSocketModeClient, req: SocketModeRequest) -> None:
+        with self._seen_lock:
+            repeated = req.envelope_id in self._seen
+            answer = self._seen.get(req.envelope_id)
+        if repeated:
+            # Slack redelivers an envelope whose ack it missed: ack again, do not act twice
+            log.info("socket mode envelope redelivered", extra={"envelope_id": req.envelope_id})
+            client.send_socket_mode_response(
+                SocketModeResponse(envelope_id=req.envelope_id, payload=answer)
+            )
+            return
         payload: dict[str, Any] | None = None
         try:
             if req.type == "slash_commands":
@@ -62,6 +76,10 @@ class SocketModeRunner:
             log.warning("interaction refused", extra={"reason": str(exc)})
         except Exception:
             log.exception("socket mode handler failed", extra={"type": req.type})
+        with self._seen_lock:
+            self._seen[req.envelope_id] = payload
+            while len(self._seen) > 500:
+                self._seen.popitem(last=False)
         client.send_socket_mode_response(
             SocketModeResponse(envelope_id=req.envelope_id, payload=payload)
         )
