@@ -37,6 +37,9 @@ class LabelOutbox:
         self._metrics.labels.labels(label.label.value).inc()
         self._wake.set()
 
+    def wake(self) -> None:
+        self._wake.set()
+
     def start(self, stop: threading.Event) -> None:
         self._thread = threading.Thread(
             target=self.run, args=(stop,), name="slack-label-outbox", daemon=True

@@ -134,6 +134,8 @@ class GatewayService:
             stop.wait()
         finally:
             stop.set()
+            self.wake.set()  # let the sender notice the stop now
+            self.labels.wake()
             if self.server is not None:
                 self.server.should_exit = True
             if server_thread is not None:
