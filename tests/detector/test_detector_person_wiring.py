@@ -10,6 +10,8 @@ import pytest
 
 from homesec.contract import PersonMode
 from homesec_detector.evaluate import Evaluation
+from homesec_detector.media_writer import BufferedFrame
+from homesec_detector.pipeline import build_person_checker
 from homesec_detector.settings import DetectorSettings
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
@@ -141,3 +143,35 @@ def test_global_brightness_step_on_a_static_scene_gives_no_event() -> None:
     summary = evaluate(frames, (640, 480), person_mode=PersonMode.ANNOTATE)
     assert summary["events"] == 0 and summary["alerts"] == 0
     assert summary["background_resets"] == 1
+
+
+def test_full_hd_frames_are_checked_on_a_reduced_decode_with_boxes_in_full_pixels() -> None:
+    frames = []
+    for data in photo_walks_in("coco_fastestdet_3.jpg"):
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        frames.append(jpeg(cv2.resize(image, (1920, 1440))))
+    settings = DetectorSettings()
+    ev = Evaluation(settings)
+    for i, data in enumerate(frames):
+        out = ev.feed(i, data, 1920, 1440, 10)
+    assert out["alert"]
+    person = ev.pipeline.tracker.person
+    assert person is not None and person.box is not None
+    x, y, w, h = person.box
+    # the photo sits at x >= 80 (scaled x3), y = 120..(120 + 795): the box is inside it
+    assert 60 <= x and x + w <= 1920 and 100 <= y and y + h <= 1440
+    assert h > 400  # people ~560 px tall at this size: not left in half-size decode pixels
+
+
+def test_a_person_beside_the_motion_region_does_not_confirm_it() -> None:
+    """The model sees a square crop around the motion, which may show people standing still
+    next to it; only a person box lying in the motion region counts."""
+    path = ASSETS / "images" / "coco_fastestdet_3.jpg"
+    data = path.read_bytes()
+    checker = build_person_checker(DetectorSettings())
+    assert checker is not None
+    frame = BufferedFrame(seq=0, captured_at=0, jpeg=data, width=500, height=335)
+    roi = (0, 60, 50, 50)  # motion left of the first person (x 41..188)
+    assert checker.check(frame, roi).score == 0.0
+    checker.min_overlap = 0.0
+    assert checker.check(frame, roi).score >= 0.5  # the crop does show that person
