@@ -216,9 +216,7 @@ class Evaluation:
         tracker = self.pipeline.tracker
         person = tracker.person
         self.in_event.append(out.event_id is not None and tracker.active)
-        self.person_in_event.append(
-            person is not None and person.score >= self.settings.person.score_threshold
-        )
+        self.person_in_event.append(person is not None and person.confirmed)
         if self.baseline is not None:
             occupied = bool(self.baseline.process_jpeg(jpeg))
             self.baseline_motion_frames += occupied
