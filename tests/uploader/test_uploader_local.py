@@ -12,6 +12,7 @@ from uploader_support import (
     make_event,
     start_uploader,
     uploader_settings,
+    wait_subscribed,
     write_event_json,
 )
 
@@ -48,8 +49,7 @@ def direct(
     uploader = Uploader(
         bus, settings, ServiceMetrics("uploader"), LocalStore(settings), clock or Clock(2e9)
     )
-    bus.start()
-    assert bus.wait_connected(10)
+    wait_subscribed(bus, bus.start)
     return uploader
 
 
@@ -103,6 +103,7 @@ def test_retention_waits_keep_local_days_and_can_be_off(
     clock.now += 86400 + 1
     assert uploader.run_once().cleaned_labels == 1
     assert not folder.exists()
+    uploader.bus.stop(timeout=1)
     uploader.close()
 
     off = uploader_settings(broker_settings, tmp_path, delete_after_upload=False)
@@ -113,6 +114,7 @@ def test_retention_waits_keep_local_days_and_can_be_off(
     clock.now += 30 * 86400
     assert second.run_once().cleaned_labels == 0
     assert (kept / "snapshot.jpg").is_file()
+    second.bus.stop(timeout=1)
     second.close()
 
 
@@ -151,6 +153,7 @@ def test_label_waits_for_media_then_uploads_what_exists_after_the_timeout(
         "homesec_uploader_failures_total", {"reason": "media_timeout"}
     )
     assert failures == 1
+    uploader.bus.stop(timeout=1)
     uploader.close()
 
 
@@ -169,6 +172,7 @@ def test_relabel_before_upload_supersedes_the_first_label(
     assert (root / f"unoccupied/front/{DAY}/ev-re/label.json").is_file()
     assert not (root / "occupied").exists()
     assert [row.state for row in uploader.ledger.labels()] == ["superseded", "done"]
+    uploader.bus.stop(timeout=1)
     uploader.close()
 
 

@@ -13,9 +13,11 @@ from uploader_support import (
     S3Server,
     label,
     make_event,
+    s3_with_bucket,
     start_uploader,
     uploader_settings,
     versions,
+    wait_subscribed,
 )
 
 from homesec.bus import Bus
@@ -54,12 +56,7 @@ def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[S3Server]:
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     monkeypatch.delenv("AWS_PROFILE", raising=False)
-    server = S3Server()
-    server.start()
-    server.reset()
-    client = server.client()
-    client.create_bucket(Bucket=BUCKET)
-    client.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+    server = s3_with_bucket(BUCKET)
     yield server
     server.stop()
 
@@ -252,8 +249,7 @@ def test_interrupted_run_resumes_and_existing_objects_are_not_resent(
     first = Uploader(
         bus, settings, ServiceMetrics("uploader"), _StopAfter(S3Store(settings), 4, stop)
     )
-    bus.start()
-    assert bus.wait_connected(10)
+    wait_subscribed(bus, bus.start)
     client = make_bus("client")
     assert client.publish_confirmed(TRAINING_LABELS, label("ev-int"))
     wait_until(lambda: first.ledger.counts().pending_objects == 15)

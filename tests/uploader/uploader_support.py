@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,13 +17,15 @@ import numpy as np
 from botocore.config import Config
 from moto.server import ThreadedMotoServer
 
-from homesec.contract import TrainingLabel
+from homesec.bus import Bus
+from homesec.contract import UPLOADER_STATUS, TrainingLabel, UploaderStatus
 from homesec.media import event_dir, frame_name
 from homesec.service import ServiceRuntime
 from homesec.settings import BrokerSettings
 from homesec_uploader.settings import UploaderSettings
 from homesec_uploader.stores import make_store
 from homesec_uploader.uploader import Uploader
+from support import wait_until
 
 REGION = "us-east-1"
 STARTED_AT = 1764106200.0  # 2025-11-25T21:30:00Z
@@ -61,8 +65,21 @@ class S3Server:
             "s3",
             endpoint_url=self.url,
             region_name=REGION,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
             config=Config(s3={"addressing_style": "path"}),
         )
+
+
+def s3_with_bucket(bucket: str) -> S3Server:
+    """A started server with an empty versioned bucket (every PUT adds a version)."""
+    server = S3Server()
+    server.start()
+    server.reset()
+    client = server.client()
+    client.create_bucket(Bucket=bucket)
+    client.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    return server
 
 
 def versions(s3: Any, bucket: str) -> dict[str, int]:
@@ -181,12 +198,32 @@ class Running:
         self.uploader.close()
 
 
+def wait_subscribed(bus: Bus, start: Callable[[], None]) -> None:
+    """Start an uploader's bus and wait until its subscriptions are in place at the broker.
+
+    ``Bus.wait_connected`` returns at CONNACK, before paho has written the SUBSCRIBE packets,
+    so a label published at once could miss a brand-new session. The uploader publishes its
+    retained status right after subscribing, on the same connection: once an observer sees a
+    status newer than the start, the broker has processed the subscriptions."""
+    seen: list[UploaderStatus] = []
+    since = time.time()
+    probe = Bus(bus.settings, f"probe-{bus.service}", persistent=False)
+    probe.subscribe(UPLOADER_STATUS, lambda msg: seen.append(msg.payload))
+    probe.start()
+    try:
+        assert probe.wait_connected(10)
+        start()
+        assert bus.wait_connected(10)
+        wait_until(lambda: any(s.updated_at >= since for s in seen), 10)
+    finally:
+        probe.stop(timeout=1)
+
+
 def start_uploader(settings: UploaderSettings) -> Running:
     rt = ServiceRuntime("uploader", settings, install_signal_handlers=False, configure_logs=False)
     rt.__enter__()
     uploader = Uploader(rt.bus, settings, rt.metrics, make_store(settings))
-    rt.start()
-    assert rt.bus.wait_connected(10)
+    wait_subscribed(rt.bus, rt.start)
     thread = threading.Thread(target=uploader.run, args=(rt.stop_event,), daemon=True)
     thread.start()
     return Running(rt, uploader, thread)
