@@ -34,6 +34,9 @@ from homesec_detector.motion import BoxXYWH
 
 log = logging.getLogger("homesec_detector.media")
 
+ERROR_LOG_INTERVAL = 60.0
+"""Seconds between two log lines about failing media writes (each failure is counted)."""
+
 
 class MediaSettings(BaseModel):
     """What is saved with each event, and how long it is kept."""
@@ -119,6 +122,7 @@ class MediaWriter:
         self._open: set[Path] = set()
         self._counts: dict[Path, int] = {}
         self._last_prune = 0.0
+        self._last_error_log = -ERROR_LOG_INTERVAL
         self._idle = threading.Event()
         self._idle.set()
 
@@ -162,7 +166,13 @@ class MediaWriter:
             self.errors += 1
             if self._on_error:
                 self._on_error()
-            log.warning("media write failed", extra={"error": str(exc)[:300]})
+            now = time.monotonic()
+            if now - self._last_error_log >= ERROR_LOG_INTERVAL:  # a full disk fails every write
+                self._last_error_log = now
+                log.warning(
+                    "media write failed",
+                    extra={"error": str(exc)[:300], "errors_total": self.errors},
+                )
         except Exception:
             self.errors += 1
             if self._on_error:

@@ -39,6 +39,9 @@ log = logging.getLogger("homesec_detector.pipeline")
 
 StateGetter = Callable[[SystemSetting], bool]
 
+HISTORY_LIMIT = 64
+"""Checked-frame scores kept for the person confirmation rule."""
+
 
 @dataclass
 class Outcome:
@@ -153,6 +156,7 @@ class CameraPipeline:
         self.ring = PrerollBuffer(settings.media.preroll_frames + 1)
         self._quiet_since: float | None = None
         self._event_scores: dict[int, float] = {}
+        self._sticky = False
         self._last: BufferedFrame | None = None
         self.frames = 0
         self.undecodable = 0
@@ -276,30 +280,34 @@ class CameraPipeline:
 
     def _history(self) -> list[float]:
         """Scores of the checked frames that count for the open or coming event, in frame
-        order: the pre-roll ring (the original's ``person_last_30``) plus the event's frames."""
-        ring = [f for f in self.ring.frames() if f.person_score is not None]
-        if self.tracker.active:
-            self._event_scores.update((f.seq, f.person_score or 0.0) for f in ring)
-            items = sorted(self._event_scores.items())
-        else:
+        order: the pre-roll ring (the original's ``person_last_30``) plus the event's frames.
+        Only the most recent ones are kept: older windows were judged when they were new."""
+        if not self.tracker.active:
             self._event_scores.clear()
-            self._event_scores.update((f.seq, f.person_score or 0.0) for f in ring)
-            items = sorted(self._event_scores.items())
-        return [score for _, score in items]
+        for f in self.ring.frames():
+            if f.person_score is not None:
+                self._event_scores[f.seq] = f.person_score
+        if len(self._event_scores) > HISTORY_LIMIT:
+            for seq in sorted(self._event_scores)[:-HISTORY_LIMIT]:
+                del self._event_scores[seq]
+        return [score for _, score in sorted(self._event_scores.items())]
 
     def _confirmed(self) -> bool:
         """Confirmed when the median score of ``person_confirm_frames`` consecutive checked
         frames reaches the threshold: a person scores high frame after frame, a pet or a bin
-        only now and then."""
+        only now and then. Sticky for the rest of an open event."""
+        if not self.tracker.active:
+            self._sticky = False
+        elif self._sticky:
+            return True
         scores = self._history()
         n = self.settings.person_confirm_frames
-        if len(scores) < n:
-            return False
-        for start in range(len(scores) - n + 1):
-            window = sorted(scores[start : start + n])
-            if window[n // 2] >= self.threshold:
-                return True
-        return False
+        found = any(
+            sorted(scores[start : start + n])[n // 2] >= self.threshold
+            for start in range(len(scores) - n + 1)
+        )
+        self._sticky = found and self.tracker.active
+        return found
 
     # ---- media ----------------------------------------------------------------------------
 
