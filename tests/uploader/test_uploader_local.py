@@ -20,7 +20,7 @@ from homesec.contract import TRAINING_LABELS, UPLOAD_REQUEST, UploadRequest
 from homesec.metrics import ServiceMetrics
 from homesec.settings import BrokerSettings
 from homesec_uploader.settings import UploaderSettings
-from homesec_uploader.stores import LocalStore
+from homesec_uploader.stores import LocalStore, Stored
 from homesec_uploader.uploader import Uploader
 from support import wait_until
 
@@ -218,5 +218,35 @@ def test_invalid_label_is_rejected_by_the_contract_and_nothing_is_recorded(
         )
         assert invalid == 1
         assert [row.event_id for row in svc.uploader.ledger.labels()] == ["ev-ok"]
+    finally:
+        svc.stop()
+
+
+class _BuggyOnce(LocalStore):
+    """A destination whose first PUT hits an unexpected bug (not a DestinationError)."""
+
+    def __init__(self, settings: UploaderSettings) -> None:
+        super().__init__(settings)
+        self.crashed = False
+
+    def put(self, key: str, data: bytes, content_type: str, metadata: dict[str, str]) -> Stored:
+        if not self.crashed:
+            self.crashed = True
+            raise RuntimeError("unexpected bug")
+        return super().put(key, data, content_type, metadata)
+
+
+def test_a_crashing_run_is_logged_and_the_loop_carries_on(
+    broker_settings: BrokerSettings, make_bus: Any, tmp_path: Path
+) -> None:
+    settings = uploader_settings(broker_settings, tmp_path)
+    make_event(settings.media_dir, "front", "ev-bug")
+    svc = start_uploader(settings, _BuggyOnce(settings))
+    client = make_bus("client")
+    try:
+        assert client.publish_confirmed(TRAINING_LABELS, label("ev-bug"))
+        assert client.publish_confirmed(UPLOAD_REQUEST, UploadRequest())
+        wait_until(lambda: svc.uploader.status().uploaded_objects_total == 8, 20)
+        assert svc.sample("homesec_uploader_failures_total", {"reason": "internal"}) == 1
     finally:
         svc.stop()

@@ -23,7 +23,7 @@ from homesec.media import event_dir, frame_name
 from homesec.service import ServiceRuntime
 from homesec.settings import BrokerSettings
 from homesec_uploader.settings import UploaderSettings
-from homesec_uploader.stores import make_store
+from homesec_uploader.stores import Store, make_store
 from homesec_uploader.uploader import Uploader
 from support import wait_until
 
@@ -219,10 +219,10 @@ def wait_subscribed(bus: Bus, start: Callable[[], None]) -> None:
         probe.stop(timeout=1)
 
 
-def start_uploader(settings: UploaderSettings) -> Running:
+def start_uploader(settings: UploaderSettings, store: Store | None = None) -> Running:
     rt = ServiceRuntime("uploader", settings, install_signal_handlers=False, configure_logs=False)
     rt.__enter__()
-    uploader = Uploader(rt.bus, settings, rt.metrics, make_store(settings))
+    uploader = Uploader(rt.bus, settings, rt.metrics, store or make_store(settings))
     wait_subscribed(rt.bus, rt.start)
     thread = threading.Thread(target=uploader.run, args=(rt.stop_event,), daemon=True)
     thread.start()

@@ -10,6 +10,7 @@ FAILURE_REASONS = (
     "missing_file",
     "corrupt_file",
     "media_timeout",
+    "internal",
 )
 
 

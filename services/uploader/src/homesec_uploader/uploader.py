@@ -143,11 +143,17 @@ class Uploader:
         while not stop.is_set():
             self._wake.clear()
             started = self.clock()
-            self.run_once(stop)
             next_run = started + self.settings.interval_seconds
-            retry_at = self.ledger.next_retry_at()
-            if retry_at is not None:
-                next_run = min(next_run, max(retry_at, self.clock() + 0.05))
+            try:
+                self.run_once(stop)
+                retry_at = self.ledger.next_retry_at()
+                if retry_at is not None:
+                    next_run = min(next_run, max(retry_at, self.clock() + 0.05))
+            except Exception as exc:  # a bug or a broken ledger disk must not end the loop
+                log.exception("upload run crashed")
+                self.metrics.failures.labels("internal").inc()
+                self.bus.set_status(ServiceState.DEGRADED, f"upload run crashed: {exc}"[:500])
+                next_run = min(next_run, self.clock() + self.settings.retry_max_seconds)
             while not stop.is_set() and not self._wake.is_set():
                 remaining = next_run - self.clock()
                 if remaining <= 0:
