@@ -8,6 +8,7 @@ from typing import Any
 
 from uploader_support import (
     STARTED_AT,
+    age,
     label,
     make_event,
     start_uploader,
@@ -250,3 +251,53 @@ def test_a_crashing_run_is_logged_and_the_loop_carries_on(
         assert svc.sample("homesec_uploader_failures_total", {"reason": "internal"}) == 1
     finally:
         svc.stop()
+
+
+def test_files_are_listed_once_the_ended_event_has_settled(
+    broker_settings: BrokerSettings, make_bus: Any, tmp_path: Path
+) -> None:
+    settings = uploader_settings(broker_settings, tmp_path, media_settle_seconds=30)
+    folder = make_event(settings.media_dir, "front", "ev-fresh")  # written just now
+    uploader = direct(make_bus, settings)
+    client = make_bus("client")
+    assert client.publish_confirmed(TRAINING_LABELS, label("ev-fresh"))
+    wait_until(lambda: uploader.status().pending == 1)
+    assert uploader.run_once().uploaded == 0  # the detector may still be writing
+    assert uploader.ledger.labels()[0].state == "waiting"
+    age(folder, 60)
+    assert uploader.run_once().uploaded == 8
+    uploader.bus.stop(timeout=1)
+    uploader.close()
+
+
+def test_detector_unoccupied_sample_is_uploaded_with_its_capture_date(
+    broker_settings: BrokerSettings, make_bus: Any, tmp_path: Path
+) -> None:
+    settings = uploader_settings(broker_settings, tmp_path)
+    folder = make_event(settings.media_dir, "front", "front-unocc-1", frames=0)
+    sample = {  # what the detector writes for an automatic 'unoccupied' sample
+        "event_id": "front-unocc-1",
+        "camera": "front",
+        "type": "sample",
+        "label": "unoccupied",
+        "captured_at": STARTED_AT + 86400,
+        "frame_seq": 7,
+        "detector": {"preroll_frames": 3},
+    }
+    (folder / "event.json").write_text(json.dumps(sample))
+    preroll = (folder / "preroll/000002.jpg").read_bytes()
+    uploader = direct(make_bus, settings)
+    client = make_bus("client")
+    auto = label("front-unocc-1", verdict="unoccupied").model_copy(
+        update={"labelled_by": "detector:auto", "source": "detector"}
+    )
+    assert client.publish_confirmed(TRAINING_LABELS, auto)
+    wait_until(lambda: uploader.status().pending == 1)
+    assert uploader.run_once().uploaded == 6  # event.json, snapshot, 3 pre-roll, label.json
+    target = tmp_path / "training/training/unoccupied/front/2025-11-26/front-unocc-1"
+    doc = json.loads((target / "label.json").read_text())
+    assert doc["errors"] == [] and doc["label"]["source"] == "detector"
+    assert (target / "preroll/000002.jpg").read_bytes() == preroll
+    assert not folder.exists()  # keep_local_days=0: deleted once confirmed
+    uploader.bus.stop(timeout=1)
+    uploader.close()

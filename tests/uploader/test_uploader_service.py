@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from uploader_support import label, make_event, s3_with_bucket, versions
+from uploader_support import age, label, make_event, s3_with_bucket, versions
 
 from homesec.broker import free_port
 from homesec.contract import (
@@ -116,7 +116,7 @@ def test_module_runs_against_s3_with_the_standard_credential_chain(
     s3 = s3_with_bucket("svc-bucket")
     metrics_port = free_port()
     media = tmp_path / "media"
-    make_event(media, "front", "ev-svc")
+    age(make_event(media, "front", "ev-svc"), 60)  # finished a minute ago (settle time 5 s)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HOMESEC_", "AWS_"))} | {
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "sekr1t-access-key-xyz",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 import urllib.request
@@ -122,6 +123,13 @@ def make_event(
     return folder
 
 
+def age(folder: Path, seconds: float) -> None:
+    """Make every file of an event folder look ``seconds`` old (as if written back then)."""
+    then = time.time() - seconds
+    for path in folder.rglob("*"):
+        os.utime(path, (then, then))
+
+
 def write_event_json(
     folder: Path, camera: str, event_id: str, *, started_at: float, ended: bool
 ) -> None:
@@ -162,6 +170,7 @@ def uploader_settings(
         "retry_base_seconds": 0.05,
         "retry_max_seconds": 0.2,
         "media_wait_seconds": 60.0,
+        "media_settle_seconds": 0.0,
         "keep_local_days": 0.0,
         "connect_timeout_seconds": 1.0,
         "read_timeout_seconds": 2.0,

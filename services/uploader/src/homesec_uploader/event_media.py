@@ -26,6 +26,12 @@ class EventMedia:
     day: str | None  # YYYY-MM-DD (UTC) of started_at
     files: list[str] = field(default_factory=list)  # relative paths, upload order
     problem: str | None = None  # why event.json could not be used
+    newest_mtime: float = 0.0  # last modification of any listed file (Unix seconds)
+
+
+COMPLETE_TYPES = ("end", "sample")
+"""``type`` values of an event.json whose folder is complete: a finished event, or an
+'unoccupied' sample the detector saves in one go."""
 
 
 def utc_day(timestamp: float) -> str:
@@ -33,7 +39,10 @@ def utc_day(timestamp: float) -> str:
 
 
 def inspect_event(media_dir: Path, camera: str, event_id: str) -> EventMedia:
-    """List the event's files; ``ended`` tells whether the detector has finished writing."""
+    """List the event's files; ``ended`` tells whether the detector has finished writing.
+
+    event.json is the detector's MotionEvent JSON (``started_at``, ``ended_at`` once the event
+    is over) or, for an automatic 'unoccupied' sample, ``type: "sample"`` with ``captured_at``."""
     folder = event_dir(media_dir, camera, event_id)
     if not folder.is_dir():
         return EventMedia(False, False, None, [], "event folder does not exist")
@@ -44,12 +53,12 @@ def inspect_event(media_dir: Path, camera: str, event_id: str) -> EventMedia:
         files.append(EVENT_META)
         try:
             meta = json.loads(meta_path.read_bytes())
-            started = meta["started_at"]
-            if not isinstance(started, int | float):
-                raise ValueError("started_at is not a number")
+            started = meta.get("started_at", meta.get("captured_at"))
+            if not isinstance(started, int | float) or isinstance(started, bool):
+                raise ValueError("no numeric started_at or captured_at")
             day = utc_day(float(started))
-            ended = meta.get("ended_at") is not None or meta.get("type") == "end"
-        except (OSError, ValueError, KeyError, TypeError, OverflowError) as exc:
+            ended = meta.get("ended_at") is not None or meta.get("type") in COMPLETE_TYPES
+        except (OSError, ValueError, AttributeError, TypeError, OverflowError) as exc:
             problem = f"{EVENT_META} unusable: {exc}"
     else:
         problem = f"{EVENT_META} missing"
@@ -59,7 +68,13 @@ def inspect_event(media_dir: Path, camera: str, event_id: str) -> EventMedia:
         if (folder / sub).is_dir():
             names = sorted(p.name for p in (folder / sub).iterdir() if _FRAME_NAME.match(p.name))
             files.extend(f"{sub}/{name}" for name in names)
-    return EventMedia(True, ended and problem is None, day, files, problem)
+    newest = 0.0
+    for rel in files:
+        try:
+            newest = max(newest, (folder / rel).stat().st_mtime)
+        except OSError:
+            pass
+    return EventMedia(True, ended and problem is None, day, files, problem, newest)
 
 
 def media_path(media_dir: Path, camera: str, event_id: str, rel: str) -> Path:

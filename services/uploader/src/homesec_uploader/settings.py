@@ -57,6 +57,11 @@ class UploaderSettings(ServiceSettings):
         ge=0,
         description="How long a label waits for its event media before what exists is uploaded",
     )
+    media_settle_seconds: float = Field(
+        5.0,
+        ge=0,
+        description="An ended event's files are listed once none changed for this long",
+    )
     retry_base_seconds: float = Field(30.0, gt=0, description="First retry delay of an object")
     retry_max_seconds: float = Field(3600.0, gt=0, description="Longest retry delay")
     abort_after_failures: int = Field(

@@ -210,7 +210,11 @@ class Uploader:
         except (UnsafePath, OSError) as exc:
             problem = f"cannot read event media: {exc}"
         timed_out = now - row.received_at >= self.settings.media_wait_seconds
-        if media is not None and media.ended:
+        settled = (
+            media is not None
+            and time.time() - media.newest_mtime >= self.settings.media_settle_seconds
+        )
+        if media is not None and media.ended and settled:
             files, day, error = media.files, media.day, None
         elif timed_out:
             files = media.files if media is not None else []
