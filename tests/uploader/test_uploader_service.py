@@ -105,6 +105,22 @@ def test_bad_value_exits_2_naming_the_variable(
     assert name in capsys.readouterr().err
 
 
+def test_empty_secret_files_mean_the_standard_chain(clean_env: None, tmp_path: Path) -> None:
+    (tmp_path / "empty").write_text("\n")
+    settings = UploaderSettings(
+        data_dir=tmp_path,
+        bucket="my-bucket",
+        aws_access_key_id_file=tmp_path / "empty",
+        aws_secret_access_key_file=tmp_path / "empty",
+    )
+    assert settings.aws_access_key_id is None and settings.aws_secret_access_key is None
+
+
+def test_unreadable_secret_file_is_a_configuration_error(clean_env: None, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="aws_access_key_id_file: cannot read"):
+        UploaderSettings(data_dir=tmp_path, aws_access_key_id_file=tmp_path / "missing")
+
+
 def test_only_one_of_the_key_pair_is_refused(clean_env: None, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="set both aws_access_key_id and aws_secret_access_key"):
         UploaderSettings(data_dir=tmp_path, aws_access_key_id="AKID")

@@ -76,17 +76,23 @@ class UploaderSettings(ServiceSettings):
 
     @model_validator(mode="after")
     def _read_secret_files(self) -> UploaderSettings:
+        """Fill the keys from their files; an empty key or file (the deployment creates empty
+        secret files) means unset, so boto3's own credential chain applies."""
         for field, file_field in (
             ("aws_access_key_id", "aws_access_key_id_file"),
             ("aws_secret_access_key", "aws_secret_access_key_file"),
+            ("aws_session_token", None),
         ):
-            path: Path | None = getattr(self, file_field)
-            if getattr(self, field) is None and path is not None:
+            value: SecretStr | None = getattr(self, field)
+            path: Path | None = getattr(self, file_field) if file_field else None
+            if value is None and path is not None:
                 try:
-                    secret = path.read_text(encoding="utf-8").strip()
+                    value = SecretStr(path.read_text(encoding="utf-8").strip())
                 except OSError as exc:
                     raise ValueError(f"{file_field}: cannot read {path}: {exc.strerror}") from None
-                object.__setattr__(self, field, SecretStr(secret))
+            if value is not None and not value.get_secret_value().strip():
+                value = None
+            object.__setattr__(self, field, value)
         if (self.aws_access_key_id is None) != (self.aws_secret_access_key is None):
             raise ValueError("set both aws_access_key_id and aws_secret_access_key, or neither")
         return self
