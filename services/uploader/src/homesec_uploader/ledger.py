@@ -281,14 +281,15 @@ class Ledger:
         with self._tx() as db:
             db.execute(
                 "UPDATE objects SET state='uploaded', size=?, etag=?, uploaded_at=?, error=NULL "
-                "WHERE label_id=? AND rel=?",
+                "WHERE label_id=? AND rel=? AND state='pending'",
                 (size, etag, now, label_id, rel),
             )
 
     def mark_failed(self, label_id: int, rel: str, error: str) -> None:
         with self._tx() as db:
             db.execute(
-                "UPDATE objects SET state='failed', error=? WHERE label_id=? AND rel=?",
+                "UPDATE objects SET state='failed', error=? "
+                "WHERE label_id=? AND rel=? AND state='pending'",
                 (error[:500], label_id, rel),
             )
 
