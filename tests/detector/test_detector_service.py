@@ -22,6 +22,7 @@ from homesec.contract import (
     FRAMES,
     MOTION_EVENTS,
     MOTION_STATE,
+    SERVICE_STATUS,
     SYSTEM_SET,
     SYSTEM_STATE,
     Availability,
@@ -29,6 +30,9 @@ from homesec.contract import (
     Frame,
     MotionEvent,
     OnOff,
+    PersonMode,
+    ServiceState,
+    ServiceStatus,
     SetCommand,
     SystemSetting,
     SystemValue,
@@ -218,6 +222,34 @@ def test_process_runs_goes_online_publishes_state_and_stops(
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_unwritable_media_reports_degraded_but_events_flow(
+    broker_settings: BrokerSettings, make_bus: Any, tmp_path: Path
+) -> None:
+    blocker = tmp_path / "data"
+    blocker.write_text("a file where the data folder should be")
+    settings = DetectorSettings(
+        broker=broker_settings, metrics_port=0, data_dir=blocker, person_mode=PersonMode.OFF
+    )
+    bus = make_bus("detector", start=False)
+    service = DetectorService(bus, settings, bus.metrics)
+    bus.start()
+    assert bus.wait_connected(10)
+    service.start()
+    try:
+        client = make_bus("client")
+        statuses: Collector[ServiceStatus] = Collector()
+        events: Collector[MotionEvent] = Collector()
+        client.subscribe(SERVICE_STATUS, statuses, service="detector")
+        client.subscribe(MOTION_EVENTS, events)
+        time.sleep(0.3)
+        publish_frames(client, walk_in_frames()[:30], fps=20)
+        assert events.wait_for(1, 20)[0].type is EventType.START
+        wait_until(lambda: any(s.state is ServiceState.DEGRADED for s in statuses.payloads), 10)
+        assert metric(service, "homesec_detector_media_errors_total") >= 1
+    finally:
+        service.close()
 
 
 def test_bad_setting_exits_2(broker_settings: BrokerSettings, tmp_path: Path) -> None:

@@ -139,3 +139,16 @@ def test_bad_input_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     bad.write_text("0,maybe\n")
     assert cli.main(["eval", str(ASSETS / "video" / "road_640x360.avi"), "--labels", str(bad)]) == 2
     assert "unknown label" in capsys.readouterr().err
+
+
+def test_media_option_writes_event_folders(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_sequence(tmp_path / "seq")
+    media = tmp_path / "media"
+    code, out = run(capsys, str(tmp_path / "seq"), "--json", "--media", str(media))
+    assert code == 0
+    event_id = json.loads(out.splitlines()[-1])["summary"]["event_list"][0]["event_id"]
+    folder = media / "eval" / event_id
+    assert (folder / "snapshot.jpg").is_file() and (folder / "event.json").is_file()
+    assert len(list((folder / "preroll").iterdir())) >= 10  # every frame before the start

@@ -22,6 +22,7 @@ from homesec.contract import (
     Frame,
     MotionEvent,
     OnOff,
+    ServiceState,
     TrainingLabel,
     is_identifier,
 )
@@ -34,6 +35,9 @@ from homesec_detector.pipeline import CameraPipeline, PersonChecker, build_perso
 from homesec_detector.settings import DetectorSettings
 
 log = logging.getLogger("homesec_detector")
+
+MEDIA_RECOVERY_SECONDS = 60.0
+"""Status returns to ok at the next event published this long after the last media error."""
 
 
 class CameraWorker:
@@ -112,11 +116,13 @@ class DetectorService:
         self.media = MediaWriter(
             settings.media_dir,
             settings.media,
-            on_error=self.metrics.media_errors.inc,
+            on_error=self._on_media_error,
             on_pruned=self.metrics.media_pruned.inc,
         )
         self.person = person if person is not None else build_person_checker(settings)
         self.workers: dict[str, CameraWorker] = {}
+        self._media_failing = False
+        self._media_error_at = 0.0
         self._lock = threading.Lock()
         self._closed = False
         if settings.cameras:
@@ -188,6 +194,7 @@ class DetectorService:
     def _publish_now(self, msg: MotionEvent, worker: CameraWorker) -> None:
         m = self.metrics
         camera = msg.camera
+        self._media_recovered()
         self.bus.publish(MOTION_EVENTS, msg)
         if msg.type is not EventType.END:
             m.event_latency.labels(camera).observe(max(0.0, time.time() - msg.frame_captured_at))
@@ -217,6 +224,23 @@ class DetectorService:
             worker.alerted.discard(msg.event_id)
             m.motion_active.labels(camera).set(0)
             self.bus.publish(MOTION_STATE, OnOff("OFF"), camera=camera)
+
+    def _on_media_error(self) -> None:
+        """Count; report the service degraded (retained status) while writes keep failing."""
+        self.metrics.media_errors.inc()
+        self._media_error_at = time.monotonic()
+        if not self._media_failing:
+            self._media_failing = True
+            self.bus.set_status(
+                ServiceState.DEGRADED,
+                "event media cannot be written (disk full or read-only?)",
+                media_dir=str(self.settings.media_dir),
+            )
+
+    def _media_recovered(self) -> None:
+        if self._media_failing and time.monotonic() - self._media_error_at > MEDIA_RECOVERY_SECONDS:
+            self._media_failing = False
+            self.bus.set_status(ServiceState.OK)
 
     def publish_label(self, label: TrainingLabel) -> None:
         self.media.call(lambda: self.bus.publish(TRAINING_LABELS, label), essential=True)
