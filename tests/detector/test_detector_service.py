@@ -168,12 +168,17 @@ def test_latest_wins_drops_are_counted_when_the_worker_is_slow(
 
     worker.pipeline.process = slow_process  # type: ignore[method-assign]
     publish_frames(client, frames[:30], fps=50, camera="slow")
-    wait_until(lambda: worker.slot._item is None, 10)
+
+    def total() -> float:
+        return metric(detector, "homesec_detector_frames_processed_total", camera="slow") + metric(
+            detector, "homesec_detector_frames_dropped_total", camera="slow"
+        )
+
+    wait_until(lambda: total() >= 30, 20)  # every frame is either processed or counted
     time.sleep(0.5)
-    processed = metric(detector, "homesec_detector_frames_processed_total", camera="slow")
     dropped = metric(detector, "homesec_detector_frames_dropped_total", camera="slow")
     assert dropped >= 10
-    assert processed + dropped == pytest.approx(31, abs=1)
+    assert total() <= 31
     # the newest frame is the one processed last
     assert worker.pipeline._last is not None and worker.pipeline._last.seq == 29
 
