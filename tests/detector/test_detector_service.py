@@ -50,14 +50,14 @@ def jpeg(image: np.ndarray) -> bytes:
     return cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 85])[1].tobytes()
 
 
-def walk_in_frames() -> list[bytes]:
+def walk_in_frames(photo_name: str = "coco_fastestdet_2.jpg") -> list[bytes]:
     """A static road scene, then people (a real photo) slide into view."""
     cap = cv2.VideoCapture(str(ASSETS / "video" / "road_640x360.avi"))
     ok, base = cap.read()
     cap.release()
     assert ok
     base = cv2.resize(base, (640, 480))
-    photo = cv2.imread(str(ASSETS / "images" / "coco_fastestdet_2.jpg"))
+    photo = cv2.imread(str(ASSETS / "images" / photo_name))
     photo = cv2.resize(photo, (400, int(photo.shape[0] * 400 / photo.shape[1])))
     frames = [jpeg(base)] * 10
     for i in range(40):
@@ -151,6 +151,23 @@ def test_motion_state_is_retained_for_late_subscribers(
     late.subscribe(MOTION_STATE, retained, camera="side")
     assert retained.wait_for(1, 10)[0].root == "ON"
     assert retained.items[0].retained
+
+
+def test_pet_event_is_rejected_and_counted(detector: DetectorService, make_bus: Any) -> None:
+    detector.state.set(SystemSetting.ARMED, True, "test")
+    client = make_bus("client")
+    events: Collector[MotionEvent] = Collector()
+    client.subscribe(MOTION_EVENTS, events)
+    time.sleep(0.3)
+    publish_frames(client, walk_in_frames("coco_fastestdet_4.jpg"), fps=10, camera="yard")
+    wait_until(lambda: any(e.type is EventType.END for e in events.payloads), 20)
+    assert not any(e.decision.alert for e in events.payloads)
+    assert events.payloads[-1].decision.reason.startswith("no person confirmed")
+    wait_until(
+        lambda: metric(detector, "homesec_detector_person_rejections_total", camera="yard") == 1,
+        5,
+    )
+    assert metric(detector, "homesec_detector_alerts_total", camera="yard") == 0
 
 
 def test_latest_wins_drops_are_counted_when_the_worker_is_slow(
