@@ -15,9 +15,11 @@ from pathlib import Path
 import pytest
 from deploy_support import (
     MOSQUITTO_DIR,
+    REPO,
     USERS,
     Client,
     SecuredBroker,
+    acl_allows,
     connect,
     start_secured_broker,
 )
@@ -116,11 +118,12 @@ PUBLISH_CASES = [
             "homesec/motion/events",
             "homesec/motion/front/state",
             "homeassistant/alarm_control_panel/homesec/alarm/config",
+            "homesec/training/labels",
         ],
         [
             "homesec/cam/front/frames",
             "homesec/presence/home",
-            "homesec/training/labels",
+            "homesec/ptz/front/command",
             "homesec/camera/availability",
         ],
     ),
@@ -243,3 +246,51 @@ def test_deploy_mosquitto_websockets_listener_delivers(
     detector = login(secured_broker, clients, "detector")
     detector.publish("homesec/system/armed", b'{"value": true}')
     wait_until(lambda: "homesec/system/armed" in browser.topics(), 15)
+
+
+# ---- the ACL covers what the services' code publishes and subscribes -----------------------
+
+CALL_RE = re.compile(r"\.(publish|publish_confirmed|subscribe)\(\s*([A-Z][A-Z_]+)\b")
+HELPERS = {  # core helpers a service may host, and the channels they use
+    "SystemStateOwner": [("publish", "SYSTEM_STATE"), ("subscribe", "SYSTEM_STATE"),
+                         ("subscribe", "SYSTEM_SET")],
+    "SystemStateView": [("subscribe", "SYSTEM_STATE")],
+}  # fmt: skip
+
+
+def channel_uses(service_dir: Path) -> set[tuple[str, str]]:
+    uses: set[tuple[str, str]] = set()
+    for path in service_dir.rglob("*.py"):
+        text = path.read_text()
+        uses |= {(verb, name) for verb, name in CALL_RE.findall(text)}
+        for helper, calls in HELPERS.items():
+            if re.search(rf"\b{helper}\(", text):
+                uses |= set(calls)
+    return uses
+
+
+def test_deploy_mosquitto_acl_covers_the_services_code() -> None:
+    """Every channel a service's code publishes (subscribes) is writable (readable) by its
+    broker user, for an example topic of the channel (camera front, setting armed)."""
+    from homesec import contract
+    from homesec.services import CATALOGUE
+
+    problems: list[str] = []
+    checked = 0
+    for info in CATALOGUE:
+        service_dir = REPO / "services" / info.name / "src"
+        if not service_dir.is_dir():
+            continue
+        for verb, name in sorted(channel_uses(service_dir)):
+            channel = getattr(contract, name, None)
+            if not isinstance(channel, contract.Channel):
+                continue
+            params = {p: {"camera": "front", "setting": "armed", "service": info.name}[p]
+                      for p in re.findall(r"\{([a-z_]+)\}", channel.template)}  # fmt: skip
+            topic = channel.topic("homesec", **params)
+            access = "read" if verb == "subscribe" else "write"
+            checked += 1
+            if not acl_allows(info.name, topic, access):
+                problems.append(f"{info.name} {verb}s {name} ({topic}) but may not {access} it")
+    assert checked >= 15, f"only {checked} channel uses found: is the scan broken?"
+    assert not problems, "mosquitto/acl lacks:\n  " + "\n  ".join(problems)
