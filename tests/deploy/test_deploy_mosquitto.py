@@ -291,6 +291,6 @@ def test_deploy_mosquitto_acl_covers_the_services_code() -> None:
             access = "read" if verb == "subscribe" else "write"
             checked += 1
             if not acl_allows(info.name, topic, access):
-                problems.append(f"{info.name} {verb}s {name} ({topic}) but may not {access} it")
+                problems.append(f"{info.name}: .{verb}({name}) on {topic}, but may not {access} it")
     assert checked >= 15, f"only {checked} channel uses found: is the scan broken?"
     assert not problems, "mosquitto/acl lacks:\n  " + "\n  ".join(problems)
