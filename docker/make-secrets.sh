@@ -11,6 +11,8 @@ dir=${1:-"$here/secrets"}
 umask 077
 mkdir -p "$dir"
 chmod 700 "$dir"
+# never let git pick the folder up (a .gitignore inside it that ignores everything, itself too)
+[ -e "$dir/.gitignore" ] || printf '*\n' >"$dir/.gitignore"
 
 random_password() {
     # 32 URL-safe characters from the kernel's CSPRNG
@@ -39,7 +41,7 @@ done
 
 # Inside the containers the services read their files as uid 10001, so the files are 644; the
 # folder stays 700, so other users of the host cannot reach them.
-chmod 644 "$dir"/* 2>/dev/null || true
+chmod 644 "$dir"/* "$dir/.gitignore" 2>/dev/null || true
 chmod 700 "$dir"
 
 echo "secrets in $dir"

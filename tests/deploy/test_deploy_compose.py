@@ -206,6 +206,8 @@ def test_deploy_compose_secrets(compose: dict[str, Any], tmp_path: Path) -> None
                    capture_output=True, timeout=60)  # fmt: skip
     assert (out / "slack_bot_token").read_text() == "xoxb-kept"
     assert len((out / "mqtt_password_detector").read_text()) >= 24
+    assert (out / ".gitignore").read_text() == "*\n", "secrets must be ignored by git"
+    assert "secrets" in (REPO / ".dockerignore").read_text().split()
 
 
 def test_deploy_compose_each_service_is_its_own_broker_user(compose: dict[str, Any]) -> None:
