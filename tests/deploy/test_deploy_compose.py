@@ -330,3 +330,37 @@ def test_deploy_mosquitto_healthcheck_command(
     (secured_broker.secrets_dir / "mqtt_password_admin").write_text("wrong")
     bad = subprocess.run(["sh", "-c", command], capture_output=True, text=True, timeout=30)
     assert bad.returncode != 0
+
+
+def test_deploy_dockerfile_copies_only_what_exists_and_is_in_the_context(
+    stages: dict[str, list[str]],
+) -> None:
+    """Every ``COPY`` source (without ``--from``) exists and is not excluded by .dockerignore."""
+    ignored = [
+        line.strip()
+        for line in (REPO / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    copies = 0
+    for name, lines in stages.items():
+        for line in lines:
+            parts = line.split()
+            if parts[0].upper() != "COPY" or any(p.startswith("--from") for p in parts):
+                continue
+            for source in [p for p in parts[1:-1] if not p.startswith("--")]:
+                copies += 1
+                assert (REPO / source).exists(), f"{name}: COPY {source}: no such path"
+                top = source.split("/")[0]
+                assert top not in ignored, f"{name}: COPY {source} is excluded by .dockerignore"
+    assert copies >= 10
+
+
+def test_deploy_shell_scripts_parse() -> None:
+    for script in (
+        REPO / "mosquitto" / "make-passwords.sh",
+        REPO / "docker" / "make-secrets.sh",
+    ):
+        result = subprocess.run(["sh", "-n", str(script)], capture_output=True, text=True)
+        assert result.returncode == 0, f"{script.name}: {result.stderr}"
+        assert os.access(script, os.X_OK), f"{script.name} is not executable"
+        assert script.read_text().startswith("#!/bin/sh\n")
