@@ -114,7 +114,7 @@ def test_frames_in_event_out_with_state_and_media(
     wait_until(lambda: any(s.value and s.changed_by == "test" for s in states.payloads), 15)
     wait_until(lambda: detector.state.get(SystemSetting.ARMED), 5)
 
-    publish_frames(client, walk_in_frames(), fps=10)
+    publish_frames(client, walk_in_frames(), fps=20)
     start = events.wait_for(1, timeout=20)[0]
     assert start.type is EventType.START
     assert start.camera == "front" and start.event_id.startswith("front-")
@@ -144,7 +144,7 @@ def test_motion_state_is_retained_for_late_subscribers(
     detector: DetectorService, make_bus: Any
 ) -> None:
     client = make_bus("client")
-    publish_frames(client, walk_in_frames()[:45], fps=10, camera="side")
+    publish_frames(client, walk_in_frames()[:45], fps=20, camera="side")
     wait_until(lambda: metric(detector, "homesec_detector_motion_active", camera="side") == 1, 20)
     retained: Collector[OnOff] = Collector()
     late = make_bus("late-listener")
@@ -159,7 +159,7 @@ def test_pet_event_is_rejected_and_counted(detector: DetectorService, make_bus: 
     events: Collector[MotionEvent] = Collector()
     client.subscribe(MOTION_EVENTS, events)
     time.sleep(0.3)
-    publish_frames(client, walk_in_frames("coco_fastestdet_4.jpg"), fps=10, camera="yard")
+    publish_frames(client, walk_in_frames("coco_fastestdet_4.jpg"), fps=20, camera="yard")
     wait_until(lambda: any(e.type is EventType.END for e in events.payloads), 20)
     assert not any(e.decision.alert for e in events.payloads)
     assert events.payloads[-1].decision.reason.startswith("no person confirmed")
