@@ -81,9 +81,22 @@ def _video_frames(cap: cv2.VideoCapture) -> Iterator[tuple[bytes, int, int]]:
         cap.release()
 
 
+def camera_fps() -> float:
+    """The camera service's configured fps (``HOMESEC_CAMERA_FPS``, .env), else 10."""
+    try:
+        from homesec_camera.settings import CameraSettings
+
+        return float(CameraSettings().fps)
+    except Exception:  # camera package absent or its settings invalid: fall back
+        try:
+            return float(os.environ.get("HOMESEC_CAMERA_FPS", "10"))
+        except ValueError:
+            return 10.0
+
+
 def open_source(path: Path, fps: float | None) -> Source:
     """A folder of images, a video file or an animated GIF."""
-    default_fps = float(os.environ.get("HOMESEC_CAMERA_FPS", "10") or 10)
+    default_fps = camera_fps()
     if path.is_dir():
         files = sorted(
             p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
@@ -326,7 +339,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="one JSON object per frame, then summary")
     p.add_argument("--labels", type=Path, help="frame,label CSV (1/0 or occupied/unoccupied)")
     p.add_argument("--score-all", action="store_true", help="run the person model on every frame")
-    p.add_argument("--fps", type=float, help="frame rate (folders: default HOMESEC_CAMERA_FPS/10)")
+    p.add_argument(
+        "--fps",
+        type=float,
+        help="frame rate (default: the video's, or the camera's configured fps)",
+    )
     p.add_argument("--disarmed", action="store_true", help="decide as if the system is disarmed")
     p.add_argument("--camera", default="eval", help="camera id used in event ids")
     p.add_argument(
