@@ -65,8 +65,9 @@ def test_local_mode_layout_status_and_cleanup(
     try:
         assert client.publish_confirmed(TRAINING_LABELS, label("ev-local", verdict="unoccupied"))
         assert client.publish_confirmed(UPLOAD_REQUEST, UploadRequest())
-        wait_until(lambda: svc.uploader.status().uploaded_objects_total == 8, 20)
+        wait_until(lambda: svc.uploader.status().pending == 0, 20)
         status = svc.uploader.status()
+        assert status.uploaded_objects_total == 8
         root = tmp_path / "training" / "training"
         assert status.mode == "local"
         assert status.destination == str(root.resolve())
