@@ -153,6 +153,21 @@ def test_motion_state_is_retained_for_late_subscribers(
     assert retained.items[0].retained
 
 
+def test_stopping_ends_open_events(detector: DetectorService, make_bus: Any) -> None:
+    client = make_bus("client")
+    events: Collector[MotionEvent] = Collector()
+    states: Collector[OnOff] = Collector()
+    client.subscribe(MOTION_EVENTS, events)
+    client.subscribe(MOTION_STATE, states, camera="hall")
+    time.sleep(0.3)
+    publish_frames(client, walk_in_frames()[:30], fps=20, camera="hall")
+    assert events.wait_for(1, 20)[0].type is EventType.START
+    detector.close()
+    detector.bus.flush(5)
+    wait_until(lambda: events.payloads[-1].type is EventType.END, 10)
+    wait_until(lambda: states.payloads and states.payloads[-1].root == "OFF", 10)
+
+
 def test_pet_event_is_rejected_and_counted(detector: DetectorService, make_bus: Any) -> None:
     detector.state.set(SystemSetting.ARMED, True, "test")
     client = make_bus("client")

@@ -255,6 +255,15 @@ class EventTracker:
         self._window.clear()
         return [self._message(EventType.END, ev, seq, captured_at, ended_at=now)]
 
+    def close(self, now: float, seq: int, captured_at: float) -> list[MotionEvent]:
+        """End the open event now (the detector is stopping)."""
+        ev = self._event
+        if ev is None:
+            return []
+        self._event = None
+        self._window.clear()
+        return [self._message(EventType.END, ev, seq, captured_at, ended_at=now)]
+
     # ---- helpers --------------------------------------------------------------------------
 
     def _absorb(self, ev: _OpenEvent, motion: MotionResult, person: PersonFinding | None) -> bool:

@@ -236,6 +236,16 @@ class CameraPipeline:
             self._finish(msg)
         return messages
 
+    def close(self, now: float) -> list[MotionEvent]:
+        """End an open event because the detector stops (its media and ``end`` go out)."""
+        last = self._last
+        seq = last.seq if last else 0
+        captured = last.captured_at if last else now
+        messages = self.tracker.close(now, seq, captured)
+        for msg in messages:
+            self._finish(msg)
+        return messages
+
     # ---- person ---------------------------------------------------------------------------
 
     def _person_checks(

@@ -153,10 +153,17 @@ class DetectorService:
 
     def close(self) -> None:
         with self._lock:
+            if self._closed:
+                return
             self._closed = True
             workers = list(self.workers.values())
         for worker in workers:
             worker.stop()
+        for worker in workers:  # open events end cleanly: end message, motion state OFF
+            try:
+                worker.pipeline.close(time.time())
+            except Exception:
+                log.exception("closing camera failed", extra={"camera": worker.camera})
         self.media.flush()
         self.media.stop()
         self.state.stop()
