@@ -182,3 +182,23 @@ def test_module_runs_against_s3_with_the_standard_credential_chain(
         output = proc.stdout.read().decode() if proc.stdout else ""
         assert "sekr1t-access-key-xyz" not in output  # credentials never logged
         assert '"msg": "uploader ready"' in output
+
+
+def test_unusable_ledger_location_exits_1_with_a_clear_log(
+    clean_env: None, broker_settings: BrokerSettings, tmp_path: Path
+) -> None:
+    (tmp_path / "uploader").write_text("a file where the ledger folder should be")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HOMESEC_")} | {
+        "HOMESEC_BROKER_PORT": str(broker_settings.port),
+        "HOMESEC_UPLOADER_DATA_DIR": str(tmp_path),
+        "HOMESEC_UPLOADER_METRICS_PORT": "0",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "homesec_uploader"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        timeout=30,
+    )
+    assert done.returncode == 1
+    assert b"cannot open the ledger" in done.stdout + done.stderr

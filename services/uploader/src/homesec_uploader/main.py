@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 
 from homesec.service import ServiceRuntime
 from homesec.settings import load_settings
@@ -17,7 +18,14 @@ def main(argv: list[str] | None = None) -> int:
     settings = load_settings(UploaderSettings)
     with ServiceRuntime("uploader", settings) as rt:
         store = make_store(settings)
-        uploader = Uploader(rt.bus, settings, rt.metrics, store)  # subscribes before start
+        try:
+            uploader = Uploader(rt.bus, settings, rt.metrics, store)  # subscribes before start
+        except (sqlite3.Error, OSError) as exc:
+            log.error(
+                "cannot open the ledger",
+                extra={"ledger": str(settings.ledger_path), "error": str(exc)},
+            )
+            return 1
         log.info(
             "uploader ready",
             extra={
