@@ -174,9 +174,9 @@ class Bus:
             info = self._client.publish(self.availability_topic, b"offline", qos=1, retain=True)
             self._wait_published(info, timeout)
             self.flush(timeout)
+        self._started = False
         self._client.disconnect()
         self._client.loop_stop()
-        self._started = False
         self._connected.clear()
         self.metrics.mqtt_connected.set(0)
 
