@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import cv2
@@ -339,10 +339,15 @@ class CameraPipeline:
         for msg in messages:
             if msg.type is EventType.START:
                 preroll = self.ring.frames()[:-1]
+                snap = buf
+                person = self.tracker.person
+                if buf.person_box is None and person is not None and person.box is not None:
+                    # the best person was seen a few frames earlier (pre-roll): draw it too
+                    snap = replace(buf, person_box=person.box)
                 media.start_event(
                     self.camera,
                     msg.event_id,
-                    buf,
+                    snap,
                     preroll,
                     _meta(msg, preroll),
                     then=self._emitter(msg),
