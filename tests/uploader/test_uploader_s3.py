@@ -274,3 +274,24 @@ def test_interrupted_run_resumes_and_existing_objects_are_not_resent(
         assert second.status().uploaded_objects_total == 15
     finally:
         second.close()
+
+
+def test_missing_bucket_is_reported_retried_and_ends_the_run_early(
+    s3: S3Server, broker_settings: BrokerSettings, make_bus: Any, tmp_path: Path
+) -> None:
+    settings = uploader_settings(broker_settings, tmp_path, s3, bucket="no-such-bucket")
+    make_event(settings.media_dir, "front", "ev-nobucket")
+    bus = make_bus("uploader", start=False)
+    uploader = Uploader(bus, settings, ServiceMetrics("uploader"), S3Store(settings))
+    wait_subscribed(bus, bus.start)
+    client = make_bus("client")
+    assert client.publish_confirmed(TRAINING_LABELS, label("ev-nobucket"))
+    wait_until(lambda: uploader.status().pending == 1)
+    result = uploader.run_once()
+    assert result.aborted and result.retry_later == settings.abort_after_failures == 3
+    status = uploader.status()
+    assert status.pending == 1 and status.last_error is not None
+    assert "NoSuchBucket" in status.last_error
+    assert uploader.ledger.counts().pending_objects == 8  # nothing lost, all retried later
+    assert bus.status.state is ServiceState.DEGRADED
+    uploader.close()
