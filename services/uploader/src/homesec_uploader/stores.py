@@ -129,6 +129,10 @@ def make_client(settings: UploaderSettings) -> Any:
         read_timeout=settings.read_timeout_seconds,
         retries={"max_attempts": settings.s3_max_attempts, "mode": "standard"},
         s3={"addressing_style": settings.addressing_style},
+        # Content-MD5 is sent with every PUT; the CRC32 headers newer botocore adds by default
+        # are refused by several S3-compatible servers, so only when an API requires them.
+        request_checksum_calculation="when_required",
+        response_checksum_validation="when_required",
     )
     session = boto3.session.Session(region_name=settings.region)
     return session.client("s3", endpoint_url=settings.endpoint_url, config=config, **kwargs)
