@@ -302,3 +302,32 @@ def test_detector_unoccupied_sample_is_uploaded_with_its_capture_date(
     assert not folder.exists()  # keep_local_days=0: deleted once confirmed
     uploader.bus.stop(timeout=1)
     uploader.close()
+
+
+def test_a_symlink_leaving_the_media_folder_is_not_uploaded(
+    broker_settings: BrokerSettings, make_bus: Any, tmp_path: Path
+) -> None:
+    settings = uploader_settings(broker_settings, tmp_path, delete_after_upload=False)
+    folder = make_event(settings.media_dir, "front", "ev-link", frames=1)
+    secret = tmp_path / "outside.jpg"
+    secret.write_bytes((folder / "frames/000000.jpg").read_bytes())
+    (folder / "frames/000000.jpg").unlink()
+    (folder / "frames/000000.jpg").symlink_to(secret)
+    uploader = direct(make_bus, settings)
+    client = make_bus("client")
+    assert client.publish_confirmed(TRAINING_LABELS, label("ev-link"))
+    wait_until(lambda: uploader.status().pending == 1)
+    result = uploader.run_once()
+    assert result.failed == 1 and result.uploaded == 6
+    target = tmp_path / f"training/training/occupied/front/{DAY}/ev-link"
+    assert not (target / "frames/000000.jpg").exists()
+    errors = {
+        e["name"]: e["error"] for e in json.loads((target / "label.json").read_text())["errors"]
+    }
+    assert "leaves the media folder" in errors["frames/000000.jpg"]
+    unsafe = uploader.registry.get_sample_value(
+        "homesec_uploader_failures_total", {"reason": "unsafe_path"}
+    )
+    assert unsafe == 1
+    uploader.bus.stop(timeout=1)
+    uploader.close()

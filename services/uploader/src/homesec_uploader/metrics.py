@@ -9,6 +9,7 @@ FAILURE_REASONS = (
     "destination",
     "missing_file",
     "corrupt_file",
+    "unsafe_path",
     "media_timeout",
     "internal",
 )

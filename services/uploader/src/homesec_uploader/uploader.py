@@ -263,7 +263,10 @@ class Uploader:
         except CorruptFile as exc:
             self._fail(obj, f"corrupt file: {exc}", "corrupt_file", result)
             return True
-        except (OSError, UnsafePath) as exc:
+        except UnsafePath as exc:
+            self._fail(obj, f"{obj.rel} refused: {exc}", "unsafe_path", result)
+            return True
+        except OSError as exc:
             self._fail(obj, f"{obj.rel} unreadable: {exc}", "missing_file", result)
             return True
         md5 = md5_hex(data)
