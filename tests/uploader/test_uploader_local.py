@@ -64,6 +64,7 @@ def test_local_mode_layout_status_and_cleanup(
     client = make_bus("client")
     try:
         assert client.publish_confirmed(TRAINING_LABELS, label("ev-local", verdict="unoccupied"))
+        wait_until(lambda: svc.uploader.status().pending == 1)
         assert client.publish_confirmed(UPLOAD_REQUEST, UploadRequest())
         wait_until(lambda: svc.uploader.status().pending == 0, 20)
         status = svc.uploader.status()
