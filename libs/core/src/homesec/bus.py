@@ -95,6 +95,8 @@ class Bus:
         self._lock = threading.Lock()
         self._connected = threading.Event()
         self._ever_connected = False
+        self._session_present = False
+        self._ready_mid: int | None = None
         self._started = False
         self._status = ServiceStatus(service=service, version=__version__)
         self.availability_topic = AVAILABILITY.topic(self.prefix, service=service)
@@ -120,7 +122,7 @@ class Bus:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
-        client.on_subscribe = None
+        client.on_subscribe = self._on_subscribe
         self._client = client
 
     # ---- lifecycle ---------------------------------------------------------------------------
@@ -292,7 +294,7 @@ class Bus:
         sub = _Subscription(channel=channel, pattern=pattern, handler=handler, qos=channel.qos)
         with self._lock:
             self._subscriptions.append(sub)
-        if self.connected:
+        if self._client.is_connected():
             self._client.subscribe(pattern, qos=sub.qos)
 
     def _subscription_for(self, topic: str) -> list[_Subscription[Any]]:
@@ -316,10 +318,35 @@ class Bus:
         if self._ever_connected:
             self.metrics.mqtt_reconnects.inc()
         self._ever_connected = True
+        self._session_present = bool(flags.session_present)
         with self._lock:
-            subs = list(self._subscriptions)
-        for sub in subs:
-            client.subscribe(sub.pattern, qos=sub.qos)
+            patterns: dict[str, int] = {}
+            for sub in self._subscriptions:
+                patterns[sub.pattern] = max(sub.qos, patterns.get(sub.pattern, 0))
+        if not patterns:
+            self._ready(client)
+            return
+        # Ready (and "online") only once the broker confirmed the subscriptions: a message
+        # published right after wait_connected() returns must reach our handlers.
+        _, mid = client.subscribe(list(patterns.items()))
+        self._ready_mid = mid
+
+    def _on_subscribe(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        mid: int,
+        reason_codes: list[ReasonCode],
+        properties: Properties | None,
+    ) -> None:
+        refused = [str(rc) for rc in reason_codes if rc.is_failure]
+        if refused:
+            log.error("broker refused a subscription", extra={"reasons": refused})
+        if mid == self._ready_mid:
+            self._ready_mid = None
+            self._ready(client)
+
+    def _ready(self, client: mqtt.Client) -> None:
         client.publish(self.availability_topic, b"online", qos=1, retain=True)
         self.metrics.messages_published.labels(AVAILABILITY.name).inc()
         data, _ = SERVICE_STATUS.encode(self._status)
@@ -328,12 +355,15 @@ class Bus:
         self._connected.set()
         for listener in list(self._connect_listeners):
             try:
-                listener(bool(flags.session_present))
+                listener(self._session_present)
             except Exception:
                 log.exception("connect listener failed")
         log.info(
             "connected to broker",
-            extra={"session_present": bool(flags.session_present), "subscriptions": len(subs)},
+            extra={
+                "session_present": self._session_present,
+                "subscriptions": len(self._subscriptions),
+            },
         )
 
     def _on_disconnect(
@@ -423,7 +453,7 @@ class Bus:
         )
         with self._lock:
             self._subscriptions.append(sub)
-        if self.connected:
+        if self._client.is_connected():
             self._client.subscribe(topic, qos=qos)
 
 
