@@ -26,6 +26,7 @@ from homesec.contract import (
     TrainingLabel,
     is_identifier,
 )
+from homesec.homeassistant import HomeAssistantDiscovery
 from homesec.latest import LatestSlot
 from homesec.metrics import ServiceMetrics
 from homesec.state import SystemStateOwner
@@ -113,6 +114,12 @@ class DetectorService:
         self.settings = settings
         self.metrics = DetectorMetrics(metrics.registry)
         self.state = SystemStateOwner(bus, settings.state_defaults())
+        self.discovery: HomeAssistantDiscovery | None = None
+        if settings.ha_discovery:
+            self.discovery = HomeAssistantDiscovery(
+                bus, settings.cameras, discovery_prefix=settings.ha_discovery_prefix
+            )
+            self.discovery.install()
         self.media = MediaWriter(
             settings.media_dir,
             settings.media,
@@ -181,6 +188,8 @@ class DetectorService:
                 self.metrics.motion_active.labels(camera).set(0)
                 worker.start()
                 log.info("camera seen", extra={"camera": camera})
+                if self.discovery is not None:
+                    self.discovery.add_camera(camera)
             return worker
 
     def _on_frame(self, msg: Received[Frame]) -> None:

@@ -62,6 +62,11 @@ class DetectorSettings(ServiceSettings):
         le=1,
         description="A person box must lie this much inside the motion region to count",
     )
+    ha_discovery: bool = Field(
+        True,
+        description="Publish Home Assistant MQTT discovery documents (alarm panel, switches...)",
+    )
+    ha_discovery_prefix: str = Field("homeassistant", pattern=r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$")
     default_armed: bool = False
     default_notifications: bool = True
     default_auto_arm: bool = False
