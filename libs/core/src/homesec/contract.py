@@ -399,7 +399,9 @@ class Channel(Generic[M]):
         regex = "^" + re.escape(prefix + "/")
         for part in re.split(r"(\{[a-z_]+\})", self.template):
             m = _PARAM_RE.fullmatch(part)
-            regex += f"(?P<{m.group(1)}>[^/]+)" if m else re.escape(part)
+            # ``*``, not ``+``: an MQTT ``+`` also matches an empty level, which must come back
+            # as "" (rejected by the bus as not an identifier), not as "no parameters at all".
+            regex += f"(?P<{m.group(1)}>[^/]*)" if m else re.escape(part)
         found = re.fullmatch(regex, topic)
         return found.groupdict() if found else None
 
