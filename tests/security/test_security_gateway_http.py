@@ -89,13 +89,29 @@ def test_only_health_and_metrics_are_served_without_a_signature(gateway: Harness
         for path, methods in api.items()
         if "GET" in methods and path not in ("/openapi.json", "/docs", "/redoc")
     }
-    assert get_routes | mounts == UNAUTHENTICATED_GET
+    assert "/healthz" in get_routes
+    assert get_routes | mounts <= UNAUTHENTICATED_GET, get_routes | mounts
     health = httpx.get(gateway.url + "/healthz", timeout=10).json()
     assert set(health) == {"status", "mqtt_connected", "alert_backlog", "bot_token"}
     assert health["bot_token"] is True  # a boolean, never the token
     metrics = httpx.get(gateway.url + "/metrics/", timeout=10).text
     for secret in (BOT_TOKEN, SIGNING_SECRET):
         assert secret not in metrics and secret not in str(health)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="SECURITY FINDING: the gateway mounts /metrics on its HTTP app, i.e. on the port "
+    "compose publishes (3000) for Slack. Anyone who can reach the Request URL can poll "
+    'homesec_slack_commands_total{command="arm"|"disarm"} and alerts_sent_total and learn '
+    "when the house is armed (empty) and when alerts fire. Prometheus already scrapes the "
+    "separate metrics port 9103 (not published); the mount should go or be opt-in.",
+)
+def test_published_gateway_port_does_not_serve_metrics(gateway: Harness) -> None:
+    gateway.command("/homesec", "arm")
+    response = httpx.get(gateway.url + "/metrics/", timeout=10)
+    assert 'command="arm"' not in response.text
+    assert response.status_code == 404
 
 
 @pytest.mark.xfail(
