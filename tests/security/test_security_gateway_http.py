@@ -24,18 +24,28 @@ from starlette.routing import Mount
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "slack_gateway"))
 
-from gateway_fakes import BOT_TOKEN, JPEG, SIGNING_SECRET, FakeSlack, Harness, sign
+from gateway_fakes import (
+    BOT_TOKEN,
+    JPEG,
+    SIGNING_SECRET,
+    FakeSlack,
+    Harness,
+    button_payload,
+    sign,
+)
 
 from homesec.contract import (
     MOTION_EVENTS,
     SNAPSHOT,
+    TRAINING_LABELS,
     AlertDecision,
     EventType,
     Frame,
     MotionEvent,
+    TrainingLabel,
 )
 from homesec.settings import BrokerSettings
-from support import wait_until
+from support import Collector, wait_until
 
 UNAUTHENTICATED_GET = {"/healthz", "/metrics"}
 
@@ -169,3 +179,27 @@ def test_snapshot_paths_leaving_the_media_folder_are_never_read(
         detector.publish(MOTION_EVENTS, _event(f"front-h{n}", path))
     wait_until(lambda: len(slack.completed_uploads()) == len(hostile), 20)
     assert [data for _, data in slack.completed_uploads()] == [retained] * len(hostile)
+
+
+def test_buttons_are_restricted_to_allowed_users_too(
+    broker_settings: BrokerSettings, tmp_path: Path, slack: FakeSlack, make_bus
+) -> None:
+    watcher = make_bus("uploader", start=False)
+    labels: Collector[TrainingLabel] = Collector()
+    watcher.subscribe(TRAINING_LABELS, labels)
+    watcher.start()
+    assert watcher.wait_connected(10)
+    gateway = Harness(broker_settings, tmp_path / "data", slack, allowed_users=["U0OWNER"]).start()
+    try:
+        value, action = "front-0001|front|occupied", "homesec_label_occupied"
+        stranger = gateway.click(button_payload(value, action, user="U0STRANGER"))
+        assert stranger.status_code in (200, 403)
+        time.sleep(1.0)
+        assert labels.items == []
+        assert (
+            gateway.metric("homesec_slack_commands_total", command="label", outcome="denied") == 1
+        )
+        assert gateway.click(button_payload(value, action, user="U0OWNER")).status_code == 200
+        assert labels.wait_for(1, 15)[0].label.value == "occupied"
+    finally:
+        gateway.stop()
