@@ -84,6 +84,14 @@ def test_every_post_route_refuses_unsigned_requests(gateway: Harness) -> None:
                 gateway.url + path, content=body, headers={**form, **headers}, timeout=10
             )
             assert response.status_code == 401, (path, headers)
+    # the Events API handshake and interaction payloads are behind the same check
+    challenge = b'{"type": "url_verification", "challenge": "c"}'
+    click = urlencode({"payload": '{"type": "block_actions"}'}).encode()
+    for content, ctype in ((challenge, "application/json"), (click, form["Content-Type"])):
+        response = httpx.post(
+            gateway.url + "/slack/events", content=content, headers={"Content-Type": ctype}
+        )
+        assert response.status_code == 401, ctype
     for method in ("PUT", "DELETE", "PATCH"):
         response = httpx.request(method, gateway.url + "/slack/events", timeout=10)
         assert response.status_code == 405, method
