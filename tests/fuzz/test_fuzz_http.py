@@ -400,8 +400,8 @@ def test_non_utf8_body_is_refused_with_4xx(watched: Watched, signed: bool) -> No
         }
     )
     response = watched.post(body, {"Content-Type": "application/x-www-form-urlencoded", **headers})
-    assert 400 <= response.status_code < 500, response.status_code
-    assert sum(watched.seen().values()) == 0
+    expect(400 <= response.status_code < 500, f"answered {response.status_code}")
+    expect(sum(watched.seen().values()) == 0, f"published {watched.seen()}")
 
 
 @pytest.mark.xfail(
@@ -416,8 +416,16 @@ def test_replayed_request_is_refused(watched: Watched) -> None:
     wait_until(lambda: watched.seen()[SYSTEM_SET.name] == 1, 10)
     replay = watched.post(body, headers)
     time.sleep(1.0)
-    assert 400 <= replay.status_code < 500
-    assert watched.seen()[SYSTEM_SET.name] == 1
+    expect(400 <= replay.status_code < 500, f"replay answered {replay.status_code}")
+    expect(watched.seen()[SYSTEM_SET.name] == 1, f"replay published {watched.seen()}")
+
+
+def expect(condition: bool, message: str) -> None:
+    """Fail without a source traceback: the known-bug tests fail on every run, and rendering
+    their traceback re-parses this file, which CPython 3.11.7 has been seen to crash on
+    ("AST constructor recursion depth mismatch") after a fuzz run."""
+    if not condition:
+        pytest.fail(message, pytrace=False)
 
 
 # ---- accepted requests --------------------------------------------------------------------------
