@@ -1,4 +1,8 @@
-"""The HTTP face of the gateway: ``POST /slack/events``, ``GET /healthz``, ``/metrics``."""
+"""The HTTP face of the gateway: ``POST /slack/events`` and ``GET /healthz``.
+
+This port is the one published to the internet for Slack, so it serves nothing else: metrics
+are on the separate metrics port (``METRICS_PORT``, not published) and no OpenAPI schema is
+served."""
 
 # No "from __future__ import annotations": FastAPI must resolve the closure-local dependency.
 
@@ -8,7 +12,6 @@ from urllib.parse import parse_qs
 
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
-from prometheus_client import CollectorRegistry, make_asgi_app
 from slack_sdk.signature import Clock
 
 from homesec_slack_gateway.handlers import Gateway, InteractionError
@@ -33,11 +36,10 @@ def create_app(
     gateway: Gateway,
     settings: SlackGatewaySettings,
     metrics: GatewayMetrics,
-    registry: CollectorRegistry,
     clock: Clock | None = None,
 ) -> FastAPI:
     """The FastAPI application; every Slack route depends on request verification."""
-    app = FastAPI(title="homesec slack-gateway", docs_url=None, redoc_url=None)
+    app = FastAPI(title="homesec slack-gateway", docs_url=None, redoc_url=None, openapi_url=None)
     verified = signed_body(
         SlackGatewaySettings.reveal(settings.slack_signing_secret),
         settings.max_body_bytes,
@@ -45,7 +47,6 @@ def create_app(
         metrics,
         clock,
     )
-    app.mount("/metrics", make_asgi_app(registry=registry))
 
     @app.get("/healthz")
     def healthz() -> dict[str, Any]:

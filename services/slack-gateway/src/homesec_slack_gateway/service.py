@@ -70,9 +70,7 @@ class GatewayService:
         )
         # Socket Mode needs no HTTP app (and no signing secret)
         self.app = (
-            None
-            if settings.socket_mode
-            else create_app(self.gateway, settings, self.metrics, registry)
+            None if settings.socket_mode else create_app(self.gateway, settings, self.metrics)
         )
         self.server: uvicorn.Server | None = None
         self.socket: SocketModeRunner | None = None
