@@ -161,3 +161,14 @@ def test_backoff_bounds_must_be_ordered(monkeypatch: pytest.MonkeyPatch) -> None
     with pytest.raises(SystemExit) as exc:
         load_settings(CameraSettings)
     assert exc.value.code == 2
+
+
+def test_rotate_is_read_from_the_environment(monkeypatch) -> None:
+    from homesec.settings import load_settings
+    from homesec_camera.settings import CameraSettings
+
+    monkeypatch.setenv("HOMESEC_CAMERA_ROTATE", "180")
+    assert load_settings(CameraSettings).rotate == 180
+    monkeypatch.setenv("HOMESEC_CAMERA_ROTATE", "45")
+    with pytest.raises(SystemExit):
+        load_settings(CameraSettings)

@@ -687,8 +687,11 @@ TRAINING_LABELS: Channel[TrainingLabel] = Channel(
     qos=1,
     retain=False,
     codec=Codec.JSON,
-    description="An owner's Occupied/Unoccupied verdict on an event; the uploader stores it.",
-    publisher="slack-gateway",
+    description=(
+        "An owner's Occupied/Unoccupied verdict on an event (Slack buttons), or the detector's "
+        "automatic `unoccupied` sample (`source: detector`); the uploader stores it."
+    ),
+    publisher="slack-gateway, detector (automatic unoccupied samples)",
     subscribers=("uploader",),
     example={
         "event_id": "front-20261125-213000-0001",

@@ -64,6 +64,14 @@ class CameraSettings(ServiceSettings):
         2.0, ge=0, le=20, description="demo: sensor noise standard deviation (grey levels)"
     )
 
+    @field_validator("rotate", mode="before")
+    @classmethod
+    def _rotate_from_text(cls, value: object) -> object:
+        """Environment variables are text: accept "180" as 180."""
+        if isinstance(value, str) and value.strip().isdigit():
+            return int(value.strip())
+        return value
+
     @field_validator("device")
     @classmethod
     def _no_control_chars(cls, value: str) -> str:
