@@ -9,7 +9,6 @@ publish at most what their text asks for.
 
 from __future__ import annotations
 
-import itertools
 import json
 import socket
 import sys
@@ -411,14 +410,19 @@ def test_replayed_request_is_refused(watched: Watched) -> None:
     expect(watched.seen()[SYSTEM_SET.name] == 1, f"replay published {watched.seen()}")
 
 
-_AGE = itertools.count()
+_USED_TIMESTAMPS: dict[bytes, set[int]] = {}
 
 
 def unique_sign(body: bytes) -> dict[str, str]:
     """Sign as Slack does, but never twice alike: Slack's requests are unique (trigger_id,
     response_url), and the gateway refuses a signature it has already seen (replay). Hypothesis
-    may generate the same body twice, so each example gets its own timestamp in the window."""
-    return sign(body, timestamp=int(time.time()) - next(_AGE) % 240)
+    may generate the same body twice, so a repeated body gets an earlier, unused timestamp."""
+    used = _USED_TIMESTAMPS.setdefault(body, set())
+    timestamp = int(time.time())
+    while timestamp in used:
+        timestamp -= 1
+    used.add(timestamp)
+    return sign(body, timestamp=timestamp)
 
 
 def expect(condition: bool, message: str) -> None:
