@@ -89,9 +89,12 @@ def test_arm_alert_label_upload_status_disarm(stack, make_bus, slack, s3):
         return [k for k in s3.keys() if f"/{event_id}/" in k]
 
     keys = wait_until(
-        lambda: any(k.endswith("snapshot.jpg") for k in uploaded()) and uploaded(), 60
+        # label.json is uploaded last: once it is there, the event's folder is complete
+        lambda: any(k.endswith("label.json") for k in uploaded()) and uploaded(),
+        60,
     )
     assert all(k.startswith("training/occupied/front/") for k in keys), keys
+    assert any(k.endswith("snapshot.jpg") for k in keys), keys
     assert any("/preroll/" in k for k in keys), keys
     assert any(k.endswith("label.json") for k in keys), keys
 
