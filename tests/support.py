@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from homesec.bus import Received
@@ -43,3 +47,21 @@ class Collector(Generic[T]):
     def wait_for(self, count: int = 1, timeout: float = 10.0) -> list[T]:
         wait_until(lambda: len(self.items) >= count, timeout)
         return self.payloads
+
+
+def assert_module_exits_2_naming(module: str, cwd: Path, **env: str) -> str:
+    """Run ``python -m module`` with no inherited ``HOMESEC_*``/``SLACK_*`` settings plus
+    ``env``; assert it exits with status 2 and names every given variable on stderr."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("HOMESEC_", "SLACK_"))}
+    result = subprocess.run(
+        [sys.executable, "-m", module],
+        env={**clean, "HOMESEC_DATA_DIR": str(cwd), **env},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2, result.stderr[-2000:]
+    for name in env:
+        assert name in result.stderr, result.stderr[-2000:]
+    return result.stderr

@@ -14,7 +14,7 @@ from typing import Any
 from homesec.broker import free_port
 from homesec.contract import AVAILABILITY, FRAMES, Availability, Frame
 from homesec.settings import BrokerSettings
-from support import Collector, wait_until
+from support import Collector, assert_module_exits_2_naming, wait_until
 
 
 def camera_env(broker_settings: BrokerSettings, tmp_path: Path, **extra: str) -> dict[str, str]:
@@ -75,15 +75,5 @@ def test_service_process_goes_online_and_publishes(
     assert "source opened" in output
 
 
-def test_bad_setting_exits_2(broker_settings: BrokerSettings, tmp_path: Path) -> None:
-    env = camera_env(broker_settings, tmp_path, HOMESEC_CAMERA_ROTATE="45")
-    result = subprocess.run(
-        [sys.executable, "-m", "homesec_camera"],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    assert result.returncode == 2
-    assert "HOMESEC_CAMERA_ROTATE" in result.stderr
+def test_bad_setting_exits_2(tmp_path: Path) -> None:
+    assert_module_exits_2_naming("homesec_camera", tmp_path, HOMESEC_CAMERA_ROTATE="45")

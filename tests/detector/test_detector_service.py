@@ -41,7 +41,7 @@ from homesec.settings import BrokerSettings
 from homesec_detector.events import EventSettings
 from homesec_detector.service import DetectorService
 from homesec_detector.settings import DetectorSettings
-from support import Collector, wait_until
+from support import Collector, assert_module_exits_2_naming, wait_until
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 
@@ -289,16 +289,5 @@ def test_unwritable_media_reports_degraded_but_events_flow(
         service.close()
 
 
-def test_bad_setting_exits_2(broker_settings: BrokerSettings, tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HOMESEC_")}
-    env.update(HOMESEC_DETECTOR_MOTION__ALPHA="7", HOMESEC_DATA_DIR=str(tmp_path))
-    result = subprocess.run(
-        [sys.executable, "-m", "homesec_detector"],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 2
-    assert "HOMESEC_DETECTOR_MOTION__ALPHA" in result.stderr
+def test_bad_setting_exits_2(tmp_path: Path) -> None:
+    assert_module_exits_2_naming("homesec_detector", tmp_path, HOMESEC_DETECTOR_MOTION__ALPHA="7")

@@ -32,7 +32,7 @@ from homesec.settings import BrokerSettings
 from homesec.state import SystemStateOwner
 from homesec_presence.service import PresenceService
 from homesec_presence.settings import PresenceSettings
-from support import Collector, wait_until
+from support import Collector, assert_module_exits_2_naming, wait_until
 
 ALICE_MAC = "aa:bb:cc:dd:ee:01"
 BOB_MAC = "aa:bb:cc:dd:ee:02"
@@ -329,13 +329,6 @@ def test_python_m_homesec_presence_runs(
 
 
 def test_bad_people_setting_exits_2(tmp_path: Path) -> None:
-    env = {**os.environ, "HOMESEC_PRESENCE_PEOPLE": '{"alice": ["not a device!"]}'}
-    proc = subprocess.run(
-        [sys.executable, "-m", "homesec_presence"],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        timeout=30,
+    assert_module_exits_2_naming(
+        "homesec_presence", tmp_path, HOMESEC_PRESENCE_PEOPLE='{"alice": ["not a device!"]}'
     )
-    assert proc.returncode == 2
-    assert b"HOMESEC_PRESENCE_PEOPLE" in proc.stderr

@@ -20,7 +20,7 @@ from homesec.settings import BrokerSettings
 from homesec_ptz.backends import SimulatedBackend
 from homesec_ptz.controller import PtzController
 from homesec_ptz.settings import PtzSettings
-from support import Collector, wait_until
+from support import Collector, assert_module_exits_2_naming, wait_until
 
 
 @dataclass
@@ -264,16 +264,9 @@ def test_python_m_homesec_ptz_runs(
 
 
 def test_bad_setting_exits_2(tmp_path: Path) -> None:
-    env = {**os.environ, "HOMESEC_PTZ_STEP_DEGREES_PER_SECOND": "fast"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "homesec_ptz"],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        timeout=30,
+    assert_module_exits_2_naming(
+        "homesec_ptz", tmp_path, HOMESEC_PTZ_STEP_DEGREES_PER_SECOND="fast"
     )
-    assert proc.returncode == 2
-    assert b"HOMESEC_PTZ_STEP_DEGREES_PER_SECOND" in proc.stderr
 
 
 class BrokenI2C(SimulatedBackend):

@@ -14,7 +14,7 @@ from gateway_fakes import SIGNING_SECRET, FakeSlack, sign
 from homesec.broker import free_port
 from homesec.contract import AVAILABILITY, SYSTEM_SET, Availability, SetCommand
 from homesec.settings import BrokerSettings
-from support import Collector, wait_until
+from support import Collector, assert_module_exits_2_naming, wait_until
 
 
 def _env(broker_settings: BrokerSettings, tmp_path: Path, **extra: str) -> dict[str, str]:
@@ -82,10 +82,7 @@ def test_runs_as_a_process(broker_settings, tmp_path: Path, make_bus, slack: Fak
     wait_until(lambda: online.items[-1].payload.root == "offline", 10)
 
 
-def test_bad_setting_exits_2_naming_the_variable(broker_settings, tmp_path: Path) -> None:
-    env = _env(broker_settings, tmp_path, HOMESEC_SLACK_GATEWAY_ALERT_MIN_INTERVAL_SECONDS="-5")
-    result = subprocess.run(
-        [sys.executable, "-m", "homesec_slack_gateway"], env=env, capture_output=True, timeout=30
+def test_bad_setting_exits_2_naming_the_variable(tmp_path: Path) -> None:
+    assert_module_exits_2_naming(
+        "homesec_slack_gateway", tmp_path, HOMESEC_SLACK_GATEWAY_ALERT_MIN_INTERVAL_SECONDS="-5"
     )
-    assert result.returncode == 2
-    assert b"HOMESEC_SLACK_GATEWAY_ALERT_MIN_INTERVAL_SECONDS" in result.stderr
