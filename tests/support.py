@@ -9,9 +9,9 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
-from homesec.bus import Received
+from homesec.bus import Bus, Received
 
 T = TypeVar("T")
 
@@ -65,3 +65,33 @@ def assert_module_exits_2_naming(module: str, cwd: Path, **env: str) -> str:
     for name in env:
         assert name in result.stderr, result.stderr[-2000:]
     return result.stderr
+
+
+class Runnable(Protocol):
+    def run(self, stop: threading.Event) -> None: ...
+
+
+R = TypeVar("R", bound=Runnable)
+
+
+class ServiceThread(Generic[R]):
+    """A service object's ``run(stop_event)`` loop on a thread, on a bus started for it
+    (the service must have subscribed on ``bus`` before this starts it)."""
+
+    def __init__(self, service: R, bus: Bus) -> None:
+        self.service = service
+        self.bus = bus
+        bus.start()
+        assert bus.wait_connected(10), "service bus did not connect"
+        self.stop_event = threading.Event()
+        self.thread = threading.Thread(target=service.run, args=(self.stop_event,), daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self.thread.join(10)
+        self.bus.stop(timeout=2)
+
+    def metric(self, name: str, **labels: str) -> float:
+        value = self.bus.metrics.registry.get_sample_value(name, labels)
+        return 0.0 if value is None else value

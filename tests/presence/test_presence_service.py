@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -32,7 +31,7 @@ from homesec.settings import BrokerSettings
 from homesec.state import SystemStateOwner
 from homesec_presence.service import PresenceService
 from homesec_presence.settings import PresenceSettings
-from support import Collector, assert_module_exits_2_naming, wait_until
+from support import Collector, ServiceThread, assert_module_exits_2_naming, wait_until
 
 ALICE_MAC = "aa:bb:cc:dd:ee:01"
 BOB_MAC = "aa:bb:cc:dd:ee:02"
@@ -51,21 +50,7 @@ def write_arp(path: Path, *macs: str) -> None:
     os.replace(tmp, path)  # atomic, like the kernel's view
 
 
-@dataclass
-class Running:
-    service: PresenceService
-    bus: Bus
-    stop_event: threading.Event
-    thread: threading.Thread
-
-    def stop(self) -> None:
-        self.stop_event.set()
-        self.thread.join(10)
-        self.bus.stop(timeout=2)
-
-    def metric(self, name: str, **labels: str) -> float:
-        value = self.bus.metrics.registry.get_sample_value(name, labels)
-        return 0.0 if value is None else value
+Running = ServiceThread[PresenceService]
 
 
 @dataclass
@@ -126,13 +111,7 @@ def start_presence(
         values.update(overrides)
         settings = PresenceSettings(**values)
         bus = make_bus("presence", start=False)
-        service = PresenceService(bus, settings, bus.metrics)
-        bus.start()
-        assert bus.wait_connected(10)
-        stop = threading.Event()
-        thread = threading.Thread(target=service.run, args=(stop,), daemon=True)
-        thread.start()
-        handle = Running(service, bus, stop, thread)
+        handle = ServiceThread(PresenceService(bus, settings, bus.metrics), bus)
         running.append(handle)
         return handle
 

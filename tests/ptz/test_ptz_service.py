@@ -6,9 +6,7 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,26 +18,9 @@ from homesec.settings import BrokerSettings
 from homesec_ptz.backends import SimulatedBackend
 from homesec_ptz.controller import PtzController
 from homesec_ptz.settings import PtzSettings
-from support import Collector, assert_module_exits_2_naming, wait_until
+from support import Collector, ServiceThread, assert_module_exits_2_naming, wait_until
 
-
-@dataclass
-class RunningPtz:
-    controller: PtzController
-    bus: Bus
-    stop_event: threading.Event
-    thread: threading.Thread
-
-    def stop(self) -> None:
-        self.stop_event.set()
-        self.thread.join(10)
-        self.bus.stop(timeout=2)
-
-    def metric(self, name: str, **labels: str) -> float:
-        value = self.bus.metrics.registry.get_sample_value(name, labels)
-        return 0.0 if value is None else value
-
-
+RunningPtz = ServiceThread[PtzController]
 StartPtz = Callable[..., RunningPtz]
 
 
@@ -59,13 +40,7 @@ def start_ptz(
         values.update(overrides)
         settings = PtzSettings(**values)
         bus = make_bus("ptz", start=False)
-        controller = PtzController(bus, settings, bus.metrics)
-        bus.start()
-        assert bus.wait_connected(10)
-        stop = threading.Event()
-        thread = threading.Thread(target=controller.run, args=(stop,), daemon=True)
-        thread.start()
-        handle = RunningPtz(controller, bus, stop, thread)
+        handle = ServiceThread(PtzController(bus, settings, bus.metrics), bus)
         running.append(handle)
         return handle
 
@@ -108,7 +83,7 @@ def test_rotate_30_20_moves_the_simulated_head(
     state = wait_until(lambda: latest(collector, "r1"), 15)
     assert (state.pan, state.tilt, state.target_pan, state.target_tilt) == (30, 20, 30, 20)
     assert state.error is None
-    assert ptz.controller.backend.position() == (30.0, 20.0)
+    assert ptz.service.backend.position() == (30.0, 20.0)
     assert ptz.metric("homesec_ptz_commands_total", camera="front", outcome="applied") == 1
     assert ptz.metric("homesec_ptz_pan_degrees", camera="front") == 30
     assert ptz.metric("homesec_ptz_tilt_degrees", camera="front") == 20
@@ -181,7 +156,7 @@ def test_presets_saved_recalled_and_kept_across_restart(
 
     ptz2 = start_ptz(presets={"yard": [-45, 0]})
     # restored from the retained state: where the head was, with the last request id
-    wait_until(lambda: ptz2.controller.backend.position() == (-45.0, 0.0), 15)
+    wait_until(lambda: ptz2.service.backend.position() == (-45.0, 0.0), 15)
     send(client, "d2", preset="door")
     state = wait_until(lambda: latest(collector, "d2"), 15)
     assert (state.pan, state.tilt) == (-20, 15)
@@ -202,7 +177,7 @@ def test_restart_without_retained_state_restores_from_file(
     ptz2 = start_ptz()
     state = collector.wait_for(1)[0]
     assert (state.pan, state.tilt) == (12, -7)
-    assert ptz2.controller.backend.position() == (12.0, -7.0)
+    assert ptz2.service.backend.position() == (12.0, -7.0)
 
 
 def test_smooth_move_publishes_progress(
@@ -225,7 +200,7 @@ def test_simulated_slew_is_reported_as_moving(
 ) -> None:
     client, collector = states
     ptz = start_ptz(simulated_slew_degrees_per_second=60, state_interval_seconds=0.05)
-    assert isinstance(ptz.controller.backend, SimulatedBackend)
+    assert isinstance(ptz.service.backend, SimulatedBackend)
     collector.wait_for(1)
     send(client, "w1", pan=-20, tilt=10)
     state = wait_until(lambda: latest(collector, "w1"), 20)
@@ -292,11 +267,7 @@ def test_backend_failure_is_reported_and_not_fatal(
     )
     bus = make_bus("ptz", start=False)
     backend = BrokenI2C(0, 0)
-    controller = PtzController(bus, settings, bus.metrics, backend=backend)
-    bus.start()
-    stop = threading.Event()
-    thread = threading.Thread(target=controller.run, args=(stop,), daemon=True)
-    thread.start()
+    ptz = ServiceThread(PtzController(bus, settings, bus.metrics, backend=backend), bus)
     try:
         first = collector.wait_for(1)[0]
         assert first.error is not None and "Remote I/O error" in first.error
@@ -307,5 +278,4 @@ def test_backend_failure_is_reported_and_not_fatal(
         assert (state.pan, state.tilt) == (5, 5) and state.error is None
         assert bus.status.state == "ok"
     finally:
-        stop.set()
-        thread.join(10)
+        ptz.stop()
