@@ -10,6 +10,7 @@ from __future__ import annotations
 import getpass
 import logging
 import os
+import random
 import shutil
 import signal
 import socket
@@ -65,11 +66,40 @@ def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
         return False
 
 
+EPHEMERAL_RANGE_FILE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+_handed_out: set[int] = set()
+
+
+def _ephemeral_low() -> int:
+    """First port of the kernel's ephemeral range (32768 on Linux by default)."""
+    try:
+        return int(EPHEMERAL_RANGE_FILE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that is free right now."""
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+    """A TCP port that is free right now and will stay free of outgoing connections.
+
+    Port 0 would give a port from the ephemeral range, which the kernel also hands to outgoing
+    client sockets (every MQTT client connection takes one), so a service binding it a second
+    later can find it taken. Ports are drawn below that range instead, and never twice in one
+    process.
+    """
+    high = _ephemeral_low()
+    low = min(20000, high // 2)
+    for _ in range(200):
+        port = random.randrange(low, high)
+        if port in _handed_out:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError(f"no free TCP port found in {low}-{high - 1} on {host}")
 
 
 def read_dev_settings(repo_config: Path | None) -> dict[str, str]:
