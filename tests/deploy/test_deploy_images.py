@@ -40,7 +40,15 @@ FOREIGN = ("pytest", "moto", "ruff", "mypy", "hypothesis")
 
 def find_uv() -> str:
     found = shutil.which("uv") or next(
-        (p for p in (Path.home() / ".local/bin/uv", Path("/usr/local/bin/uv")) if p.exists()),
+        (
+            p
+            for p in (
+                REPO / ".tools/bin/uv",
+                Path.home() / ".local/bin/uv",
+                Path("/usr/local/bin/uv"),
+            )
+            if p.exists()
+        ),
         None,
     )
     if found is None:
