@@ -1,7 +1,8 @@
 """docker-compose.yml and docker/Dockerfile checked without a Docker engine.
 
-* the compose file validates against the Compose Specification schema (tests/deploy/compose-spec.json),
-  as written and with ``${VAR:-default}`` interpolated;
+* the compose file and the Raspberry Pi override (docker-compose.pi.yml) validate against the
+  Compose Specification schema (tests/deploy/compose-spec.json), as written, with
+  ``${VAR:-default}`` interpolated, and merged as Compose merges ``-f a -f b``;
 * every service has a health check, a restart policy, and (homesec services) waits for a
   healthy broker; only the gateway and Grafana publish ports;
 * every built service names a Dockerfile target that exists, runs as a non-root user, installs
@@ -34,10 +35,11 @@ from homesec.metrics import MetricsServer, ServiceMetrics
 from homesec.services import BY_NAME
 
 COMPOSE_FILE = REPO / "docker-compose.yml"
+PI_FILE = REPO / "docker-compose.pi.yml"
 DOCKERFILE = REPO / "docker" / "Dockerfile"
 SCHEMA = Path(__file__).with_name("compose-spec.json")
 INFRA = {"mosquitto", "prometheus", "grafana"}
-HARDWARE_VARIANTS = {"camera-pi": "camera", "ptz-pi": "ptz"}
+PI_TARGETS = {"camera": "camera-pi", "ptz": "ptz-pi"}
 PUBLISHED = {"slack-gateway": "3000", "grafana": "3000"}
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::?-([^}]*))?\}")
@@ -54,20 +56,53 @@ def interpolate(value: Any) -> Any:
     return value
 
 
-@pytest.fixture(scope="module")
-def compose() -> dict[str, Any]:
-    data = yaml.safe_load(COMPOSE_FILE.read_text())
+# sequences Compose merges by the container path (``host:container[:mode]``) or by value
+_MERGE_BY_TARGET = {"volumes", "devices"}
+_MERGE_BY_VALUE = {"group_add", "device_cgroup_rules", "secrets", "cap_drop", "security_opt"}
+
+
+def _target(spec: Any) -> Any:
+    return spec.split(":")[1] if isinstance(spec, str) and ":" in spec else spec
+
+
+def merge(base: Any, override: Any, key: str = "") -> Any:
+    """``docker compose -f base -f override``: the Compose Specification's merge rules for the
+    keys our files use (maps key by key, mounts/devices by container path, sets by value)."""
+    if isinstance(base, dict) and isinstance(override, dict):
+        out = dict(base)
+        for k, v in override.items():
+            out[k] = merge(base[k], v, k) if k in base else v
+        return out
+    if isinstance(base, list) and isinstance(override, list):
+        if key in _MERGE_BY_TARGET:
+            replaced = {_target(v) for v in override}
+            return [v for v in base if _target(v) not in replaced] + override
+        if key in _MERGE_BY_VALUE:
+            return base + [v for v in override if v not in base]
+    return override
+
+
+def load(path: Path) -> dict[str, Any]:
+    data = yaml.safe_load(path.read_text())
     assert isinstance(data, dict)
     return data
 
 
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    return load(COMPOSE_FILE)
+
+
+@pytest.fixture(scope="module")
+def compose_pi(compose: dict[str, Any]) -> dict[str, Any]:
+    """The deployment on a Pi: docker-compose.yml with docker-compose.pi.yml merged on top."""
+    merged = merge(compose, load(PI_FILE))
+    assert isinstance(merged, dict)
+    return merged
+
+
 def homesec_services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {name: svc for name, svc in compose["services"].items() if name not in INFRA}
-
-
-def service_kind(name: str) -> str:
-    """camera-pi → camera: the catalogue service a compose service runs."""
-    return HARDWARE_VARIANTS.get(name, name)
 
 
 @pytest.fixture(scope="module")
@@ -88,18 +123,28 @@ def stages() -> dict[str, list[str]]:
     return result
 
 
-def test_deploy_compose_validates_against_compose_spec(compose: dict[str, Any]) -> None:
+def test_deploy_compose_validates_against_compose_spec(
+    compose: dict[str, Any], compose_pi: dict[str, Any]
+) -> None:
     schema = json.loads(SCHEMA.read_text())
     validator = jsonschema.Draft7Validator(schema)
-    for label, doc in (("as written", compose), ("interpolated", interpolate(compose))):
+    pi = load(PI_FILE)
+    for label, doc in (
+        ("as written", compose),
+        ("interpolated", interpolate(compose)),
+        ("pi override as written", pi),
+        ("pi override interpolated", interpolate(pi)),
+        ("merged with the pi override", interpolate(compose_pi)),
+    ):
         errors = sorted(validator.iter_errors(doc), key=lambda e: list(e.absolute_path))
         assert not errors, f"{label}: " + "; ".join(
             f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in errors[:5]
         )
     assert set(compose["services"]) >= {
         "mosquitto", "camera", "detector", "slack-gateway", "presence", "uploader", "ptz",
-        "prometheus", "grafana", "camera-pi", "ptz-pi",
+        "prometheus", "grafana",
     }  # fmt: skip
+    assert set(compose_pi["services"]) == set(compose["services"])
 
 
 def test_deploy_compose_the_schema_catches_mistakes(compose: dict[str, Any]) -> None:
@@ -113,7 +158,11 @@ def test_deploy_compose_the_schema_catches_mistakes(compose: dict[str, Any]) -> 
     assert list(validator.iter_errors(broken))
 
 
-def test_deploy_compose_health_restart_and_broker_dependency(compose: dict[str, Any]) -> None:
+@pytest.mark.parametrize("flavour", ["generic", "pi"])
+def test_deploy_compose_health_restart_and_broker_dependency(
+    flavour: str, compose: dict[str, Any], compose_pi: dict[str, Any]
+) -> None:
+    compose = compose_pi if flavour == "pi" else compose
     for name, svc in compose["services"].items():
         check = svc.get("healthcheck", {})
         assert check.get("test") and not check.get("disable"), f"{name}: no health check"
@@ -121,7 +170,7 @@ def test_deploy_compose_health_restart_and_broker_dependency(compose: dict[str, 
     for name, svc in homesec_services(compose).items():
         assert svc["depends_on"]["mosquitto"]["condition"] == "service_healthy", name
         test = svc["healthcheck"]["test"]
-        assert test == ["CMD", "python", "-m", "homesec.healthcheck", service_kind(name)], name
+        assert test == ["CMD", "python", "-m", "homesec.healthcheck", name], name
     assert importlib.util.find_spec("homesec.healthcheck") is not None
 
 
@@ -136,25 +185,50 @@ def test_deploy_compose_publishes_only_gateway_and_grafana(compose: dict[str, An
     assert env["HOMESEC_SLACK_GATEWAY_PORT"] == PUBLISHED["slack-gateway"]
 
 
-def test_deploy_compose_profiles_and_pi_devices(compose: dict[str, Any]) -> None:
+def test_deploy_compose_runs_everything_without_env_and_pi_override(
+    compose: dict[str, Any], compose_pi: dict[str, Any]
+) -> None:
+    """`docker compose up` with no .env runs every service (demo camera, simulated head); the Pi
+    file turns exactly camera and ptz into their hardware builds and keeps the rest of them."""
     services = compose["services"]
-    for name, base in HARDWARE_VARIANTS.items():
-        assert services[name]["profiles"] == ["pi"], name
-        assert services[base]["profiles"] != ["pi"], base
-        assert services[name]["networks"]["default"]["aliases"] == [base], name
-    for always in ("mosquitto", "detector", "slack-gateway", "presence", "uploader"):
-        assert "profiles" not in services[always], f"{always} must always run"
-    cam = services["camera-pi"]
-    assert "/run/udev:/run/udev:ro" in cam["volumes"]
-    assert "/dev:/dev" in cam["volumes"] and "video" in cam["group_add"]
-    assert cam["environment"]["HOMESEC_CAMERA_SOURCE"] == "picamera2"
+    for name, svc in services.items():
+        assert "profiles" not in svc, f"{name} must run on a plain `docker compose up`"
     assert "HOMESEC_CAMERA_SOURCE" not in services["camera"]["environment"], (
         "the generic camera must default to the demo scene"
     )
-    ptz = services["ptz-pi"]
+    assert services["ptz"]["environment"]["HOMESEC_PTZ_BACKEND"] == "simulated"
+    assert set(load(PI_FILE)["services"]) == set(PI_TARGETS)
+    pi = compose_pi["services"]
+    for name, target in PI_TARGETS.items():
+        assert pi[name]["build"]["target"] == target, name
+        assert pi[name]["build"]["dockerfile"] == services[name]["build"]["dockerfile"], name
+        assert f"/{target}:" in pi[name]["image"], name
+        assert pi[name]["secrets"] == services[name]["secrets"], name
+        assert pi[name]["healthcheck"] == services[name]["healthcheck"], name
+        for key, value in services[name]["environment"].items():
+            if not key.startswith(("HOMESEC_CAMERA_", "HOMESEC_PTZ_")):
+                assert pi[name]["environment"][key] == value, f"{name}: {key} lost in the merge"
+    for name in set(services) - set(PI_TARGETS):
+        assert pi[name] == services[name], f"the Pi file must not change {name}"
+    cam = pi["camera"]
+    assert "/run/udev:/run/udev:ro" in cam["volumes"]
+    assert "/dev:/dev" in cam["volumes"] and "video" in cam["group_add"]
+    assert cam["environment"]["HOMESEC_CAMERA_SOURCE"] == "picamera2"
+    ptz = pi["ptz"]
     assert "/dev/i2c-1:/dev/i2c-1" in ptz["devices"]
     assert ptz["environment"]["HOMESEC_PTZ_BACKEND"] == "pantilthat"
-    assert services["ptz"]["environment"]["HOMESEC_PTZ_BACKEND"] == "simulated"
+    assert "ptz-data:/data" in ptz["volumes"]
+
+
+def test_deploy_compose_merge_follows_compose_rules() -> None:
+    """The merge the tests above rely on: maps by key, mounts by container path, sets by value."""
+    base = {"volumes": ["a:/data", "b:/logs"], "group_add": ["video"], "env": {"A": "1", "B": "2"}}
+    over = {"volumes": ["c:/data"], "group_add": ["video", "i2c"], "env": {"B": "3"}}
+    assert merge(base, over) == {
+        "volumes": ["b:/logs", "c:/data"],
+        "group_add": ["video", "i2c"],
+        "env": {"A": "1", "B": "3"},
+    }
 
 
 def test_deploy_compose_volumes(compose: dict[str, Any]) -> None:
@@ -219,7 +293,7 @@ def test_deploy_compose_each_service_is_its_own_broker_user(compose: dict[str, A
     for name, svc in homesec_services(compose).items():
         env = svc["environment"]
         user = env["HOMESEC_BROKER_USERNAME"]
-        assert user == service_kind(name), f"{name} logs in as {user}"
+        assert user == name, f"{name} logs in as {user}"
         secret = f"mqtt_password_{user.replace('-', '_')}"
         assert env["HOMESEC_BROKER_PASSWORD_FILE"] == f"/run/secrets/{secret}", name
         assert secret in svc["secrets"] and secret in broker_secrets, name
@@ -228,9 +302,14 @@ def test_deploy_compose_each_service_is_its_own_broker_user(compose: dict[str, A
         assert env["HOMESEC_BROKER_HOST"] == "mosquitto"
 
 
+@pytest.mark.parametrize("flavour", ["generic", "pi"])
 def test_deploy_compose_dockerfile_targets_and_entrypoints(
-    compose: dict[str, Any], stages: dict[str, list[str]]
+    flavour: str,
+    compose: dict[str, Any],
+    compose_pi: dict[str, Any],
+    stages: dict[str, list[str]],
 ) -> None:
+    compose = compose_pi if flavour == "pi" else compose
     not_yet: list[str] = []
     for name, svc in homesec_services(compose).items():
         build = svc["build"]
@@ -238,7 +317,7 @@ def test_deploy_compose_dockerfile_targets_and_entrypoints(
         target = build["target"]
         assert target in stages, f"{name}: Dockerfile has no stage {target}"
         lines = stages[target]
-        info = BY_NAME[service_kind(name)]
+        info = BY_NAME[name]
         entry = [ln for ln in lines if ln.upper().startswith("ENTRYPOINT")]
         assert len(entry) == 1, f"{target}: expected one ENTRYPOINT"
         assert json.loads(entry[0].split(None, 1)[1]) == ["python", "-m", info.module]

@@ -24,6 +24,7 @@ from homesec.settings import BrokerSettings, ServiceSettings
 
 ENV_EXAMPLE = REPO / ".env.example"
 COMPOSE = REPO / "docker-compose.yml"
+COMPOSE_PI = REPO / "docker-compose.pi.yml"
 GLOBAL_SETTINGS = {"HOMESEC_DATA_DIR", "HOMESEC_SECRETS_DIR"}
 LINE_RE = re.compile(r"^(?:#\s*)?(HOMESEC_[A-Z0-9_]+)=(.*)$")
 
@@ -75,7 +76,8 @@ def real_settings() -> set[str]:
 
 
 def compose_variables() -> set[str]:
-    return set(re.findall(r"\$\{(HOMESEC_[A-Z0-9_]+)", COMPOSE.read_text()))
+    text = COMPOSE.read_text() + COMPOSE_PI.read_text()
+    return set(re.findall(r"\$\{(HOMESEC_[A-Z0-9_]+)", text))
 
 
 def example_lines() -> dict[str, str]:
@@ -108,7 +110,11 @@ def test_deploy_env_example_covers_every_service() -> None:
         assert any(name.startswith(prefix) for name in lines), f"no {prefix}* in .env.example"
     for name in ("HOMESEC_CAMERA_SOURCE", "HOMESEC_UPLOADER_BUCKET", "HOMESEC_PRESENCE_PEOPLE"):
         assert name in lines
-    assert "COMPOSE_PROFILES=generic" in ENV_EXAMPLE.read_text().splitlines()
+    example = ENV_EXAMPLE.read_text().splitlines()
+    assert "# COMPOSE_FILE=docker-compose.yml:docker-compose.pi.yml" in example
+    assert not [
+        line for line in example if line.startswith(("COMPOSE_PROFILES", "COMPOSE_FILE"))
+    ], "the demo must run without choosing a compose file or profile"
 
 
 def test_deploy_env_example_values_are_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -135,10 +141,14 @@ def test_deploy_env_example_values_are_accepted(monkeypatch: pytest.MonkeyPatch)
 
 
 def test_deploy_compose_environment_names_only_real_settings() -> None:
-    compose = yaml.safe_load(COMPOSE.read_text())
     settings = real_settings()
     wrong: list[str] = []
-    for service, spec in compose["services"].items():
+    services = [
+        item
+        for path in (COMPOSE, COMPOSE_PI)
+        for item in yaml.safe_load(path.read_text())["services"].items()
+    ]
+    for service, spec in services:
         for name in spec.get("environment", {}):
             if name.startswith("HOMESEC_") and name not in settings:
                 wrong.append(f"{service}: {name}")
