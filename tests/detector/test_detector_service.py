@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,16 +11,13 @@ import cv2
 import numpy as np
 import pytest
 
-from homesec.broker import free_port
 from homesec.contract import (
-    AVAILABILITY,
     FRAMES,
     MOTION_EVENTS,
     MOTION_STATE,
     SERVICE_STATUS,
     SYSTEM_SET,
     SYSTEM_STATE,
-    Availability,
     EventType,
     Frame,
     MotionEvent,
@@ -41,7 +33,7 @@ from homesec.settings import BrokerSettings
 from homesec_detector.events import EventSettings
 from homesec_detector.service import DetectorService
 from homesec_detector.settings import DetectorSettings
-from support import Collector, assert_module_exits_2_naming, wait_until
+from support import Collector, ServiceProcess, assert_module_exits_2_naming, wait_until
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 
@@ -218,47 +210,21 @@ def test_latest_wins_drops_are_counted_when_the_worker_is_slow(
 def test_process_runs_goes_online_publishes_state_and_stops(
     broker_settings: BrokerSettings, make_bus: Any, tmp_path: Path
 ) -> None:
-    availability: Collector[Availability] = Collector()
     states: Collector[SystemValue] = Collector()
     listener = make_bus("listener")
-    listener.subscribe(AVAILABILITY, availability, service="detector")
     listener.subscribe(SYSTEM_STATE, states)
     time.sleep(0.2)
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HOMESEC_")}
-    env.update(
-        HOMESEC_BROKER_HOST=broker_settings.host,
-        HOMESEC_BROKER_PORT=str(broker_settings.port),
-        HOMESEC_DATA_DIR=str(tmp_path),
-        HOMESEC_DETECTOR_LOG_FORMAT="text",
-        HOMESEC_DETECTOR_METRICS_PORT=str(port),
-        HOMESEC_DETECTOR_METRICS_HOST="127.0.0.1",
-        HOMESEC_DETECTOR_DEFAULT_ARMED="true",
-    )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "homesec_detector"],
-        env=env,
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        wait_until(lambda: availability.payloads and availability.payloads[-1].root == "online", 20)
+    with ServiceProcess(
+        "detector", broker_settings, tmp_path, HOMESEC_DETECTOR_DEFAULT_ARMED="true"
+    ) as detector:
         wait_until(lambda: len(states.payloads) >= 4, 20)  # defaults published by the owner
         armed = [m for m in states.items if m.topic.endswith("/armed")]
         assert armed and armed[-1].payload.value is True
         publish_frames(listener, walk_in_frames()[:3], fps=20)
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
-            text = resp.read().decode()
+        text = detector.metrics_text()
         assert "homesec_detector_frames_processed_total" in text
         assert "homesec_detector_media_errors_total" in text
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=20) == 0
-        wait_until(lambda: availability.payloads[-1].root == "offline", 10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        detector.stop()
 
 
 def test_unwritable_media_reports_degraded_but_events_flow(

@@ -5,9 +5,6 @@ one writer of ``system/*``: the house empties → armed after the grace period, 
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -31,7 +28,13 @@ from homesec.settings import BrokerSettings
 from homesec.state import SystemStateOwner
 from homesec_presence.service import PresenceService
 from homesec_presence.settings import PresenceSettings
-from support import Collector, ServiceThread, assert_module_exits_2_naming, wait_until
+from support import (
+    Collector,
+    ServiceProcess,
+    ServiceThread,
+    assert_module_exits_2_naming,
+    wait_until,
+)
 
 ALICE_MAC = "aa:bb:cc:dd:ee:01"
 BOB_MAC = "aa:bb:cc:dd:ee:02"
@@ -284,27 +287,17 @@ def test_python_m_homesec_presence_runs(
 ) -> None:
     arp = tmp_path / "arp"
     write_arp(arp, ALICE_MAC)
-    env = {
-        **os.environ,
-        "HOMESEC_BROKER_HOST": broker_settings.host,
-        "HOMESEC_BROKER_PORT": str(broker_settings.port),
-        "HOMESEC_PRESENCE_METRICS_PORT": "0",
-        "HOMESEC_PRESENCE_DATA_DIR": str(tmp_path),
-        "HOMESEC_PRESENCE_PEOPLE": f'{{"alice": ["{ALICE_MAC.upper()}"]}}',
-        "HOMESEC_PRESENCE_NEIGHBOURS__ARP_PATH": str(arp),
-        "HOMESEC_PRESENCE_POLL_SECONDS": "0.2",
-        "HOMESEC_PRESENCE_LOG_FORMAT": "text",
-    }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "homesec_presence"], env=env, cwd=tmp_path, stderr=subprocess.PIPE
-    )
-    try:
+    with ServiceProcess(
+        "presence",
+        broker_settings,
+        tmp_path,
+        HOMESEC_PRESENCE_PEOPLE=f'{{"alice": ["{ALICE_MAC.upper()}"]}}',
+        HOMESEC_PRESENCE_NEIGHBOURS__ARP_PATH=str(arp),
+        HOMESEC_PRESENCE_POLL_SECONDS="0.2",
+    ) as presence:
         state = wait_until(lambda: (s := world.last_presence()) and s.anyone_home and s, 20)
         assert state.people[0].name == "alice"
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=20)
-    assert proc.returncode == 0, err.decode()[-2000:]
+        presence.stop()
 
 
 def test_bad_people_setting_exits_2(tmp_path: Path) -> None:

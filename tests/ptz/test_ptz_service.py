@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +14,13 @@ from homesec.settings import BrokerSettings
 from homesec_ptz.backends import SimulatedBackend
 from homesec_ptz.controller import PtzController
 from homesec_ptz.settings import PtzSettings
-from support import Collector, ServiceThread, assert_module_exits_2_naming, wait_until
+from support import (
+    Collector,
+    ServiceProcess,
+    ServiceThread,
+    assert_module_exits_2_naming,
+    wait_until,
+)
 
 RunningPtz = ServiceThread[PtzController]
 StartPtz = Callable[..., RunningPtz]
@@ -212,30 +214,16 @@ def test_python_m_homesec_ptz_runs(
     broker_settings: BrokerSettings,
     states: tuple[Bus, Collector[PtzState]],
     tmp_path: Path,
-    repo: Path,
 ) -> None:
     client, collector = states
-    env = {
-        **os.environ,
-        "HOMESEC_BROKER_HOST": broker_settings.host,
-        "HOMESEC_BROKER_PORT": str(broker_settings.port),
-        "HOMESEC_PTZ_METRICS_PORT": "0",
-        "HOMESEC_PTZ_DATA_DIR": str(tmp_path),
-        "HOMESEC_PTZ_RESTORE_WAIT_SECONDS": "0.2",
-        "HOMESEC_PTZ_LOG_FORMAT": "text",
-    }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "homesec_ptz"], env=env, cwd=tmp_path, stderr=subprocess.PIPE
-    )
-    try:
+    with ServiceProcess(
+        "ptz", broker_settings, tmp_path, HOMESEC_PTZ_RESTORE_WAIT_SECONDS="0.2"
+    ) as ptz:
         collector.wait_for(1, timeout=20)
         send(client, "sub1", pan=30, tilt=20)
         state = wait_until(lambda: latest(collector, "sub1"), 20)
         assert (state.pan, state.tilt) == (30, 20)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=20)
-    assert proc.returncode == 0, err.decode()[-2000:]
+        ptz.stop()
 
 
 def test_bad_setting_exits_2(tmp_path: Path) -> None:

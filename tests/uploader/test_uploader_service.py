@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
 from uploader_support import age, label, make_event, s3_with_bucket, versions
 
-from homesec.broker import free_port
 from homesec.contract import (
     TRAINING_LABELS,
     UPLOAD_REQUEST,
@@ -24,7 +21,7 @@ from homesec.contract import (
 from homesec.settings import BrokerSettings, load_settings
 from homesec_uploader.settings import UploaderSettings
 from homesec_uploader.stores import make_client
-from support import Collector, wait_until
+from support import Collector, ServiceProcess, clean_environ, wait_until
 
 
 @pytest.fixture
@@ -130,65 +127,48 @@ def test_module_runs_against_s3_with_the_standard_credential_chain(
     broker_settings: BrokerSettings, make_bus: Any, tmp_path: Path
 ) -> None:
     s3 = s3_with_bucket("svc-bucket")
-    metrics_port = free_port()
     media = tmp_path / "media"
     age(make_event(media, "front", "ev-svc"), 60)  # finished a minute ago (settle time 5 s)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HOMESEC_", "AWS_"))} | {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "sekr1t-access-key-xyz",
-        "HOMESEC_BROKER_HOST": broker_settings.host,
-        "HOMESEC_BROKER_PORT": str(broker_settings.port),
-        "HOMESEC_UPLOADER_DATA_DIR": str(tmp_path),
-        "HOMESEC_UPLOADER_METRICS_PORT": str(metrics_port),
-        "HOMESEC_UPLOADER_METRICS_HOST": "127.0.0.1",
-        "HOMESEC_UPLOADER_BUCKET": "svc-bucket",
-        "HOMESEC_UPLOADER_ENDPOINT_URL": s3.url,
-        "HOMESEC_UPLOADER_REGION": "us-east-1",
-        "HOMESEC_UPLOADER_ADDRESSING_STYLE": "path",
-        "HOMESEC_UPLOADER_DELETE_AFTER_UPLOAD": "false",
-    }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "homesec_uploader"],
-        env=env,
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
     try:
-        client = make_bus("client")
-        online: Collector[UploaderStatus] = Collector()
-        client.subscribe(UPLOADER_STATUS, online)
-        online.wait_for(1, 20)  # the first start creates the uploader's persistent session
-        assert online.payloads[0].mode == "s3"
-        assert client.publish_confirmed(TRAINING_LABELS, label("ev-svc"))
-        assert client.publish_confirmed(UPLOAD_REQUEST, UploadRequest(requested_by="test"))
-        wait_until(lambda: len(versions(s3.client(), "svc-bucket")) == 8, 20)
-        url = f"http://127.0.0.1:{metrics_port}/metrics"
-
-        def scrape() -> str:
-            with urllib.request.urlopen(url, timeout=5) as resp:
-                return str(resp.read().decode())
-
-        # the last PUT is visible in the bucket just before the service counts it
-        wait_until(lambda: "homesec_uploader_uploaded_objects_total 8.0" in scrape(), 10)
-        assert "homesec_uploader_pending_items 0.0" in scrape()
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(15) == 0
+        with ServiceProcess(
+            "uploader",
+            broker_settings,
+            tmp_path,
+            AWS_ACCESS_KEY_ID="testing",
+            AWS_SECRET_ACCESS_KEY="sekr1t-access-key-xyz",
+            HOMESEC_UPLOADER_BUCKET="svc-bucket",
+            HOMESEC_UPLOADER_ENDPOINT_URL=s3.url,
+            HOMESEC_UPLOADER_REGION="us-east-1",
+            HOMESEC_UPLOADER_ADDRESSING_STYLE="path",
+            HOMESEC_UPLOADER_DELETE_AFTER_UPLOAD="false",
+            HOMESEC_UPLOADER_LOG_FORMAT="json",
+        ) as uploader:
+            client = make_bus("client")
+            online: Collector[UploaderStatus] = Collector()
+            client.subscribe(UPLOADER_STATUS, online)
+            online.wait_for(1, 20)  # the first start creates the uploader's persistent session
+            assert online.payloads[0].mode == "s3"
+            assert client.publish_confirmed(TRAINING_LABELS, label("ev-svc"))
+            assert client.publish_confirmed(UPLOAD_REQUEST, UploadRequest(requested_by="test"))
+            wait_until(lambda: len(versions(s3.client(), "svc-bucket")) == 8, 20)
+            # the last PUT is visible in the bucket just before the service counts it
+            wait_until(
+                lambda: "homesec_uploader_uploaded_objects_total 8.0" in uploader.metrics_text(),
+                10,
+            )
+            assert "homesec_uploader_pending_items 0.0" in uploader.metrics_text()
+            output = uploader.stop(15)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
         s3.stop()
-        output = proc.stdout.read().decode() if proc.stdout else ""
-        assert "sekr1t-access-key-xyz" not in output  # credentials never logged
-        assert '"msg": "uploader ready"' in output
+    assert "sekr1t-access-key-xyz" not in output  # credentials never logged
+    assert '"msg": "uploader ready"' in output
 
 
 def test_unusable_ledger_location_exits_1_with_a_clear_log(
     clean_env: None, broker_settings: BrokerSettings, tmp_path: Path
 ) -> None:
     (tmp_path / "uploader").write_text("a file where the ledger folder should be")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HOMESEC_")} | {
+    env = clean_environ() | {
         "HOMESEC_BROKER_PORT": str(broker_settings.port),
         "HOMESEC_UPLOADER_DATA_DIR": str(tmp_path),
         "HOMESEC_UPLOADER_METRICS_PORT": "0",
