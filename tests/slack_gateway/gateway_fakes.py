@@ -57,6 +57,7 @@ class Fault:
     status: int
     body: dict[str, Any]
     headers: dict[str, str] = field(default_factory=dict)
+    applied: bool = False  # Slack did the work, then the answer was lost (a failure reply)
 
 
 class FakeSlack:
@@ -68,6 +69,11 @@ class FakeSlack:
         self.responses: list[dict[str, Any]] = []  # bodies posted to response_urls
         self.acks: list[dict[str, Any]] = []  # Socket Mode acknowledgements
         self.faults: dict[str, list[Fault]] = {}
+        # conversations.list: the workspace's channels, served page_size at a time
+        self.channels: list[dict[str, str]] = [{"id": "C0ALERTS", "name": "alerts"}]
+        self.page_size = 100
+        self.messages: list[dict[str, Any]] = []  # what conversations.history returns
+        self._filenames: dict[str, str] = {}  # file id → name given to getUploadURLExternal
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self._loop = asyncio.new_event_loop()
@@ -153,6 +159,8 @@ class FakeSlack:
             faults = self.faults.get(method)
             fault = faults.pop(0) if faults else None
         if fault is not None:
+            if fault.applied:
+                self._answer(method, args)
             with self._lock:
                 self.calls.append(Call(method, args, fault.status))
             return web.json_response(fault.body, status=fault.status, headers=fault.headers)
@@ -164,16 +172,44 @@ class FakeSlack:
     def _answer(self, method: str, args: dict[str, Any]) -> dict[str, Any]:
         if method == "files.getUploadURLExternal":
             file_id = f"F{next(self._ids):06d}"
+            self._filenames[file_id] = args.get("filename", "")
             return {"ok": True, "file_id": file_id, "upload_url": f"{self.base}/upload/{file_id}"}
         if method == "files.completeUploadExternal":
             files = json.loads(args["files"])
+            shared = [{"id": f["id"], "name": self._filenames.get(f["id"], "")} for f in files]
+            with self._lock:
+                self.messages.append(
+                    {"channel": args.get("channel_id"), "ts": f"{time.time():.6f}", "files": shared}
+                )
             return {"ok": True, "files": [{"id": f["id"], "title": f.get("title")} for f in files]}
+        if method == "conversations.list":
+            return self._page(self.channels, args, "channels")
+        if method == "conversations.history":
+            with self._lock:
+                found = [
+                    m
+                    for m in reversed(self.messages)
+                    if m["channel"] == args.get("channel")
+                    and float(m["ts"]) > float(args.get("oldest") or 0)
+                ]
+            return self._page(found, args, "messages")
         if method in ("chat.postMessage", "chat.update"):
             ts = args.get("ts") or f"{time.time():.6f}"
             return {"ok": True, "channel": args.get("channel"), "ts": ts}
         if method == "apps.connections.open":
             return {"ok": True, "url": f"ws://127.0.0.1:{self.port}/ws"}
         return {"ok": False, "error": "unknown_method"}
+
+    def _page(self, items: list[Any], args: dict[str, Any], key: str) -> dict[str, Any]:
+        """Slack's cursor pagination: ``cursor`` in, ``response_metadata.next_cursor`` out."""
+        start = int(args.get("cursor") or 0)
+        end = start + min(int(args.get("limit") or 100), self.page_size)
+        next_cursor = str(end) if end < len(items) else ""
+        return {
+            "ok": True,
+            key: items[start:end],
+            "response_metadata": {"next_cursor": next_cursor},
+        }
 
     async def _upload(self, request: web.Request) -> web.Response:
         data = await request.read()

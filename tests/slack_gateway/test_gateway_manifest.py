@@ -19,7 +19,7 @@ def test_manifest_matches_the_gateway(repo: Path) -> None:
     for removed in ("/top", "/logz"):
         assert removed not in {c["command"] for c in commands}
     scopes = set(manifest["oauth_config"]["scopes"]["bot"])
-    assert {"commands", "chat:write", "files:write"} <= scopes
+    assert {"commands", "chat:write", "files:write", "channels:read", "channels:history"} <= scopes
     interactivity = manifest["settings"]["interactivity"]
     assert interactivity["is_enabled"] is True
     assert interactivity["request_url"].endswith("/slack/events")

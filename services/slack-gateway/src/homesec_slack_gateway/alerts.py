@@ -22,6 +22,7 @@ from homesec.contract import MAX_JPEG_BYTES, MOTION_EVENTS, MotionEvent, SystemS
 from homesec.media import UnsafePath, resolve_inside
 from homesec.state import SystemStateView
 from homesec_slack_gateway.buttons import label_blocks
+from homesec_slack_gateway.channel import ChannelResolver, PostedFileCheck
 from homesec_slack_gateway.metrics import GatewayMetrics
 from homesec_slack_gateway.mirror import Mirror
 from homesec_slack_gateway.slack_api import describe_error, retry_after_seconds
@@ -137,6 +138,8 @@ class AlertSender:
         self._store = store
         self._client = client
         self._channel = channel
+        self._resolver = ChannelResolver(channel)
+        self._posted = PostedFileCheck()
         self._metrics = metrics
         self._wake = wake
         self._initial = initial_delay
@@ -205,18 +208,30 @@ class AlertSender:
             self.last_error = None
 
     def _deliver(self, client: WebClient, alert: QueuedAlert) -> None:
+        channel = self._resolver.channel_id(client)
         if alert.stage is Stage.QUEUED:
-            if alert.image:
+            filename = f"{alert.event_id}.jpg"
+            if (
+                alert.image
+                and alert.attempts
+                and self._posted.already_posted(
+                    client, channel, filename, since=alert.created_at - 60
+                )
+            ):
+                # an earlier attempt's upload went through but its answer was lost
+                self._metrics.alert_reposts_avoided.inc()
+                log.info("alert image already in the channel", extra={"event_id": alert.event_id})
+            elif alert.image:
                 client.files_upload_v2(
-                    channel=self._channel,
+                    channel=channel,
                     content=alert.image,
-                    filename=f"{alert.event_id}.jpg",
+                    filename=filename,
                     title=f"{alert.camera} {format_time(alert.created_at)}",
                     initial_comment=alert.text,
                 )
             else:
                 client.chat_postMessage(
-                    channel=self._channel, text=alert.text + "\n(no snapshot available)"
+                    channel=channel, text=alert.text + "\n(no snapshot available)"
                 )
             next_stage = Stage.UPLOADED if alert.training else Stage.SENT
             self._store.set_stage(alert.id, next_stage)
@@ -224,7 +239,7 @@ class AlertSender:
                 self._sent(alert)
                 return
         client.chat_postMessage(
-            channel=self._channel,
+            channel=channel,
             text=f"Was someone there? Event {alert.event_id} on {alert.camera}",
             blocks=label_blocks(alert.event_id, alert.camera),
         )

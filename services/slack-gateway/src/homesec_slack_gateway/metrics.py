@@ -30,6 +30,11 @@ class GatewayMetrics:
             "Alert events not posted because of the per-camera rate limit",
             registry=registry,
         )
+        self.alert_reposts_avoided = Counter(
+            "homesec_slack_alert_reposts_avoided",
+            "Retried alert uploads skipped because the image was already in the channel",
+            registry=registry,
+        )
         self.alert_backlog = Gauge(
             "homesec_slack_alert_backlog", "Alerts queued and not yet delivered", registry=registry
         )

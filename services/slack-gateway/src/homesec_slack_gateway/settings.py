@@ -10,6 +10,7 @@ from pydantic_settings import NoDecode
 
 from homesec.contract import ID_PATTERN
 from homesec.settings import ServiceSettings, settings_config
+from homesec_slack_gateway.channel import CHANNEL_ID_PATTERN, CHANNEL_NAME_PATTERN
 
 PREFIX = "HOMESEC_SLACK_GATEWAY_"
 
@@ -57,8 +58,9 @@ class SlackGatewaySettings(ServiceSettings):
     # ---- behaviour -------------------------------------------------------------------------
     alert_channel: str = Field(
         "",
-        pattern=r"^([CG][A-Z0-9]{2,30})?$",
-        description="Channel ID (C0...) for alerts; empty: alerts stay queued and an error is logged",
+        pattern=rf"^({CHANNEL_ID_PATTERN}|{CHANNEL_NAME_PATTERN})?$",
+        description="Alert channel: its ID (C0...) or its name (#alerts, looked up once); "
+        "empty: alerts stay queued and an error is logged",
     )
     default_camera: str = Field("front", pattern=ID_PATTERN)
     alert_min_interval_seconds: float = Field(
