@@ -13,11 +13,15 @@ def objects(*rels: str) -> list[NewObject]:
     return [NewObject(rel, f"k/{rel}") for rel in rels]
 
 
+def key_of(day: str, rel: str) -> str:
+    return f"new/{day}/{rel}"
+
+
 def test_label_survives_reopen_and_redelivery_is_recorded_once(tmp_path: Path) -> None:
     path = tmp_path / "uploader" / "ledger.sqlite"
     ledger = Ledger(path)
-    first = ledger.add_label(label("ev1"), 100.0)
-    again = ledger.add_label(label("ev1"), 101.0)
+    first = ledger.add_label(label("ev1"), 100.0, key_of)
+    again = ledger.add_label(label("ev1"), 101.0, key_of)
     assert first[1] is True and again == (first[0], False, [])
     ledger.close()
 
@@ -33,7 +37,7 @@ def test_label_survives_reopen_and_redelivery_is_recorded_once(tmp_path: Path) -
 
 def test_label_doc_is_due_only_after_every_other_object_is_settled(tmp_path: Path) -> None:
     ledger = Ledger(tmp_path / "l.sqlite")
-    label_id, _, _ = ledger.add_label(label("ev1"), 0.0)
+    label_id, _, _ = ledger.add_label(label("ev1"), 0.0, key_of)
     ledger.set_objects(
         label_id, "2025-11-25", objects("event.json", "snapshot.jpg", LABEL_DOC), None, 0
     )
@@ -50,7 +54,7 @@ def test_label_doc_is_due_only_after_every_other_object_is_settled(tmp_path: Pat
 
 def test_retry_time_and_attempts(tmp_path: Path) -> None:
     ledger = Ledger(tmp_path / "l.sqlite")
-    label_id, _, _ = ledger.add_label(label("ev1"), 0.0)
+    label_id, _, _ = ledger.add_label(label("ev1"), 0.0, key_of)
     ledger.set_objects(label_id, "2025-11-25", objects("event.json", LABEL_DOC), None, 0)
     assert ledger.next_retry_at() is None
     ledger.note_attempt(label_id, "event.json")
@@ -64,7 +68,7 @@ def test_retry_time_and_attempts(tmp_path: Path) -> None:
 
 def test_objects_are_listed_once_even_if_two_threads_try(tmp_path: Path) -> None:
     ledger = Ledger(tmp_path / "l.sqlite")
-    label_id, _, _ = ledger.add_label(label("ev1"), 0.0)
+    label_id, _, _ = ledger.add_label(label("ev1"), 0.0, key_of)
     ledger.set_objects(label_id, "2025-11-25", objects("event.json", LABEL_DOC), None, 0)
     ledger.set_objects(label_id, "2025-11-26", objects("other.json"), "late", 0)
     assert [o.rel for o in ledger.objects(label_id)] == ["event.json", LABEL_DOC]

@@ -7,51 +7,29 @@ from pathlib import Path
 from typing import Any
 
 from uploader_support import (
+    DAY,
     STARTED_AT,
+    Clock,
     age,
+    direct,
     label,
     make_event,
     start_uploader,
     uploader_settings,
-    wait_subscribed,
     write_event_json,
 )
 
 from homesec.contract import TRAINING_LABELS, UPLOAD_REQUEST, UploadRequest
-from homesec.metrics import ServiceMetrics
 from homesec.settings import BrokerSettings
 from homesec_uploader.settings import UploaderSettings
 from homesec_uploader.stores import LocalStore, Stored
-from homesec_uploader.uploader import Uploader
 from support import wait_until
-
-DAY = "2025-11-25"
 
 
 def snapshot_tree(folder: Path) -> dict[str, bytes]:
     return {
         p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()
     }
-
-
-class Clock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def direct(
-    make_bus: Any, settings: UploaderSettings, clock: Clock | None = None, name: str = "uploader"
-) -> Uploader:
-    """An uploader driven by run_once() from the test (its bus started after subscribing)."""
-    bus = make_bus(name, start=False)
-    uploader = Uploader(
-        bus, settings, ServiceMetrics("uploader"), LocalStore(settings), clock or Clock(2e9)
-    )
-    wait_subscribed(bus, bus.start)
-    return uploader
 
 
 def test_local_mode_layout_status_and_cleanup(

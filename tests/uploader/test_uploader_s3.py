@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from uploader_support import (
+    BUCKET,
+    DAY,
+    EVENT_FILES,
     S3Server,
+    key,
     label,
     make_event,
-    s3_with_bucket,
     start_uploader,
     uploader_settings,
     versions,
@@ -37,29 +38,6 @@ from homesec_uploader.stores import S3Store, Stored
 from homesec_uploader.uploader import Uploader
 from support import Collector, wait_until
 
-BUCKET = "training-bucket"
-DAY = "2025-11-25"  # uploader_support.STARTED_AT is 2025-11-25T21:30:00Z
-EVENT_FILES = [
-    "event.json",
-    "frames/000000.jpg",
-    "frames/000001.jpg",
-    "preroll/000000.jpg",
-    "preroll/000001.jpg",
-    "preroll/000002.jpg",
-    "snapshot.jpg",
-]
-
-
-@pytest.fixture
-def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[S3Server]:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    server = s3_with_bucket(BUCKET)
-    yield server
-    server.stop()
-
 
 def statuses(make_bus: Any) -> Collector[UploaderStatus]:
     collector: Collector[UploaderStatus] = Collector()
@@ -69,10 +47,6 @@ def statuses(make_bus: Any) -> Collector[UploaderStatus]:
 
 def request_run(bus: Bus) -> None:
     assert bus.publish_confirmed(UPLOAD_REQUEST, UploadRequest(request_id="t"))
-
-
-def key(event_id: str, rel: str, verdict: str = "occupied", camera: str = "front") -> str:
-    return f"training/{verdict}/{camera}/{DAY}/{event_id}/{rel}"
 
 
 def test_upload_keys_bytes_status_and_rerun(

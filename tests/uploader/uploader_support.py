@@ -21,6 +21,7 @@ from moto.server import ThreadedMotoServer
 from homesec.bus import Bus
 from homesec.contract import UPLOADER_STATUS, TrainingLabel, UploaderStatus
 from homesec.media import event_dir, frame_name
+from homesec.metrics import ServiceMetrics
 from homesec.service import ServiceRuntime
 from homesec.settings import BrokerSettings
 from homesec_uploader.settings import UploaderSettings
@@ -30,6 +31,22 @@ from support import wait_until
 
 REGION = "us-east-1"
 STARTED_AT = 1764106200.0  # 2025-11-25T21:30:00Z
+DAY = "2025-11-25"  # the UTC day of STARTED_AT
+BUCKET = "training-bucket"  # what uploader_settings(..., s3) uploads to
+EVENT_FILES = [  # the files make_event writes (default counts), in key order
+    "event.json",
+    "frames/000000.jpg",
+    "frames/000001.jpg",
+    "preroll/000000.jpg",
+    "preroll/000001.jpg",
+    "preroll/000002.jpg",
+    "snapshot.jpg",
+]
+
+
+def key(event_id: str, rel: str, verdict: str = "occupied", camera: str = "front") -> str:
+    """The destination key of an event file (default key prefix, event on DAY)."""
+    return f"training/{verdict}/{camera}/{DAY}/{event_id}/{rel}"
 
 
 class S3Server:
@@ -178,7 +195,7 @@ def uploader_settings(
     }
     if s3 is not None:
         values.update(
-            bucket="training-bucket",
+            bucket=BUCKET,
             endpoint_url=s3.url,
             region=REGION,
             addressing_style="path",
@@ -236,3 +253,33 @@ def start_uploader(settings: UploaderSettings, store: Store | None = None) -> Ru
     thread = threading.Thread(target=uploader.run, args=(rt.stop_event,), daemon=True)
     thread.start()
     return Running(rt, uploader, thread)
+
+
+class Clock:
+    """A settable clock for an uploader driven by the test."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def direct(
+    make_bus: Any,
+    settings: UploaderSettings,
+    clock: Clock | None = None,
+    name: str = "uploader",
+    store: Store | None = None,
+) -> Uploader:
+    """An uploader driven by run_once() from the test (its bus started after subscribing)."""
+    bus = make_bus(name, start=False)
+    uploader = Uploader(
+        bus,
+        settings,
+        ServiceMetrics("uploader"),
+        store or make_store(settings),
+        clock or Clock(2e9),
+    )
+    wait_subscribed(bus, bus.start)
+    return uploader

@@ -2,17 +2,29 @@
 
 A label is written here before its MQTT handler returns, so the broker's PUBACK means the label
 is on disk. Label states: ``waiting`` (event media not complete yet), ``pending`` (objects
-listed, some not uploaded), ``done`` (every object uploaded or failed for good), ``superseded``
-(the owner relabelled the event before it was uploaded). Object states: ``pending``,
-``uploaded`` (size and ETag recorded), ``failed`` (a local problem that retrying cannot fix:
-missing or corrupt file), ``skipped`` (its label was superseded).
+listed, some not settled), ``done`` (every object uploaded or failed for good), ``superseded``
+(the owner relabelled the event: the later label wins). Object states: ``pending`` (to upload,
+from the event folder or, with ``source_key``, copied within the destination), ``uploaded``
+(size and ETag recorded), ``failed`` (a local problem that retrying cannot fix: missing or
+corrupt file), ``skipped`` (its label was superseded before the object was uploaded),
+``deleting`` (its label was superseded after the upload: to delete from the destination) and
+``deleted``.
+
+Relabelling keeps two invariants, enforced by the order in which work becomes due:
+
+* a key is deleted only once no pending object still copies from it, so the new label never
+  loses its media even when the local files were already cleaned up;
+* a label's ``label.json`` (what marks a folder complete for training) is uploaded last and
+  deleted first, and an event's new ``label.json`` is uploaded only once the earlier label's one
+  is deleted: at no time are two labels of one event complete in the destination.
 """
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +32,9 @@ from pathlib import Path
 from homesec.contract import TrainingLabel
 
 LABEL_DOC = "label.json"
+
+KeyOf = Callable[[str, str], str]
+"""``(day, rel) -> key`` of an object of the label being added."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS labels (
@@ -53,6 +68,15 @@ CREATE INDEX IF NOT EXISTS objects_state ON objects (state, next_attempt_at);
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT);
 """
 
+_ADDED_COLUMNS = (  # added after the first release: ALTER TABLE on an existing ledger
+    ("objects", "source_key", "TEXT"),  # copy from this key instead of the event folder
+    ("objects", "deleted_at", "REAL"),
+)
+
+_AFTER_MIGRATION = "CREATE INDEX IF NOT EXISTS objects_source ON objects (source_key);"
+
+_PRUNED_UPLOADED = "pruned_uploaded_objects"  # meta: uploaded objects of pruned labels
+
 
 @dataclass(frozen=True)
 class LabelRow:
@@ -78,6 +102,7 @@ class ObjectRow:
     etag: str | None
     attempts: int
     error: str | None
+    source_key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -87,14 +112,16 @@ class NewObject:
     rel: str
     key: str
     error: str | None = None  # set: recorded as failed at once (file missing)
+    source_key: str | None = None  # set: copied from this key in the destination
 
 
 @dataclass(frozen=True)
 class Counts:
     pending_items: int
     pending_objects: int
-    uploaded_objects: int
+    uploaded_objects: int  # ever confirmed stored, pruned rows included
     failed_objects: int
+    pending_deletes: int = 0
 
 
 class Ledger:
@@ -110,6 +137,12 @@ class Ledger:
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.executescript(_SCHEMA)
+        with self._tx() as db:
+            for table, column, decl in _ADDED_COLUMNS:
+                present = {r["name"] for r in db.execute(f"PRAGMA table_info({table})")}
+                if column not in present:
+                    db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
+            db.execute(_AFTER_MIGRATION)
 
     def close(self) -> None:
         with self._lock:
@@ -128,49 +161,50 @@ class Ledger:
 
     # ---- labels --------------------------------------------------------------------------------
 
-    def add_label(self, label: TrainingLabel, now: float) -> tuple[int, bool, list[int]]:
+    def add_label(
+        self, label: TrainingLabel, now: float, key_of: KeyOf
+    ) -> tuple[int, bool, list[int]]:
         """Record a label durably. Returns (id, created, ids of labels it superseded).
 
-        The same (camera, event, label) twice (an MQTT redelivery) is recorded once. A different
-        label for an event whose earlier label is not uploaded yet supersedes that label."""
+        The same (camera, event, label) twice (an MQTT redelivery, or two people giving the same
+        answer) is recorded once. A different label for the event supersedes the event's earlier
+        labels, uploaded or not: the later label wins. When an earlier label was listed already,
+        the new one takes over its listing at once (``key_of`` names the new keys): files the
+        earlier label uploaded are copied from its keys, the rest come from the event folder, and
+        the earlier label's uploaded objects are scheduled for deletion. Relabelling back to a
+        label the event had before (a newer ``labelled_at`` than that label's) revives its row."""
         with self._tx() as db:
             row = db.execute(
-                "SELECT id FROM labels WHERE camera=? AND event_id=? AND label=?",
+                "SELECT id, state, payload FROM labels WHERE camera=? AND event_id=? AND label=?",
                 (label.camera, label.event_id, label.label.value),
             ).fetchone()
-            if row is not None:
+            if row is not None and (
+                row["state"] != "superseded"
+                or label.labelled_at
+                <= TrainingLabel.model_validate_json(row["payload"]).labelled_at
+            ):
                 return int(row["id"]), False, []
             older = [
-                int(r["id"])
+                _label_row(r)
                 for r in db.execute(
-                    "SELECT id FROM labels WHERE camera=? AND event_id=? "
-                    "AND state IN ('waiting', 'pending')",
+                    "SELECT * FROM labels WHERE camera=? AND event_id=? AND state<>'superseded' "
+                    "ORDER BY id",
                     (label.camera, label.event_id),
                 )
             ]
+            listed = [r for r in older if r.state in ("pending", "done")]
+            objects = _take_over(db, listed[-1], key_of) if listed else None
             for old in older:
+                _supersede(db, old.id, label.label.value, now)
+            label_id = _insert_or_revive(db, label, None if row is None else int(row["id"]), now)
+            if objects is not None:
+                day, error = listed[-1].day, listed[-1].error
                 db.execute(
-                    "UPDATE labels SET state='superseded', completed_at=?, "
-                    "error='relabelled before upload' WHERE id=?",
-                    (now, old),
+                    "UPDATE labels SET state='pending', day=?, error=? WHERE id=?",
+                    (day, error, label_id),
                 )
-                db.execute(
-                    "UPDATE objects SET state='skipped' WHERE label_id=? AND state='pending'",
-                    (old,),
-                )
-            cur = db.execute(
-                "INSERT INTO labels (camera, event_id, label, payload, received_at, state) "
-                "VALUES (?, ?, ?, ?, ?, 'waiting')",
-                (
-                    label.camera,
-                    label.event_id,
-                    label.label.value,
-                    label.model_dump_json(),
-                    now,
-                ),
-            )
-            assert cur.lastrowid is not None
-            return cur.lastrowid, True, older
+                _put_objects(db, label_id, objects)
+            return label_id, True, [r.id for r in older]
 
     def labels(self, state: str | None = None) -> list[LabelRow]:
         with self._lock:
@@ -199,14 +233,7 @@ class Ledger:
                 "UPDATE labels SET state='pending', day=?, error=? WHERE id=?",
                 (day, error, label_id),
             )
-            db.executemany(
-                "INSERT OR IGNORE INTO objects (label_id, rel, key, state, error) "
-                "VALUES (?, ?, ?, ?, ?)",
-                [
-                    (label_id, o.rel, o.key, "failed" if o.error else "pending", o.error)
-                    for o in objects
-                ],
-            )
+            _put_objects(db, label_id, objects)
 
     def complete_labels(self, now: float) -> list[int]:
         """Mark pending labels whose objects are all settled as done; returns their ids."""
@@ -238,6 +265,43 @@ class Ledger:
         with self._tx() as db:
             db.execute("UPDATE labels SET cleaned_at=? WHERE id=?", (now, label_id))
 
+    def prune(self, finished_before: float, uncleaned_done: bool = False) -> int:
+        """Forget labels (and their objects) finished before ``finished_before``; returns how
+        many. Finished: ``done`` with its local media cleaned up (or, with ``uncleaned_done``,
+        done at all), or ``superseded`` with every delete settled. Waiting and pending labels,
+        and superseded ones whose old objects are not deleted yet, are never pruned."""
+        with self._tx() as db:
+            ids = [
+                int(r["id"])
+                for r in db.execute(
+                    "SELECT id FROM labels l WHERE (state='done' AND (cleaned_at<=? "
+                    "OR (? AND completed_at<=?))) OR (state='superseded' AND NOT EXISTS "
+                    "(SELECT 1 FROM objects o WHERE o.label_id=l.id "
+                    "AND o.state IN ('pending', 'deleting')) AND max(completed_at, COALESCE("
+                    "(SELECT MAX(deleted_at) FROM objects o WHERE o.label_id=l.id), 0))<=?)",
+                    (finished_before, uncleaned_done, finished_before, finished_before),
+                )
+            ]
+            if not ids:
+                return 0
+            chosen = json.dumps(ids)
+            uploaded = db.execute(
+                "SELECT COUNT(*) FROM objects WHERE label_id IN (SELECT value FROM json_each(?)) "
+                "AND state IN ('uploaded', 'deleting', 'deleted')",
+                (chosen,),
+            ).fetchone()[0]
+            db.execute(
+                "INSERT INTO meta (name, value) VALUES (?, ?) ON CONFLICT (name) "
+                "DO UPDATE SET value=CAST(COALESCE(value, 0) AS INTEGER)+excluded.value",
+                (_PRUNED_UPLOADED, int(uploaded)),
+            )
+            for table, column in (("objects", "label_id"), ("labels", "id")):
+                db.execute(
+                    f"DELETE FROM {table} WHERE {column} IN (SELECT value FROM json_each(?))",
+                    (chosen,),
+                )
+        return len(ids)
+
     # ---- objects -------------------------------------------------------------------------------
 
     def objects(self, label_id: int) -> list[ObjectRow]:
@@ -249,15 +313,35 @@ class Ledger:
 
     def due_objects(self, now: float, limit: int = 500) -> list[ObjectRow]:
         """Pending objects whose retry time has come. A label's ``label.json`` becomes due only
-        after every other object of the label is settled, so it is always uploaded last."""
+        after every other object of the label is settled, so it is always uploaded last, and
+        only once no earlier label of the event still has a ``label.json`` to delete."""
         with self._lock:
             rows = self._db.execute(
                 "SELECT o.* FROM objects o JOIN labels l ON l.id=o.label_id "
                 "WHERE o.state='pending' AND o.next_attempt_at<=? AND l.state='pending' "
-                "AND (o.rel<>? OR NOT EXISTS (SELECT 1 FROM objects p WHERE "
-                "p.label_id=o.label_id AND p.state='pending' AND p.rel<>?)) "
+                "AND (o.rel<>? OR (NOT EXISTS (SELECT 1 FROM objects p WHERE "
+                "p.label_id=o.label_id AND p.state='pending' AND p.rel<>?) "
+                "AND NOT EXISTS (SELECT 1 FROM objects d JOIN labels dl ON dl.id=d.label_id "
+                "WHERE d.state='deleting' AND d.rel=? AND dl.camera=l.camera "
+                "AND dl.event_id=l.event_id))) "
                 "ORDER BY o.label_id, o.rel LIMIT ?",
-                (now, LABEL_DOC, LABEL_DOC, limit),
+                (now, LABEL_DOC, LABEL_DOC, LABEL_DOC, limit),
+            ).fetchall()
+        return [_object_row(r) for r in rows]
+
+    def due_deletes(self, now: float, limit: int = 500) -> list[ObjectRow]:
+        """Objects to delete whose retry time has come: never a key a pending object still
+        copies from, and a label's ``label.json`` first (its other objects only once it is
+        gone, so a folder that looks complete is complete)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT o.* FROM objects o WHERE o.state='deleting' AND o.next_attempt_at<=? "
+                "AND NOT EXISTS (SELECT 1 FROM objects p WHERE p.state='pending' "
+                "AND p.source_key=o.key) "
+                "AND (o.rel=? OR NOT EXISTS (SELECT 1 FROM objects d WHERE "
+                "d.label_id=o.label_id AND d.state='deleting' AND d.rel=?)) "
+                "ORDER BY o.rel<>?, o.label_id, o.rel LIMIT ?",
+                (now, LABEL_DOC, LABEL_DOC, LABEL_DOC, limit),
             ).fetchall()
         return [_object_row(r) for r in rows]
 
@@ -265,12 +349,13 @@ class Ledger:
         """Earliest retry time of an object that failed before (None when there is none)."""
         with self._lock:
             row = self._db.execute(
-                "SELECT MIN(next_attempt_at) AS t FROM objects WHERE state='pending' AND attempts>0"
+                "SELECT MIN(next_attempt_at) AS t FROM objects "
+                "WHERE state IN ('pending', 'deleting') AND attempts>0"
             ).fetchone()
         return None if row["t"] is None else float(row["t"])
 
     def note_attempt(self, label_id: int, rel: str) -> None:
-        """Count an upload attempt BEFORE it is made (a crash leaves a trace)."""
+        """Count an attempt (upload, copy or delete) BEFORE it is made (a crash leaves a trace)."""
         with self._tx() as db:
             db.execute(
                 "UPDATE objects SET attempts=attempts+1 WHERE label_id=? AND rel=?",
@@ -278,11 +363,23 @@ class Ledger:
             )
 
     def mark_uploaded(self, label_id: int, rel: str, size: int, etag: str, now: float) -> None:
+        """Record a confirmed upload. An object whose label was superseded while its upload was
+        in flight (``skipped`` meanwhile) is stored all the same: it becomes ``deleting``."""
         with self._tx() as db:
             db.execute(
-                "UPDATE objects SET state='uploaded', size=?, etag=?, uploaded_at=?, error=NULL "
-                "WHERE label_id=? AND rel=? AND state='pending'",
+                "UPDATE objects SET state=CASE state WHEN 'skipped' THEN 'deleting' "
+                "ELSE 'uploaded' END, size=?, etag=?, uploaded_at=?, error=NULL, "
+                "attempts=CASE state WHEN 'skipped' THEN 0 ELSE attempts END, next_attempt_at=0 "
+                "WHERE label_id=? AND rel=? AND state IN ('pending', 'skipped')",
                 (size, etag, now, label_id, rel),
+            )
+
+    def mark_deleted(self, label_id: int, rel: str, now: float) -> None:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE objects SET state='deleted', deleted_at=?, error=NULL "
+                "WHERE label_id=? AND rel=? AND state='deleting'",
+                (now, label_id, rel),
             )
 
     def mark_failed(self, label_id: int, rel: str, error: str) -> None:
@@ -310,11 +407,16 @@ class Ledger:
             by_state = dict(
                 self._db.execute("SELECT state, COUNT(*) FROM objects GROUP BY state").fetchall()
             )
+            pruned = self._db.execute(
+                "SELECT value FROM meta WHERE name=?", (_PRUNED_UPLOADED,)
+            ).fetchone()
+        uploaded = sum(int(by_state.get(s, 0)) for s in ("uploaded", "deleting", "deleted"))
         return Counts(
             pending_items=int(items),
             pending_objects=int(by_state.get("pending", 0)),
-            uploaded_objects=int(by_state.get("uploaded", 0)),
+            uploaded_objects=uploaded + (0 if pruned is None else int(pruned["value"])),
             failed_objects=int(by_state.get("failed", 0)),
+            pending_deletes=int(by_state.get("deleting", 0)),
         )
 
     def get_meta(self, name: str) -> str | None:
@@ -329,6 +431,83 @@ class Ledger:
                 "ON CONFLICT (name) DO UPDATE SET value=excluded.value",
                 (name, value),
             )
+
+
+# ---- relabelling steps (inside add_label's transaction) -------------------------------------
+
+
+def _take_over(db: sqlite3.Connection, old: LabelRow, key_of: KeyOf) -> list[NewObject]:
+    """The new label's objects, from the listing of the event's current label ``old``: what
+    ``old`` uploaded is copied from its key, what it has still pending comes from where ``old``
+    would have taken it, what failed for good fails again with the same reason."""
+    assert old.day is not None
+    objects = [NewObject(LABEL_DOC, key_of(old.day, LABEL_DOC))]
+    for r in db.execute("SELECT * FROM objects WHERE label_id=? ORDER BY rel", (old.id,)):
+        obj = _object_row(r)
+        if obj.rel == LABEL_DOC:
+            continue
+        key = key_of(old.day, obj.rel)
+        if obj.state == "uploaded":
+            objects.append(NewObject(obj.rel, key, source_key=obj.key))
+        elif obj.state == "pending":
+            objects.append(NewObject(obj.rel, key, source_key=obj.source_key))
+        elif obj.state == "failed":
+            objects.append(NewObject(obj.rel, key, error=obj.error or "failed"))
+    return objects
+
+
+def _supersede(db: sqlite3.Connection, label_id: int, by: str, now: float) -> None:
+    """Mark a label superseded: its pending objects are skipped, its uploaded ones deleted."""
+    db.execute(
+        "UPDATE labels SET state='superseded', completed_at=?, error=? WHERE id=?",
+        (now, f"relabelled {by}", label_id),
+    )
+    db.execute(
+        "UPDATE objects SET state='skipped' WHERE label_id=? AND state='pending'", (label_id,)
+    )
+    db.execute(
+        "UPDATE objects SET state='deleting', attempts=0, next_attempt_at=0, error=NULL "
+        "WHERE label_id=? AND state='uploaded'",
+        (label_id,),
+    )
+
+
+def _insert_or_revive(
+    db: sqlite3.Connection, label: TrainingLabel, existing: int | None, now: float
+) -> int:
+    """A new ``waiting`` row, or the superseded row of the same label made current again (its
+    finished objects are forgotten; the ones still to delete stay until listed again)."""
+    if existing is None:
+        cur = db.execute(
+            "INSERT INTO labels (camera, event_id, label, payload, received_at, state) "
+            "VALUES (?, ?, ?, ?, ?, 'waiting')",
+            (label.camera, label.event_id, label.label.value, label.model_dump_json(), now),
+        )
+        assert cur.lastrowid is not None
+        return cur.lastrowid
+    db.execute(
+        "UPDATE labels SET payload=?, received_at=?, state='waiting', day=NULL, error=NULL, "
+        "completed_at=NULL, cleaned_at=NULL WHERE id=?",
+        (label.model_dump_json(), now, existing),
+    )
+    db.execute("DELETE FROM objects WHERE label_id=? AND state<>'deleting'", (existing,))
+    return existing
+
+
+def _put_objects(db: sqlite3.Connection, label_id: int, objects: list[NewObject]) -> None:
+    """Record objects to upload; an object of a revived label that was to be deleted (or was)
+    becomes pending again (its upload starts with a HEAD, so a key still there is not resent)."""
+    db.executemany(
+        "INSERT INTO objects (label_id, rel, key, state, error, source_key) "
+        "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (label_id, rel) DO UPDATE SET "
+        "key=excluded.key, state=excluded.state, error=excluded.error, "
+        "source_key=excluded.source_key, size=NULL, etag=NULL, attempts=0, next_attempt_at=0, "
+        "uploaded_at=NULL, deleted_at=NULL WHERE objects.state IN ('deleting', 'deleted')",
+        [
+            (label_id, o.rel, o.key, "failed" if o.error else "pending", o.error, o.source_key)
+            for o in objects
+        ],
+    )
 
 
 def _label_row(r: sqlite3.Row) -> LabelRow:
@@ -356,4 +535,5 @@ def _object_row(r: sqlite3.Row) -> ObjectRow:
         etag=r["etag"],
         attempts=int(r["attempts"]),
         error=r["error"],
+        source_key=r["source_key"],
     )

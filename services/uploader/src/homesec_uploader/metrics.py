@@ -39,9 +39,31 @@ class UploaderMetrics:
             "Pending objects found already stored with the same size and ETag (not re-sent)",
             registry=r,
         )
+        self.copied_objects = Counter(
+            "homesec_uploader_copied_objects",
+            "Objects of a relabelled event copied within the destination from the earlier "
+            "label's keys by this process",
+            registry=r,
+        )
+        self.objects_deleted = Counter(
+            "homesec_uploader_objects_deleted",
+            "Objects of a superseded (relabelled) label deleted from the destination by this "
+            "process",
+            registry=r,
+        )
+        self.pending_deletes = Gauge(
+            "homesec_uploader_pending_deletes",
+            "Objects of superseded labels still to delete from the destination",
+            registry=r,
+        )
+        self.pruned_labels = Counter(
+            "homesec_uploader_pruned_labels",
+            "Finished labels removed from the ledger after ledger_keep_days",
+            registry=r,
+        )
         self.failures = Counter(
             "homesec_uploader_failures",
-            "Failed object uploads or media problems, by reason",
+            "Failed object uploads, copies or deletes, or media problems, by reason",
             ["reason"],
             registry=r,
         )

@@ -73,6 +73,14 @@ class UploaderSettings(ServiceSettings):
     keep_local_days: float = Field(
         1.0, ge=0, description="Days to keep uploaded media locally before deleting it"
     )
+    ledger_keep_days: float = Field(
+        90.0,
+        ge=0,
+        description="Days a finished label stays in the ledger before it is pruned (done and its "
+        "local media deleted, or relabelled and its old objects deleted); 0 keeps every label "
+        "forever. A label redelivered or relabelled after its rows were pruned is taken as new: "
+        "an earlier label's objects are then no longer known and stay in the destination",
+    )
 
     @model_validator(mode="after")
     def _read_secret_files(self) -> UploaderSettings:

@@ -2,7 +2,8 @@
 
 Both store objects under the same keys and answer ``head(key)`` with the size and the MD5 hex
 digest (S3's ETag for a single-part upload without SSE-KMS), which is how the uploader proves an
-object is already there and never uploads it twice.
+object is already there and never uploads it twice. ``copy`` and ``delete`` move a relabelled
+event's objects to the new label's keys.
 """
 
 from __future__ import annotations
@@ -67,6 +68,14 @@ class Store(Protocol):
         """Store ``data`` under ``key``; returns what the destination confirmed."""
         ...
 
+    def copy(self, source: str, key: str, content_type: str, metadata: dict[str, str]) -> str:
+        """Copy the object at ``source`` to ``key`` within the destination; returns the ETag."""
+        ...
+
+    def delete(self, key: str) -> None:
+        """Delete ``key``; deleting a key that does not exist succeeds."""
+        ...
+
 
 class S3Store:
     """A bucket reached with boto3; credentials from settings or the standard AWS chain."""
@@ -96,9 +105,6 @@ class S3Store:
         return Stored(int(resp["ContentLength"]), str(resp["ETag"]).strip('"'))
 
     def put(self, key: str, data: bytes, content_type: str, metadata: dict[str, str]) -> Stored:
-        extra: dict[str, Any] = {}
-        if self.sse != "none":
-            extra["ServerSideEncryption"] = self.sse
         try:
             resp = self._client.put_object(
                 Bucket=self.bucket,
@@ -109,11 +115,39 @@ class S3Store:
                 .decode()
                 .strip(),
                 Metadata=metadata,
-                **extra,
+                **self._sse(),
             )
         except (ClientError, BotoCoreError, OSError) as exc:
             raise _error("PUT", key, exc) from None
         return Stored(len(data), str(resp["ETag"]).strip('"'))
+
+    def copy(self, source: str, key: str, content_type: str, metadata: dict[str, str]) -> str:
+        """A server-side CopyObject (needs s3:GetObject on the source, s3:PutObject on the key);
+        the new object gets the given metadata, not the source's."""
+        try:
+            resp = self._client.copy_object(
+                Bucket=self.bucket,
+                Key=key,
+                CopySource={"Bucket": self.bucket, "Key": source},
+                MetadataDirective="REPLACE",
+                ContentType=content_type,
+                Metadata=metadata,
+                **self._sse(),
+            )
+        except (ClientError, BotoCoreError, OSError) as exc:
+            raise _error("COPY", key, exc) from None
+        return str(resp["CopyObjectResult"]["ETag"]).strip('"')
+
+    def delete(self, key: str) -> None:
+        """DeleteObject (needs s3:DeleteObject); in a versioned bucket this adds a delete
+        marker and the old versions stay until a lifecycle rule expires them."""
+        try:
+            self._client.delete_object(Bucket=self.bucket, Key=key)
+        except (ClientError, BotoCoreError, OSError) as exc:
+            raise _error("DELETE", key, exc) from None
+
+    def _sse(self) -> dict[str, Any]:
+        return {} if self.sse == "none" else {"ServerSideEncryption": self.sse}
 
 
 def make_client(settings: UploaderSettings) -> Any:
@@ -192,6 +226,29 @@ class LocalStore:
         except OSError as exc:
             raise DestinationError(f"local folder {self.root}: {exc}") from None
         return Stored(len(data), md5_hex(data))
+
+    def copy(self, source: str, key: str, content_type: str, metadata: dict[str, str]) -> str:
+        try:
+            data = self._path(source).read_bytes()
+        except OSError as exc:
+            raise DestinationError(f"local folder {self.root}: {exc}") from None
+        return self.put(key, data, content_type, metadata).etag
+
+    def delete(self, key: str) -> None:
+        """Remove the file, then its folders up to the root as far as they are empty."""
+        try:
+            path = self._path(key)
+            path.unlink(missing_ok=True)
+        except OSError as exc:
+            raise DestinationError(f"local folder {self.root}: {exc}") from None
+        root = self.root.resolve()
+        for folder in path.parents:
+            if folder == root or root not in folder.parents:
+                break
+            try:
+                folder.rmdir()
+            except OSError:
+                break  # not empty (or gone): the folders above are not empty either
 
 
 def make_store(settings: UploaderSettings) -> Store:

@@ -1,7 +1,7 @@
 """Training labels → durable ledger → S3 (or a local folder), idempotent and resumable.
 
-The MQTT handlers only write the ledger (sqlite, fast) and wake the loop; every upload happens on
-the thread that calls :meth:`Uploader.run` (the service's main thread).
+The MQTT handlers only write the ledger (sqlite, fast) and wake the loop; every upload, copy and
+delete happens on the thread that calls :meth:`Uploader.run` (the service's main thread).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 from homesec import __version__
 from homesec.bus import Bus, Received
@@ -38,7 +39,7 @@ from homesec_uploader.event_media import (
 from homesec_uploader.ledger import LABEL_DOC, LabelRow, Ledger, NewObject, ObjectRow
 from homesec_uploader.metrics import UploaderMetrics
 from homesec_uploader.settings import UploaderSettings
-from homesec_uploader.stores import DestinationError, Store, md5_hex
+from homesec_uploader.stores import DestinationError, Store, Stored, md5_hex
 
 log = logging.getLogger("homesec.uploader")
 
@@ -51,11 +52,14 @@ class RunResult:
 
     uploaded: int = 0
     uploaded_bytes: int = 0
+    copied: int = 0  # objects of a relabelled event copied from the earlier label's keys
+    deleted: int = 0  # objects of a superseded label deleted from the destination
     already_present: int = 0
     failed: int = 0  # objects failed for good (missing/corrupt media)
     retry_later: int = 0  # destination errors
     completed_labels: int = 0
     cleaned_labels: int = 0
+    pruned_labels: int = 0
     unreachable: bool = False  # the destination could not be reached
     aborted: bool = False  # destination unreachable / too many failures
     interrupted: bool = False  # stop requested mid-run
@@ -66,6 +70,10 @@ def object_key(prefix: str, row: LabelRow | TrainingLabel, day: str, rel: str) -
     """``<prefix>/<label>/<camera>/<YYYY-MM-DD>/<event_id>/<file>``."""
     label = row.label if isinstance(row.label, str) else row.label.value
     return f"{prefix}/{label}/{row.camera}/{day}/{row.event_id}/{rel}"
+
+
+def _metadata(row: LabelRow) -> dict[str, str]:
+    return {"event-id": row.event_id, "camera": row.camera, "label": row.label}
 
 
 class Uploader:
@@ -105,10 +113,13 @@ class Uploader:
     def _on_label(self, msg: Received[TrainingLabel]) -> None:
         label = msg.payload
         now = self.clock()
-        label_id, created, superseded = self.ledger.add_label(label, now)
+        label_id, created, superseded = self.ledger.add_label(
+            label, now, partial(self._key_of, label)
+        )
         self.metrics.labels_received.labels(label.label.value).inc()
+        what = "label recorded" if created else "label already recorded"
         log.info(
-            "label recorded" if created else "label already recorded",
+            "event relabelled" if superseded else what,
             extra={
                 "camera": label.camera,
                 "event_id": label.event_id,
@@ -118,9 +129,14 @@ class Uploader:
             },
         )
         if created:
-            self._list_objects(self.ledger.label(label_id), now)
+            row = self.ledger.label(label_id)
+            if row.state == "waiting":  # a relabel takes over the earlier label's listing
+                self._list_objects(row, now)
             self._refresh_gauges()
             self.publish_status()
+
+    def _key_of(self, label: TrainingLabel, day: str, rel: str) -> str:
+        return object_key(self.settings.key_prefix, label, day, rel)
 
     def _on_request(self, msg: Received[UploadRequest]) -> None:
         log.info(
@@ -161,25 +177,40 @@ class Uploader:
                 self._wake.wait(min(remaining, 0.5))
 
     def run_once(self, stop: threading.Event | None = None) -> RunResult:
-        """One pass: list media of waiting labels, upload what is due, clean up, report."""
+        """One pass: list media of waiting labels, upload (or copy) and delete what is due,
+        clean up local media, prune the ledger, report."""
         result = RunResult()
         self.metrics.runs.inc()
         now = self.clock()
         for row in self.ledger.labels("waiting"):
             self._list_objects(row, now)
         consecutive = 0
-        labels: dict[int, LabelRow] = {}
+        tried: set[tuple[int, str, bool]] = set()  # each step at most once per run
         while not result.aborted and not result.interrupted:
-            batch = self.ledger.due_objects(now)
-            if not batch:
+            # deletes first: an earlier label's label.json goes before anything else happens
+            work = [
+                (obj, delete)
+                for delete, batch in (
+                    (True, self.ledger.due_deletes(now)),
+                    (False, self.ledger.due_objects(now)),
+                )
+                for obj in batch
+                if (obj.label_id, obj.rel, delete) not in tried
+            ]
+            if not work:
                 break
-            for obj in batch:
+            labels: dict[int, LabelRow] = {}  # per batch: a relabel may change a row
+            for obj, delete in work:
                 if stop is not None and stop.is_set():
                     result.interrupted = True
                     break
-                if obj.label_id not in labels:
-                    labels[obj.label_id] = self.ledger.label(obj.label_id)
-                ok = self._upload_one(labels[obj.label_id], obj, result)
+                tried.add((obj.label_id, obj.rel, delete))
+                if delete:
+                    ok = self._delete_one(obj, result)
+                else:
+                    if obj.label_id not in labels:
+                        labels[obj.label_id] = self.ledger.label(obj.label_id)
+                    ok = self._upload_one(labels[obj.label_id], obj, result)
                 consecutive = 0 if ok else consecutive + 1
                 if not ok and (
                     result.unreachable or consecutive >= self.settings.abort_after_failures
@@ -195,6 +226,7 @@ class Uploader:
                 extra={"label_id": label_id, "event_id": row.event_id, "label": row.label},
             )
         result.cleaned_labels = self._cleanup()
+        result.pruned_labels = self._prune()
         self._finish_run(result)
         return result
 
@@ -254,46 +286,82 @@ class Uploader:
     # ---- one object -----------------------------------------------------------------------------
 
     def _upload_one(self, row: LabelRow, obj: ObjectRow, result: RunResult) -> bool:
-        """Upload one object; False on a destination error (retried later with backoff)."""
-        try:
-            data = self._content(row, obj)
-        except (FileNotFoundError, NotADirectoryError):
-            self._fail(obj, f"{obj.rel} missing in the event folder", "missing_file", result)
-            return True
-        except CorruptFile as exc:
-            self._fail(obj, f"corrupt file: {exc}", "corrupt_file", result)
-            return True
-        except UnsafePath as exc:
-            self._fail(obj, f"{obj.rel} refused: {exc}", "unsafe_path", result)
-            return True
-        except OSError as exc:
-            self._fail(obj, f"{obj.rel} unreadable: {exc}", "missing_file", result)
-            return True
-        md5 = md5_hex(data)
+        """Upload one object, or copy it from its ``source_key`` while that key exists (a
+        relabelled event); False on a destination error (retried later with backoff)."""
         self.ledger.note_attempt(obj.label_id, obj.rel)  # counted before any request is made
         try:
-            existing = self.store.head(obj.key)
-            if existing is not None and existing.size == len(data) and existing.etag == md5:
-                self.ledger.mark_uploaded(obj.label_id, obj.rel, len(data), md5, self.clock())
-                self.metrics.already_present.inc()
-                result.already_present += 1
-                return True
-            stored = self.store.put(
-                obj.key,
-                data,
-                content_type(obj.rel),
-                {"event-id": row.event_id, "camera": row.camera, "label": row.label},
-            )
-            if self.store.verifies_md5 and stored.etag != md5:
-                raise DestinationError(f"ETag {stored.etag} of {obj.key} is not the MD5 {md5}")
+            source = None if obj.source_key is None else self.store.head(obj.source_key)
+            if source is not None:
+                self._copy(row, obj, source, result)
+            else:
+                data = self._read(row, obj, result)
+                if data is None:
+                    return True  # a local problem, recorded: retrying cannot fix it
+                self._put(row, obj, data, result)
         except DestinationError as exc:
             self._retry(obj, exc, result)
             return False
+        self._degraded_reason = None
+        return True
+
+    def _read(self, row: LabelRow, obj: ObjectRow, result: RunResult) -> bytes | None:
+        """The object's bytes; None when it failed for good (recorded as failed)."""
+        try:
+            return self._content(row, obj)
+        except (FileNotFoundError, NotADirectoryError):
+            gone = f" and {obj.source_key} is gone" if obj.source_key else ""
+            self._fail(obj, f"{obj.rel} missing in the event folder{gone}", "missing_file", result)
+        except CorruptFile as exc:
+            self._fail(obj, f"corrupt file: {exc}", "corrupt_file", result)
+        except UnsafePath as exc:
+            self._fail(obj, f"{obj.rel} refused: {exc}", "unsafe_path", result)
+        except OSError as exc:
+            self._fail(obj, f"{obj.rel} unreadable: {exc}", "missing_file", result)
+        return None
+
+    def _put(self, row: LabelRow, obj: ObjectRow, data: bytes, result: RunResult) -> None:
+        md5 = md5_hex(data)
+        existing = self.store.head(obj.key)
+        if existing is not None and existing.size == len(data) and existing.etag == md5:
+            self.ledger.mark_uploaded(obj.label_id, obj.rel, len(data), md5, self.clock())
+            self.metrics.already_present.inc()
+            result.already_present += 1
+            return
+        stored = self.store.put(obj.key, data, content_type(obj.rel), _metadata(row))
+        if self.store.verifies_md5 and stored.etag != md5:
+            raise DestinationError(f"ETag {stored.etag} of {obj.key} is not the MD5 {md5}")
         self.ledger.mark_uploaded(obj.label_id, obj.rel, stored.size, stored.etag, self.clock())
         self.metrics.uploaded_objects.inc()
         self.metrics.uploaded_bytes.inc(stored.size)
         result.uploaded += 1
         result.uploaded_bytes += stored.size
+
+    def _copy(self, row: LabelRow, obj: ObjectRow, source: Stored, result: RunResult) -> None:
+        """Copy within the destination (HEAD first: a copy that already happened is not redone)."""
+        assert obj.source_key is not None
+        if self.store.head(obj.key) == source:
+            self.ledger.mark_uploaded(obj.label_id, obj.rel, source.size, source.etag, self.clock())
+            self.metrics.already_present.inc()
+            result.already_present += 1
+            return
+        etag = self.store.copy(obj.source_key, obj.key, content_type(obj.rel), _metadata(row))
+        if self.store.verifies_md5 and etag != source.etag:
+            raise DestinationError(f"ETag {etag} of {obj.key} is not {source.etag} of the source")
+        self.ledger.mark_uploaded(obj.label_id, obj.rel, source.size, etag, self.clock())
+        self.metrics.copied_objects.inc()
+        result.copied += 1
+
+    def _delete_one(self, obj: ObjectRow, result: RunResult) -> bool:
+        """Delete an object of a superseded label; False on a destination error (retried)."""
+        self.ledger.note_attempt(obj.label_id, obj.rel)
+        try:
+            self.store.delete(obj.key)
+        except DestinationError as exc:
+            self._retry(obj, exc, result, "delete")
+            return False
+        self.ledger.mark_deleted(obj.label_id, obj.rel, self.clock())
+        self.metrics.objects_deleted.inc()
+        result.deleted += 1
         self._degraded_reason = None
         return True
 
@@ -331,7 +399,9 @@ class Uploader:
         result.errors.append(error)
         log.warning("object not uploadable", extra={"key": obj.key, "error": error})
 
-    def _retry(self, obj: ObjectRow, exc: DestinationError, result: RunResult) -> None:
+    def _retry(
+        self, obj: ObjectRow, exc: DestinationError, result: RunResult, what: str = "upload"
+    ) -> None:
         attempts = obj.attempts + 1
         delay = min(
             self.settings.retry_max_seconds,
@@ -344,7 +414,7 @@ class Uploader:
         self._degraded_reason = str(exc)
         result.unreachable = result.unreachable or exc.unreachable
         log.warning(
-            "upload failed; will retry",
+            f"{what} failed; will retry",
             extra={"key": obj.key, "error": str(exc), "retry_in_seconds": round(delay, 3)},
         )
 
@@ -376,6 +446,17 @@ class Uploader:
             log.info("local media deleted", extra={"event_id": row.event_id, "camera": row.camera})
         return cleaned
 
+    def _prune(self) -> int:
+        """Forget finished labels older than ``ledger_keep_days`` (0: never)."""
+        if self.settings.ledger_keep_days <= 0:
+            return 0
+        before = self.clock() - self.settings.ledger_keep_days * _DAY
+        pruned = self.ledger.prune(before, uncleaned_done=not self.settings.delete_after_upload)
+        if pruned:
+            self.metrics.pruned_labels.inc(pruned)
+            log.info("ledger pruned", extra={"labels": pruned})
+        return pruned
+
     # ---- status -----------------------------------------------------------------------------
 
     def _finish_run(self, result: RunResult) -> None:
@@ -385,7 +466,7 @@ class Uploader:
             self.metrics.last_success.set(now)
         if result.errors:
             self.ledger.set_meta("last_error", result.errors[-1][:300])
-        elif result.uploaded or result.already_present:
+        elif result.uploaded or result.already_present or result.copied or result.deleted:
             self.ledger.set_meta("last_error", None)
         if result.retry_later:
             reason = self._degraded_reason or "destination error"
@@ -399,10 +480,13 @@ class Uploader:
             extra={
                 "uploaded": result.uploaded,
                 "bytes": result.uploaded_bytes,
+                "copied": result.copied,
+                "deleted": result.deleted,
                 "already_present": result.already_present,
                 "failed": result.failed,
                 "retry_later": result.retry_later,
                 "completed_labels": result.completed_labels,
+                "pruned_labels": result.pruned_labels,
                 "aborted": result.aborted,
                 "interrupted": result.interrupted,
             },
@@ -412,6 +496,7 @@ class Uploader:
         counts = self.ledger.counts()
         self.metrics.pending_items.set(counts.pending_items)
         self.metrics.pending_objects.set(counts.pending_objects)
+        self.metrics.pending_deletes.set(counts.pending_deletes)
 
     def status(self) -> UploaderStatus:
         counts = self.ledger.counts()
