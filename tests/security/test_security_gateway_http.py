@@ -32,6 +32,7 @@ from gateway_fakes import (
     Harness,
     button_payload,
     sign,
+    slack_fixture,  # noqa: F401 (fixture)
 )
 
 from homesec.contract import (
@@ -48,13 +49,6 @@ from homesec.settings import BrokerSettings
 from support import Collector, wait_until
 
 UNAUTHENTICATED_GET = {"/healthz"}
-
-
-@pytest.fixture
-def slack() -> Iterator[FakeSlack]:
-    fake = FakeSlack().start()
-    yield fake
-    fake.stop()
 
 
 @pytest.fixture

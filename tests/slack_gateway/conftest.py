@@ -7,17 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from gateway_fakes import FakeSlack, Harness
+from gateway_fakes import FakeSlack, Harness, slack_fixture  # noqa: F401 (fixture)
 
 from homesec.settings import BrokerSettings
-
-
-@pytest.fixture
-def slack() -> Iterator[FakeSlack]:
-    fake = FakeSlack().start()
-    yield fake
-    fake.stop()
-
 
 GatewayFactory = Callable[..., Harness]
 

@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 import httpx
+import pytest
 from aiohttp import WSMsgType, web
 
 from homesec.bus import Bus, Received
@@ -251,6 +252,14 @@ class FakeSlack:
                 if ack.get("envelope_id") == envelope_id:
                     return ack
         return None
+
+
+@pytest.fixture(name="slack")
+def slack_fixture() -> Iterator[FakeSlack]:
+    """Fixture ``slack``: the fake Slack Web API for one test (import it into a conftest)."""
+    fake = FakeSlack().start()
+    yield fake
+    fake.stop()
 
 
 def sign(body: bytes, timestamp: int | None = None, secret: str = SIGNING_SECRET) -> dict[str, str]:

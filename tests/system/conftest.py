@@ -22,7 +22,7 @@ from moto.server import ThreadedMotoServer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "slack_gateway"))
 
-from gateway_fakes import BOT_TOKEN, SIGNING_SECRET, FakeSlack, sign
+from gateway_fakes import BOT_TOKEN, SIGNING_SECRET, FakeSlack, sign, slack_fixture  # noqa: F401 (fixture)
 
 from homesec.broker import MosquittoProcess, free_port
 from homesec.services import CATALOGUE
@@ -203,13 +203,6 @@ class Stack:
 
     def click(self, payload: dict[str, Any]) -> httpx.Response:
         return self.post(urlencode({"payload": json.dumps(payload)}).encode())
-
-
-@pytest.fixture
-def slack() -> Iterator[FakeSlack]:
-    fake = FakeSlack().start()
-    yield fake
-    fake.stop()
 
 
 @pytest.fixture
