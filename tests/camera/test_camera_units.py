@@ -8,11 +8,12 @@ import time
 import numpy as np
 import pytest
 
+from homesec.backoff import Backoff
 from homesec.settings import load_settings
 from homesec_camera.imaging import JpegEncoder, orient
 from homesec_camera.settings import CameraSettings
 from homesec_camera.sources.opencv import parse_device, redact
-from homesec_camera.timing import Backoff, FpsMeter, Pacer
+from homesec_camera.timing import FpsMeter, Pacer
 
 
 def marker_frame() -> np.ndarray:

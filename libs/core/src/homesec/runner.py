@@ -20,6 +20,7 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings
 
+from homesec.backoff import backoff_delay
 from homesec.broker import MosquittoProcess, port_open
 from homesec.services import CATALOGUE, ServiceInfo
 from homesec.settings import BrokerSettings, settings_config
@@ -125,9 +126,8 @@ class Runner:
                     child.failures = 0
                 continue
             child.failures += 1
-            delay = min(
-                self.settings.restart_max_seconds,
-                self.settings.restart_min_seconds * 2 ** (child.failures - 1),
+            delay = backoff_delay(
+                child.failures, self.settings.restart_min_seconds, self.settings.restart_max_seconds
             )
             log.error(
                 "service exited; restarting",

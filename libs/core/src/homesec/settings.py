@@ -45,6 +45,18 @@ def settings_config(env_prefix: str) -> SettingsConfigDict:
     )
 
 
+def read_secret_file(path: Path, field: str) -> SecretStr:
+    """The secret held in ``path`` (a Docker secret or any file), stripped of surrounding
+    whitespace; a clear error naming ``field`` when it cannot be read. The only secrets-file
+    reader: every ``*_file`` setting goes through it."""
+    try:
+        return SecretStr(path.read_text(encoding="utf-8").strip())
+    except OSError as exc:
+        raise ValueError(f"{field}: cannot read {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{field}: {path} is not UTF-8 text") from None
+
+
 class BrokerSettings(BaseSettings):
     """How to reach the MQTT broker (``HOMESEC_BROKER_*``)."""
 
@@ -74,13 +86,8 @@ class BrokerSettings(BaseSettings):
     @model_validator(mode="after")
     def _password_file_readable(self) -> BrokerSettings:
         if self.password is None and self.password_file is not None:
-            try:
-                secret = self.password_file.read_text(encoding="utf-8").strip()
-            except OSError as exc:
-                raise ValueError(
-                    f"password_file: cannot read {self.password_file}: {exc.strerror}"
-                ) from None
-            object.__setattr__(self, "password", SecretStr(secret))
+            secret = read_secret_file(self.password_file, "password_file")
+            object.__setattr__(self, "password", secret)
         if self.tls_ca_file is not None and not self.tls_ca_file.is_file():
             raise ValueError(f"tls_ca_file: {self.tls_ca_file} does not exist")
         return self

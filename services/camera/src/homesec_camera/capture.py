@@ -11,12 +11,13 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from homesec.backoff import Backoff
 from homesec.contract import Frame, ServiceState
 from homesec_camera.imaging import JpegEncoder, orient
 from homesec_camera.metrics import CameraMetrics
 from homesec_camera.settings import CameraSettings
 from homesec_camera.sources.base import FrameSource, SourceError
-from homesec_camera.timing import Backoff, FpsMeter, Pacer
+from homesec_camera.timing import FpsMeter, Pacer
 
 log = logging.getLogger("homesec_camera.capture")
 

@@ -1,4 +1,4 @@
-"""Clocks for the capture loop: frame pacing, reconnect backoff and an fps meter."""
+"""Clocks for the capture loop: frame pacing and an fps meter."""
 
 from __future__ import annotations
 
@@ -37,23 +37,6 @@ class Pacer:
             return -1
         self._next += self.period
         return skipped
-
-
-class Backoff:
-    """Exponential backoff: min, 2*min, 4*min ... capped at max; ``reset()`` after success."""
-
-    def __init__(self, minimum: float, maximum: float) -> None:
-        self.minimum = minimum
-        self.maximum = maximum
-        self.failures = 0
-
-    def next_delay(self) -> float:
-        delay = min(self.maximum, self.minimum * 2.0 ** min(self.failures, 60))
-        self.failures += 1
-        return delay
-
-    def reset(self) -> None:
-        self.failures = 0
 
 
 class FpsMeter:

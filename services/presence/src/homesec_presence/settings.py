@@ -9,7 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from homesec.contract import ID_PATTERN, is_identifier
-from homesec.settings import ServiceSettings, settings_config
+from homesec.settings import ServiceSettings, read_secret_file, settings_config
 from homesec_presence.devices import Watchlist
 from homesec_presence.jsonpath import parse
 
@@ -72,13 +72,8 @@ class RouterSettings(_Block):
     @model_validator(mode="after")
     def _read_password_file(self) -> RouterSettings:
         if not self.password.get_secret_value() and self.password_file is not None:
-            try:
-                secret = self.password_file.read_text(encoding="utf-8").strip()
-            except OSError as exc:
-                raise ValueError(
-                    f"password_file: cannot read {self.password_file}: {exc}"
-                ) from None
-            object.__setattr__(self, "password", SecretStr(secret))
+            secret = read_secret_file(self.password_file, "password_file")
+            object.__setattr__(self, "password", secret)
         return self
 
 

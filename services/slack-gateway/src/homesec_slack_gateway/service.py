@@ -9,6 +9,7 @@ import time
 import uvicorn
 from prometheus_client import CollectorRegistry
 
+from homesec.backoff import Backoff
 from homesec.bus import Bus
 from homesec.contract import ServiceState
 from homesec.state import SystemStateView
@@ -147,12 +148,11 @@ class GatewayService:
 
     def _connect_socket(self, stop: threading.Event) -> None:
         assert self.socket is not None
-        delay = self.settings.retry_initial_seconds
+        backoff = Backoff(self.settings.retry_initial_seconds, self.settings.retry_max_seconds)
         while not stop.is_set():
             try:
                 self.socket.start()
                 return
             except Exception as exc:
                 log.warning("socket mode connect failed; retrying", extra={"error": str(exc)[:200]})
-                stop.wait(delay)
-                delay = min(delay * 2, self.settings.retry_max_seconds)
+                stop.wait(backoff.next_delay())

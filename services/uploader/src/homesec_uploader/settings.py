@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
 
-from homesec.settings import ServiceSettings, settings_config
+from homesec.settings import ServiceSettings, read_secret_file, settings_config
 
 KEY_PREFIX_PATTERN = r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$"
 
@@ -93,11 +93,8 @@ class UploaderSettings(ServiceSettings):
         ):
             value: SecretStr | None = getattr(self, field)
             path: Path | None = getattr(self, file_field) if file_field else None
-            if value is None and path is not None:
-                try:
-                    value = SecretStr(path.read_text(encoding="utf-8").strip())
-                except OSError as exc:
-                    raise ValueError(f"{file_field}: cannot read {path}: {exc.strerror}") from None
+            if value is None and path is not None and file_field is not None:
+                value = read_secret_file(path, file_field)
             if value is not None and not value.get_secret_value().strip():
                 value = None
             object.__setattr__(self, field, value)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from functools import partial
 
 from homesec import __version__
+from homesec.backoff import backoff_delay
 from homesec.bus import Bus, Received
 from homesec.contract import (
     TRAINING_LABELS,
@@ -403,9 +404,8 @@ class Uploader:
         self, obj: ObjectRow, exc: DestinationError, result: RunResult, what: str = "upload"
     ) -> None:
         attempts = obj.attempts + 1
-        delay = min(
-            self.settings.retry_max_seconds,
-            self.settings.retry_base_seconds * 2 ** min(attempts - 1, 30),
+        delay = backoff_delay(
+            attempts, self.settings.retry_base_seconds, self.settings.retry_max_seconds
         )
         self.ledger.mark_retry(obj.label_id, obj.rel, str(exc), self.clock() + delay)
         self.metrics.failures.labels("unreachable" if exc.unreachable else "destination").inc()
