@@ -37,9 +37,26 @@ def report(line: str) -> None:
     print(f"engine: {line}")
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Engine tests last: the stack (a session fixture) then stops as soon as they are done,
+    instead of loading the machine while the rest of the suite runs. Without an engine (and not
+    in CI) they are left out, and the summary says so in one line."""
+    here = Path(__file__).parent
+    engine_items = [i for i in items if here in i.path.parents]
+    others = [i for i in items if here not in i.path.parents]
+    problem = engine_problem() if engine_items else ""
+    if problem:
+        _problem[:] = [problem, str(len(engine_items))]
+    if problem and not IN_CI:
+        config.hook.pytest_deselected(items=engine_items)
+        items[:] = others
+        return
+    items[:] = others + engine_items
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if _problem:
-        verdict = "FAILED (CI=true)" if IN_CI else "SKIPPED"
+        verdict = "FAILED (CI=true)" if IN_CI else f"SKIPPED ({_problem[1]} tests)"
         terminalreporter.write_line(f"homesec engine tests {verdict}: {_problem[0]}", red=True)
     elif REPORT:
         terminalreporter.section("homesec engine")
@@ -49,13 +66,11 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 
 @pytest.fixture(scope="session")
 def engine() -> str:
-    """Fails (CI) or skips (elsewhere) every engine test when no engine answers."""
-    problem = engine_problem()
+    """Fails every engine test when no engine answers (only reached in CI: elsewhere they are
+    deselected at collection)."""
+    problem = _problem[0] if _problem else engine_problem()
     if problem:
-        _problem[:] = [problem]
-        if IN_CI:
-            pytest.fail(f"engine tests cannot run: {problem}", pytrace=False)
-        pytest.skip(f"engine tests skipped: {problem}")
+        pytest.fail(f"engine tests cannot run: {problem}", pytrace=False)
     return problem
 
 

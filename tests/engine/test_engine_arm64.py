@@ -34,6 +34,10 @@ def arm64_images(built: Compose, stack_env: dict[str, str]) -> dict[str, str]:
     return images
 
 
+# builds and waits: longer than the suite's 300 s default (the first run builds every image)
+pytestmark = pytest.mark.timeout(2400)
+
+
 def evaluate(image: str, platform: str) -> list[dict[str, object]]:
     """``homesec eval --json`` on the clip inside ``image``: one dict per frame, then the summary."""
     clips = REPO / "tests" / "assets" / "video"

@@ -21,6 +21,9 @@ print(json.dumps({
 }))
 """
 
+# builds and waits: longer than the suite's 300 s default (the first run builds every image)
+pytestmark = pytest.mark.timeout(1200)
+
 
 def image(service: str) -> str:
     return f"homesec/{service}:{IMAGE_TAG}"

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import time
 
+import pytest
 import yaml
 from conftest import report
 from engine import REPO, SERVICES, Compose
@@ -15,6 +16,9 @@ from stack_client import BUCKET, Stack, button_value
 
 from homesec.contract import MotionEvent, TrainingLabel
 from support import wait_until
+
+# builds and waits: longer than the suite's 300 s default (the first run builds every image)
+pytestmark = pytest.mark.timeout(1200)
 
 
 def test_engine_stack_every_service_online(stack: Compose) -> None:

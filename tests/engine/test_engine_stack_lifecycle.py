@@ -32,6 +32,9 @@ from stack_client import Stack
 
 from support import wait_until
 
+# builds and waits: longer than the suite's 300 s default (the first run builds every image)
+pytestmark = pytest.mark.timeout(1200)
+
 
 def crash(compose: Compose, service: str) -> int:
     """SIGKILL the service's process (the child of the container's init); the restart count
