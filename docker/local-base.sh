@@ -48,7 +48,7 @@ esac
 
 inputs_hash=$(
     {
-        sha256sum "$0" | cut -d' ' -f1
+        sha256sum "$0" "$(dirname "$0")/rootfs_image.py" | cut -d' ' -f1
         echo "$suite $arch $packages $mirror"
         sha256sum "$ca" | cut -d' ' -f1
     } | sha256sum | cut -c1-12
@@ -97,16 +97,18 @@ chmod 755 "$rootfs/usr/sbin/policy-rc.d"
 printf 'APT::Install-Recommends "false";\nAPT::Install-Suggests "false";\n' \
     >"$rootfs/etc/apt/apt.conf.d/90homesec-no-recommends"
 
-tar -C "$rootfs" --numeric-owner -c . | docker import \
-    --platform "linux/$arch" \
-    --change 'CMD ["/bin/bash"]' \
-    --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
-    --change 'ENV LANG=C.UTF-8' \
-    --change 'ENV SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt' \
-    --change 'ENV PIP_CERT=/etc/ssl/certs/ca-certificates.crt' \
-    --change 'ENV UV_SYSTEM_CERTS=1' \
-    --change "LABEL org.homesec.base.inputs=$inputs_hash org.homesec.base.mirror=$mirror" \
-    - "$image" >/dev/null
+tar -C "$rootfs" --numeric-owner -c -f "$work/layer.tar" .
+rm -rf "$rootfs"
+# an image archive with the architecture set (docker import ignores --platform on Docker 20.10)
+python3 "$(dirname "$0")/rootfs_image.py" "$work/layer.tar" "$arch" "$image" "$work/image.tar" \
+    --env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+    --env LANG=C.UTF-8 \
+    --env SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt \
+    --env PIP_CERT=/etc/ssl/certs/ca-certificates.crt \
+    --env UV_SYSTEM_CERTS=1 \
+    --label "org.homesec.base.inputs=$inputs_hash" \
+    --label "org.homesec.base.mirror=$mirror"
+docker load -q -i "$work/image.tar" >/dev/null
 docker tag "$image" "$repo_name:$suite-$arch"
 log "built $image in $(($(date +%s) - started)) s ($(docker image inspect -f '{{.Size}}' "$image" | awk '{printf "%.0f MB", $1 / 1e6}'))"
 echo "$image"

@@ -23,6 +23,8 @@ from engine import (
     run,
     secrets_override,
 )
+from mqtt_watch import Watch
+from stack_client import Stack
 
 from homesec.broker import free_port
 
@@ -141,3 +143,12 @@ def stack(built: Compose) -> Iterator[Compose]:
     finally:
         print(compose.logs(tail=60))
         compose("down", "-v", "--remove-orphans", timeout=180, check=False)
+
+
+@pytest.fixture(scope="session")
+def events(stack: Compose) -> Iterator[Watch]:
+    """Every motion event of the session, from the stack's start (reconnects by itself after
+    broker restarts)."""
+    watch = Stack(stack).watch("homesec/motion/events")
+    yield watch
+    watch.close()

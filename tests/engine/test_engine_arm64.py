@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from conftest import report
-from engine import HERE, IMAGE_TAG, REPO, Compose, image_size_mb, local_base, run
+from engine import HERE, IMAGE_TAG, LOCAL, REPO, Compose, image_size_mb, local_base, run
 
 CLIP = "traffic_320x240.avi"
 
@@ -26,12 +26,12 @@ def arm64_images(built: Compose, stack_env: dict[str, str]) -> dict[str, str]:
     files = ["-f", str(HERE / "compose.arm64.yml")]
     run(["docker", "compose", "-p", compose.project, *files, "build"], env=env, timeout=2400)
     images = {s: f"homesec/{s}:{IMAGE_TAG}-arm64" for s in ("camera", "detector")}
-    for image in images.values():
+    for image in [*images.values(), f"homesec-local/pi-stub:{IMAGE_TAG}-arm64"]:
         arch = run(["docker", "image", "inspect", "-f", "{{.Architecture}}", image]).stdout
         assert arch.strip() == "arm64", f"{image} is {arch}"
     sizes = ", ".join(f"{s} {image_size_mb(i):.0f} MB" for s, i in images.items())
     report(f"arm64 images built under qemu in {time.monotonic() - started:.0f} s: {sizes}")
-    return images
+    return {**images, "base": base}
 
 
 # builds and waits: longer than the suite's 300 s default (the first run builds every image)
@@ -82,3 +82,41 @@ def test_engine_arm64_camera_image_starts(arm64_images: dict[str, str]) -> None:
         timeout=600,
     )  # fmt: skip
     assert out.stdout.split()[0] == "aarch64", out.stdout
+
+
+def test_engine_arm64_pi_compose_file_builds(
+    arm64_images: dict[str, str], stack_env: dict[str, str]
+) -> None:
+    """docker-compose.pi.yml's camera-pi and ptz-pi images for linux/arm64: Debian's OpenCV,
+    numpy and python3-smbus, pantilthat from PyPI; python3-picamera2 is CI's stand-in."""
+    env = {**stack_env, "HOMESEC_LOCAL_BASE_ARM64": arm64_images["base"]}
+    files = [
+        REPO / "docker-compose.yml",
+        REPO / "docker-compose.pi.yml",
+        LOCAL,
+        HERE / "compose.pi-ci.yml",
+    ]
+    args = ["docker", "compose", "-p", f"homesec-pi-{IMAGE_TAG}"]
+    for path in files:
+        args += ["-f", str(path)]
+    started = time.monotonic()
+    run([*args, "build", "camera", "ptz"], env=env, timeout=2400)
+    took = time.monotonic() - started
+    camera, ptz = (f"homesec/{n}:{IMAGE_TAG}-arm64" for n in ("camera-pi", "ptz-pi"))
+    probes = {
+        camera: "import picamera2, cv2, numpy, homesec_camera.main; print(cv2.__file__)",
+        ptz: "import smbus, pantilthat, homesec_ptz.main; print(smbus.__file__)",
+    }
+    for image, probe in probes.items():
+        out = run(
+            ["docker", "run", "--rm", "--network", "none", "--platform", "linux/arm64",
+             "--entrypoint", "sh", image, "-c",
+             f"uname -m; id -u; python -c '{probe}'; test ! -e /usr/local/bin/uv; "
+             "head -1 /usr/share/doc/homesec/LICENSE"],
+            timeout=600,
+        ).stdout.split("\n")  # fmt: skip
+        assert out[:2] == ["aarch64", "10001"], out
+        assert out[2].startswith("/usr/lib/python3/dist-packages/"), f"not Debian's: {out[2]}"
+        assert out[3] == "MIT License", out
+    sizes = ", ".join(f"{i.split('/')[1].split(':')[0]} {image_size_mb(i):.0f} MB" for i in probes)
+    report(f"docker-compose.pi.yml built for arm64 in {took:.0f} s (picamera2 stubbed): {sizes}")

@@ -12,6 +12,7 @@ import pytest
 import yaml
 from conftest import report
 from engine import REPO, SERVICES, Compose
+from mqtt_watch import Watch
 from stack_client import BUCKET, Stack, button_value
 
 from homesec.contract import MotionEvent, TrainingLabel
@@ -21,7 +22,8 @@ from support import wait_until
 pytestmark = pytest.mark.timeout(1200)
 
 
-def test_engine_stack_every_service_online(stack: Compose) -> None:
+def test_engine_stack_every_service_online(stack: Compose, events: Watch) -> None:
+    """(``events`` starts recording here, for the lifecycle tests that predict the demo.)"""
     st = Stack(stack)
     for service in SERVICES:
         assert stack.health(service) == "healthy"

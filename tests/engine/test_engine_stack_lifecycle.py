@@ -28,6 +28,7 @@ from lifecycle import (
     sleep_until,
     volume_files,
 )
+from mqtt_watch import Watch
 from stack_client import Stack
 
 from support import wait_until
@@ -75,19 +76,19 @@ def test_engine_lifecycle_each_service_crashes_and_comes_back(stack: Compose) ->
     report(f"each of {len(SERVICES)} services SIGKILLed: restarted by policy, state restored")
 
 
-def test_engine_lifecycle_alert_queued_while_gateway_is_down(stack: Compose) -> None:
+def test_engine_lifecycle_alert_queued_while_gateway_is_down(stack: Compose, events: Watch) -> None:
     """The gateway crashes just before the demo person walks in: the alert comes after its
     restart, from the event the broker kept for the gateway's persistent session."""
     st = Stack(stack)
-    watch = st.watch("homesec/motion/events", "homesec/slack-gateway/availability")
+    watch = st.watch("homesec/slack-gateway/availability")
     try:
-        sleep_until(next_alert_at(watch) - 1.5)
+        sleep_until(next_alert_at(events) - 1.5)
         down_at = time.time()
         wait_restarted(stack, "slack-gateway", crash(stack, "slack-gateway"))
         up_at = max(
             m.at for m in watch.on("homesec/slack-gateway/availability") if m.payload == b"online"
         )
-        at, event = wait_until(lambda: alerting_starts(watch, since=down_at), 60)[0]
+        at, event = wait_until(lambda: alerting_starts(events, since=down_at), 60)[0]
         assert at <= up_at, (
             f"timing missed: event at {at:.1f}, gateway down {down_at:.1f}..{up_at:.1f}"
         )
@@ -98,25 +99,23 @@ def test_engine_lifecycle_alert_queued_while_gateway_is_down(stack: Compose) -> 
     report(f"alert for {event.event_id}, raised while the gateway was down, delivered once")
 
 
-def test_engine_lifecycle_broker_restart_loses_nothing(stack: Compose) -> None:
+def test_engine_lifecycle_broker_restart_loses_nothing(stack: Compose, events: Watch) -> None:
     st = Stack(stack)
     assert st.armed()
-    watch = st.watch("homesec/motion/events")
-    try:
-        at = next_alert_at(watch)
-        sleep_until(at - 2)
-        stack("restart", "mosquitto", timeout=120)
-        stack.wait_healthy(("mosquitto", *SERVICES), 120)
-        assert st.armed(), "disarmed after the broker restarted"
-        # the next walk-in still reaches Slack
-        _, event = wait_until(lambda: alerting_starts(watch, since=at - 10), DEMO_PERIOD + 30)[0]
-        wait_until(lambda: event.event_id in alerted_ids(st), 60)
-    finally:
-        watch.close()
+    at = next_alert_at(events)
+    sleep_until(at - 2)
+    stack("restart", "mosquitto", timeout=120)
+    stack.wait_healthy(("mosquitto", *SERVICES), 120)
+    assert st.armed(), "disarmed after the broker restarted"
+    # the walk-in around the restart still reaches Slack
+    _, event = wait_until(lambda: alerting_starts(events, since=at - 10), DEMO_PERIOD + 30)[0]
+    wait_until(lambda: event.event_id in alerted_ids(st), 60)
     report(f"broker restarted: still armed, services reconnected, alert {event.event_id} delivered")
 
 
-def test_engine_lifecycle_power_cut(stack: Compose, stack_env: dict[str, str]) -> None:
+def test_engine_lifecycle_power_cut(
+    stack: Compose, stack_env: dict[str, str], events: Watch
+) -> None:
     """Armed, Slack unreachable so an alert is queued in the gateway, then the engine and every
     container die at once (SIGKILL). The engine starts again: the containers come back by their
     restart policy in the engine's order, still armed, the queued alert delivered, media kept."""
@@ -129,12 +128,8 @@ def test_engine_lifecycle_power_cut(stack: Compose, stack_env: dict[str, str]) -
     assert st.armed()
     base = stack_env["HOMESEC_LOCAL_BASE"]
     stack("stop", "slack", timeout=60)
-    watch = st.watch("homesec/motion/events")
-    try:
-        at = next_alert_at(watch)
-        _, queued = wait_until(lambda: alerting_starts(watch, since=at - 10), DEMO_PERIOD + 30)[0]
-    finally:
-        watch.close()
+    at = next_alert_at(events)
+    _, queued = wait_until(lambda: alerting_starts(events, since=at - 10), DEMO_PERIOD + 30)[0]
     time.sleep(3)  # the gateway has taken the event and is retrying Slack
     media = volume_files(stack, "media", base)
     assert any(queued.event_id in f for f in media), "the queued event's media is not on the volume"
