@@ -113,7 +113,12 @@ class DetectorService:
         self.bus = bus
         self.settings = settings
         self.metrics = DetectorMetrics(metrics.registry)
-        self.state = SystemStateOwner(bus, settings.state_defaults())
+        self.state = SystemStateOwner(
+            bus,
+            settings.state_defaults(),
+            restore_wait_seconds=settings.restore_wait_seconds,
+            state_path=settings.data_dir / "state" / "system.json",
+        )
         self.discovery: HomeAssistantDiscovery | None = None
         if settings.ha_discovery:
             self.discovery = HomeAssistantDiscovery(
