@@ -173,7 +173,7 @@ def test_open_events_are_never_deleted_and_the_index_counts_what_the_writer_wrot
     assert not old.exists() and open_folder.exists()
     assert report.open_bytes == folder_bytes(open_folder)  # index == disk
     writer.finish_event("front", "front-open", {"event_id": "e", "type": "end"})
-    assert writer.index.entries()[open_folder].size == folder_bytes(open_folder)
+    assert writer.index.entries()[str(open_folder)].size == folder_bytes(open_folder)
     assert r.run_once().deleted == 1 and not open_folder.exists()
 
 

@@ -19,7 +19,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from homesec.contract import is_identifier
@@ -56,31 +56,33 @@ class Measured:
 
 
 class MediaIndex:
-    """Bytes per event folder. The writer opens a folder before creating it, adds what it writes
-    and closes it once done; retention measures what the writer did not write."""
+    """Bytes per event folder (keyed by its path as a string: passes are dominated by path
+    handling otherwise). The writer opens a folder before creating it, adds what it writes and
+    closes it once done; retention measures what the writer did not write."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._entries: dict[Path, Entry] = {}
+        self._entries: dict[str, Entry] = {}
 
     # ---- the writer's side (media writer thread) ------------------------------------------------
 
     def open(self, folder: Path) -> None:
         with self._lock:
-            entry = self._entries.setdefault(folder, Entry(stamp=time.time()))
+            entry = self._entries.setdefault(os.fspath(folder), Entry(stamp=time.time()))
             entry.open = True
 
     def wrote(self, folder: Path, delta: int) -> None:
         with self._lock:
-            entry = self._entries.setdefault(folder, Entry(stamp=time.time()))
+            entry = self._entries.setdefault(os.fspath(folder), Entry(stamp=time.time()))
             entry.size = max(0, entry.size + delta)
 
     def close(self, folder: Path) -> None:
         """The writer is done: record the folder's age stamp and signature (a few stats)."""
-        signature = _signature(folder)
-        stamp = _stamp(folder)
+        key = os.fspath(folder)
+        signature = _signature(key)
+        stamp = _stamp(key)
         with self._lock:
-            entry = self._entries.get(folder)
+            entry = self._entries.get(key)
             if entry is not None:
                 entry.open = False
                 entry.signature = signature
@@ -88,12 +90,14 @@ class MediaIndex:
 
     # ---- retention's side ---------------------------------------------------------------------
 
-    def entries(self) -> dict[Path, Entry]:
+    def entries(self) -> dict[str, Entry]:
         """A copy of the index."""
         with self._lock:
-            return {folder: replace(entry) for folder, entry in self._entries.items()}
+            return {
+                key: Entry(e.size, e.stamp, e.open, e.signature) for key, e in self._entries.items()
+            }
 
-    def is_open(self, folder: Path) -> bool:
+    def is_open(self, folder: str) -> bool:
         with self._lock:
             entry = self._entries.get(folder)
             return entry is not None and entry.open
@@ -138,10 +142,10 @@ class MediaIndex:
                     )
         return measured
 
-    def forget(self, folder: Path) -> None:
+    def forget(self, folder: str) -> None:
         self._forget_if_closed(folder)
 
-    def _forget_if_closed(self, folder: Path) -> None:
+    def _forget_if_closed(self, folder: str) -> None:
         with self._lock:
             entry = self._entries.get(folder)
             if entry is not None and not entry.open:
@@ -255,7 +259,7 @@ class Retention:
         entries = self.index.entries()
         total = sum(e.size for e in entries.values())
         for folder, entry in sorted(entries.items(), key=lambda item: item[1].stamp):
-            key = (folder.parent.name, folder.name)
+            key = _names(folder)
             if entry.open:
                 report.open_bytes += entry.size
                 continue
@@ -298,42 +302,48 @@ class Retention:
                 active.add((pin.camera, pin.event_id))
         return active, expired
 
-    def _delete(self, folder: Path) -> bool:
+    def _delete(self, folder: str) -> bool:
         if self.index.is_open(folder):  # opened again since the copy (never in practice)
             return False
         shutil.rmtree(folder, ignore_errors=True)
-        if folder.exists():  # partly deleted: measured again on the next pass
-            log.warning("event folder could not be deleted", extra={"folder": str(folder)})
+        if os.path.lexists(folder):  # partly deleted: measured again on the next pass
+            log.warning("event folder could not be deleted", extra={"folder": folder})
             self.index.forget(folder)
             return False
         self.index.forget(folder)
-        self.pins.release_all(folder.parent.name, folder.name)
+        self.pins.release_all(*_names(folder))
         return True
 
-    def _remove_orphan_pins(self, entries: dict[Path, Entry], pins: list[Pin], now: float) -> None:
+    def _remove_orphan_pins(self, entries: dict[str, Entry], pins: list[Pin], now: float) -> None:
         """Pins of folders that do not exist (deleted by hand, never written) once they are old."""
-        known = {(f.parent.name, f.name) for f in entries}
+        known = {_names(f) for f in entries}
         for pin in pins:
             if (pin.camera, pin.event_id) in known or now - pin.pinned_at < ORPHAN_PIN_SECONDS:
                 continue
-            if not (self.media_dir / pin.camera / pin.event_id).exists():
+            if not os.path.lexists(os.path.join(self.media_dir, pin.camera, pin.event_id)):
                 self.pins.release(pin.kind, pin.camera, pin.event_id)
 
 
-def _event_folders(media_dir: Path) -> list[Path]:
+def _names(folder: str) -> tuple[str, str]:
+    """(camera, event_id) of an event folder path."""
+    parent, event_id = os.path.split(folder)
+    return os.path.basename(parent), event_id
+
+
+def _event_folders(media_dir: Path) -> list[str]:
     """``<media_dir>/<camera>/<event_id>`` folders (identifiers only)."""
-    folders: list[Path] = []
-    for camera in _scandir(media_dir):
+    folders: list[str] = []
+    for camera in _scandir(os.fspath(media_dir)):
         if is_identifier(camera.name) and camera.is_dir(follow_symlinks=False):
             folders.extend(
-                Path(e.path)
-                for e in _scandir(Path(camera.path))
+                e.path
+                for e in _scandir(camera.path)
                 if is_identifier(e.name) and e.is_dir(follow_symlinks=False)
             )
     return folders
 
 
-def _scandir(folder: Path) -> list[os.DirEntry[str]]:
+def _scandir(folder: str) -> list[os.DirEntry[str]]:
     try:
         with os.scandir(folder) as it:
             return list(it)
@@ -341,19 +351,24 @@ def _scandir(folder: Path) -> list[os.DirEntry[str]]:
         return []
 
 
-def _signature(folder: Path) -> Signature:
-    def mtime(path: Path) -> int:
-        try:
-            return os.stat(path).st_mtime_ns
-        except OSError:
-            return 0
-
-    return (mtime(folder), mtime(folder / PREROLL_DIR), mtime(folder / FRAMES_DIR))
+def _mtime_ns(path: str) -> int:
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError:
+        return 0
 
 
-def _stamp(folder: Path) -> float:
+def _signature(folder: str) -> Signature:
+    return (
+        _mtime_ns(folder),
+        _mtime_ns(os.path.join(folder, PREROLL_DIR)),
+        _mtime_ns(os.path.join(folder, FRAMES_DIR)),
+    )
+
+
+def _stamp(folder: str) -> float:
     """event.json's modification time (the folder's when it has none); 0 when gone."""
-    for path in (folder / EVENT_META, folder):
+    for path in (os.path.join(folder, EVENT_META), folder):
         try:
             return os.stat(path).st_mtime
         except OSError:
@@ -361,7 +376,7 @@ def _stamp(folder: Path) -> float:
     return 0.0
 
 
-def _measure(folder: Path) -> Measured | None:
+def _measure(folder: str) -> Measured | None:
     """Size, age stamp and signature of a folder (a walk of its files); None when gone."""
     signature = _signature(folder)
     if signature[0] == 0:
