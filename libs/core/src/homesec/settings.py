@@ -134,6 +134,11 @@ class ServiceSettings(BaseSettings):
         """Where the detector stores event media and the others read it."""
         return self.data_dir / "media"
 
+    @property
+    def pins_dir(self) -> Path:
+        """Where services pin event folders still owed to Slack or S3 (:mod:`homesec.pins`)."""
+        return self.data_dir / "pins"
+
 
 S = TypeVar("S", bound=BaseSettings)
 

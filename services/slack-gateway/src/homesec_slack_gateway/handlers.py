@@ -32,6 +32,7 @@ from homesec.contract import (
     SystemSetting,
     TrainingLabel,
 )
+from homesec.pins import PinKind, Pins
 from homesec.state import SystemStateView
 from homesec_slack_gateway.alerts import format_time
 from homesec_slack_gateway.buttons import (
@@ -102,6 +103,7 @@ class Gateway:
         self.mirror = mirror
         self.state = state
         self.labels = labels
+        self.pins = Pins(settings.pins_dir, on_error=metrics.pin_errors.inc)
         self.bot = bot
         self.camera = settings.default_camera
         self.workers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="slack-work")
@@ -362,6 +364,7 @@ class Gateway:
         if self.settings.allowed_users and user not in self.settings.allowed_users:
             self.metrics.commands.labels("label", "denied").inc()
             return ephemeral("Sorry, you are not allowed to label homesec events.")
+        self.pins.pin(PinKind.LABEL, camera, event_id)  # kept until the uploader has it
         self.labels.add(
             TrainingLabel(
                 event_id=event_id,

@@ -48,6 +48,10 @@ class Stage(IntEnum):
     SENT = 2
 
 
+UNSETTLED_STAGES = (Stage.QUEUED, Stage.UPLOADED)
+"""Stages of an alert Slack still owes something; any other stage is settled for good."""
+
+
 @dataclass(frozen=True)
 class QueuedAlert:
     id: int
@@ -141,6 +145,15 @@ class Store:
                 )
             else:
                 self._db.execute("UPDATE alerts SET stage=? WHERE id=?", (stage, alert_id))
+
+    def alert_settled(self, camera: str, event_id: str) -> bool:
+        """True once the event's alert is settled (posted, suppressed, parked): its media is no
+        longer owed to Slack. False while it is queued, and for an event not received yet."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT stage FROM alerts WHERE event_id=? AND camera=?", (event_id, camera)
+            ).fetchone()
+        return row is not None and int(row[0]) not in UNSETTLED_STAGES
 
     def record_failure(self, alert_id: int, error: str) -> None:
         with self._lock:
