@@ -239,7 +239,6 @@ class _StateValue:
     data: bytes
     properties: Properties | None
     channel: str
-    sent: bool = field(default=False)
 
 
 class Bus:
@@ -279,6 +278,7 @@ class Bus:
         self._futures: dict[int, PublishFuture] = {}
         self._early_acks: dict[int, str] = {}  # mid -> refusal reason ("" when acknowledged)
         self._state: dict[str, _StateValue] = {}
+        self._state_lock = threading.Lock()
         self._outbox: Outbox | None = None
         self._outbox_mids: dict[int, int] = {}  # paho mid -> outbox row
         self._outbox_handed: set[int] = set()  # rows paho holds in this process
@@ -462,13 +462,15 @@ class Bus:
     def _publish_state(
         self, channel: str, topic: str, data: bytes, props: Properties | None
     ) -> PublishFuture:
-        with self._lock:
-            value = self._state[topic] = _StateValue(data, props, channel)
+        # _state_lock orders this send against a resend after a reconnect, so an older value
+        # can never follow a newer one onto the broker
+        with self._state_lock:
+            with self._lock:
+                self._state[topic] = _StateValue(data, props, channel)
             if not self.connected:
                 # latest-wins: kept (replacing an older unsent value) and sent on reconnect
                 return PublishFuture.failed("not connected; sent on reconnect")
-            value.sent = True
-        return self._counted(channel, self._send(topic, data, 1, True, props))
+            return self._counted(channel, self._send(topic, data, 1, True, props))
 
     def _publish_message(
         self,
@@ -751,10 +753,9 @@ class Bus:
         self.metrics.mqtt_connected.set(1)
         self._connected.set()
         status_topic = SERVICE_STATUS.topic(self.prefix, service=self.service)
-        with self._lock:
-            have_status = status_topic in self._state
-        if not have_status:
-            self.set_status(self._status.state, self._status.detail, **self._status.info)
+        data, _ = SERVICE_STATUS.encode(self._status)
+        with self._lock:  # the first status goes out with the other state values
+            self._state.setdefault(status_topic, _StateValue(data, None, SERVICE_STATUS.name))
         self._resend_state()
         self._pump_wake.set()
         for listener in list(self._connect_listeners):
@@ -772,14 +773,16 @@ class Bus:
 
     def _resend_state(self) -> None:
         """Send every state value this bus published (latest per topic) after a reconnect."""
-        with self._lock:
-            values = list(self._state.items())
+        with self._state_lock:
+            with self._lock:
+                values = list(self._state.items())
+                for topic, value in values:
+                    if not value.data:
+                        del self._state[topic]  # a clear is sent once
             for topic, value in values:
-                if not value.data:
-                    del self._state[topic]  # a clear is sent once
-                value.sent = True
-        for topic, value in values:
-            self._counted(value.channel, self._send(topic, value.data, 1, True, value.properties))
+                self._counted(
+                    value.channel, self._send(topic, value.data, 1, True, value.properties)
+                )
 
     def _on_disconnect(
         self,
