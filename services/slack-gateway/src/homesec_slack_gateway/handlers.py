@@ -334,6 +334,19 @@ class Gateway:
         backlog = self.store.alert_backlog()
         if backlog:
             lines.append(f"• Alerts waiting for Slack: {backlog}")
+        parked, newest = self.store.parked_alerts(limit=1)
+        if parked:
+            last = newest[0]
+            outcome = (
+                "posted as text"
+                if last.fallback_error is None
+                else f"NOT posted, not even as text ({last.fallback_error[:80]})"
+            )
+            lines.append(
+                f"• Alerts Slack refused (last 14 days): {parked}; newest: event {last.event_id} "
+                f"on {last.camera} at {format_time(last.created_at)} ({last.reason[:80]}), "
+                f"{outcome}"
+            )
         return "\n".join(lines)
 
     # ---- interactivity -----------------------------------------------------------------------

@@ -25,6 +25,12 @@ class GatewayMetrics:
             "Failed attempts to deliver an alert (it stays queued and is retried)",
             registry=registry,
         )
+        self.alerts_parked = Counter(
+            "homesec_slack_alerts_parked",
+            "Alerts Slack refused for good and parked, by whether their text fallback was posted",
+            ["fallback"],
+            registry=registry,
+        )
         self.alerts_suppressed = Counter(
             "homesec_slack_alerts_suppressed",
             "Alert events not posted because of the per-camera rate limit",
