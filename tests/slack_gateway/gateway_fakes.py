@@ -354,6 +354,7 @@ class Harness:
             "retry_max_seconds": 0.2,
             "snapshot_wait_seconds": 1.0,
             "ptz_wait_seconds": 3.0,
+            "allowed_users": ["U0OWNER"],
             "admin_users": ["U0OWNER"],
             "log_format": "text",
         }
