@@ -272,6 +272,7 @@ class AlertSender:
                 },
             )
             self._finished(alert, "parked")
+            self._backoff.reset()  # Slack answered: it is up
             self._report(
                 f"alert {alert.event_id} on {alert.camera} could not be posted, not even as "
                 f"text ({failure.code}, then {refused.code}); it is parked"
