@@ -375,7 +375,7 @@ class Gateway:
         if refusal is not None:
             self.metrics.commands.labels("label", "denied").inc()
             log.warning("button denied", extra={"user": user, "event_id": event_id})
-            # Slack shows nothing of a button's HTTP answer: tell the user where they look
+            # also through the response_url: the reply Slack shows the user who clicked
             answer = {**ephemeral(refusal), "replace_original": False}
             self.workers.submit(self.respond, actions.response_url, answer)
             return answer
