@@ -489,6 +489,7 @@ class Peers:
         detector.start()
         assert detector.wait_connected(10)
         self.owner.start()
+        assert self.owner.wait_restored(10)
         self.camera = make_bus("camera", start=False)
         self.camera.subscribe(SNAPSHOT_REQUEST, self._snapshot)
         self.camera.start()

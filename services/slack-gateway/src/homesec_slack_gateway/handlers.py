@@ -32,6 +32,7 @@ from homesec.contract import (
     SystemSetting,
     TrainingLabel,
 )
+from homesec.pins import PinKind, Pins
 from homesec.state import SystemStateView
 from homesec_slack_gateway.access import Access
 from homesec_slack_gateway.alerts import format_time
@@ -103,6 +104,7 @@ class Gateway:
         self.mirror = mirror
         self.state = state
         self.labels = labels
+        self.pins = Pins(settings.pins_dir, on_error=metrics.pin_errors.inc)
         self.bot = bot
         self.camera = settings.default_camera
         self.access = Access(settings.allowed_users, settings.admin_users)
@@ -379,6 +381,7 @@ class Gateway:
             answer = {**ephemeral(refusal), "replace_original": False}
             self.workers.submit(self.respond, actions.response_url, answer)
             return answer
+        self.pins.pin(PinKind.LABEL, camera, event_id)  # kept until the uploader has it
         self.labels.add(
             TrainingLabel(
                 event_id=event_id,

@@ -65,6 +65,16 @@ class GatewayMetrics:
             ["label"],
             registry=registry,
         )
+        self.pin_errors = Counter(
+            "homesec_slack_pin_errors",
+            "Pins that could not be written or removed (the pins folder not writable?)",
+            registry=registry,
+        )
+        self.alert_pins_released = Counter(
+            "homesec_slack_alert_pins_released",
+            "Event folders released for retention once their alert was settled",
+            registry=registry,
+        )
         self.label_backlog = Gauge(
             "homesec_slack_label_backlog",
             "Training labels stored but not yet acknowledged by the broker",

@@ -68,6 +68,10 @@ class Stage(IntEnum):
     PARKED = 3  # Slack refused it for good; see parked_reason / fallback_error
 
 
+UNSETTLED_STAGES = (Stage.QUEUED, Stage.UPLOADED)
+"""Stages of an alert Slack still owes something; any other stage is settled for good."""
+
+
 @dataclass(frozen=True)
 class QueuedAlert:
     id: int
@@ -242,6 +246,15 @@ class Store:
             )
             for r in rows
         ]
+
+    def alert_settled(self, camera: str, event_id: str) -> bool:
+        """True once the event's alert is settled (posted, suppressed, parked): its media is no
+        longer owed to Slack. False while it is queued, and for an event not received yet."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT stage FROM alerts WHERE event_id=? AND camera=?", (event_id, camera)
+            ).fetchone()
+        return row is not None and int(row[0]) not in UNSETTLED_STAGES
 
     def record_failure(self, alert_id: int, error: str) -> None:
         with self._lock:
