@@ -159,10 +159,12 @@ class ServiceProcess:
         if exc_type is not None:
             print(f"--- output of {self.module} ---\n{self._collect()}")
 
-    def start(self, timeout: float = 20.0) -> ServiceProcess:
-        """Launch the process and wait until it reports ``online``."""
+    def start(self, timeout: float = 20.0, *, wait_online: bool = True) -> ServiceProcess:
+        """Launch the process and wait until it reports ``online`` (with ``wait_online=False``
+        only launch it: e.g. before its broker exists)."""
         self._watcher.start()
-        assert self._watcher.wait_connected(10), "availability watcher did not connect"
+        if wait_online:
+            assert self._watcher.wait_connected(10), "availability watcher did not connect"
         self.proc = subprocess.Popen(
             [sys.executable, "-m", self.module],
             env=self.env,
@@ -172,8 +174,18 @@ class ServiceProcess:
         )
         self._reader = threading.Thread(target=self._read, args=(self.proc,), daemon=True)
         self._reader.start()
-        wait_until(lambda: self._last_availability("online"), timeout)
+        if wait_online:
+            self.wait_online(timeout)
         return self
+
+    def wait_online(self, timeout: float = 20.0) -> None:
+        wait_until(lambda: self._last_availability("online"), timeout)
+
+    def kill(self) -> None:
+        """SIGKILL, as a power cut would (no clean stop, no ``offline``)."""
+        assert self.proc is not None, "not started"
+        self.proc.kill()
+        self.proc.wait(10)
 
     def metrics_text(self) -> str:
         """The body of the service's ``/metrics``."""

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import sys
 import threading
-import time
 import types
 from pathlib import Path
 from typing import Any
@@ -161,8 +160,7 @@ def test_service_publishes_pi_camera_frames(
     assert isinstance(build_source(settings), Picamera2Source)
     frames: Collector[Frame] = Collector()
     listener = make_bus("listener")
-    listener.subscribe(FRAMES, frames, camera="front")
-    time.sleep(0.2)
+    assert listener.subscribe(FRAMES, frames, camera="front").wait(10)
     metrics = ServiceMetrics("camera")
     bus = Bus(settings.broker, "camera", metrics)
     service = CameraService(bus, settings, metrics)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +15,7 @@ def test_service_process_goes_online_and_publishes(
 ) -> None:
     frames: Collector[Frame] = Collector()
     listener = make_bus("listener")
-    listener.subscribe(FRAMES, frames, camera="porch")
-    time.sleep(0.2)
+    assert listener.subscribe(FRAMES, frames, camera="porch").wait(10)
     with ServiceProcess(
         "camera",
         broker_settings,

@@ -113,8 +113,7 @@ def test_dropped_stream_degrades_reconnects_and_hides_credentials(
     frames: Collector[Frame] = Collector()
     listener = make_bus("listener")
     listener.subscribe(SERVICE_STATUS, statuses, service="camera")
-    listener.subscribe(FRAMES, frames, camera="front")
-    time.sleep(0.2)
+    assert listener.subscribe(FRAMES, frames, camera="front").wait(10)
     settings = CameraSettings(
         broker=broker_settings,
         metrics_port=0,

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -22,6 +25,8 @@ from homesec.contract import (
 from homesec.settings import BrokerSettings
 from support import Collector, wait_until
 
+CHILD = Path(__file__).with_name("bus_child.py")
+
 
 def raw_client(settings: BrokerSettings) -> mqtt.Client:
     client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
@@ -39,8 +44,7 @@ def label(n: int) -> TrainingLabel:
 def test_typed_round_trip_with_topic_parameters(make_bus):
     sub, pub = make_bus("ptz"), make_bus("slack-gateway")
     got: Collector[PtzCommand] = Collector()
-    sub.subscribe(PTZ_COMMAND, got)
-    time.sleep(0.2)
+    assert sub.subscribe(PTZ_COMMAND, got).wait(10)
     pub.publish(PTZ_COMMAND, PtzCommand(pan=30, tilt=20), camera="front")
     (cmd,) = got.wait_for(1)
     assert (cmd.pan, cmd.tilt) == (30, 20)
@@ -51,8 +55,7 @@ def test_typed_round_trip_with_topic_parameters(make_bus):
 def test_frames_carry_metadata_in_user_properties(make_bus):
     sub, pub = make_bus("detector"), make_bus("camera")
     got: Collector[Frame] = Collector()
-    sub.subscribe(FRAMES, got, camera="front")
-    time.sleep(0.2)
+    assert sub.subscribe(FRAMES, got, camera="front").wait(10)
     jpeg = b"\xff\xd8" + b"x" * 100 + b"\xff\xd9"
     pub.publish(
         FRAMES,
@@ -77,20 +80,24 @@ def test_availability_online_then_offline_on_clean_stop(make_bus, broker_setting
 def test_last_will_marks_a_crashed_service_offline(make_bus, broker_settings):
     watcher = make_bus("watcher")
     seen: Collector[Availability] = Collector()
-    watcher.subscribe(AVAILABILITY, seen, service="camera")
-    svc = make_bus("camera")
-    wait_until(lambda: [p.root for p in seen.payloads][-1:] == ["online"])
-    # Simulate a crash: drop the socket without DISCONNECT, so the broker sends the will.
-    svc._client._sock.close()
-    svc._client.loop_stop()
-    wait_until(lambda: [p.root for p in seen.payloads][-1:] == ["offline"], timeout=15)
+    assert watcher.subscribe(AVAILABILITY, seen, service="camera").wait(10)
+    crashed = subprocess.Popen(
+        [sys.executable, str(CHILD), "online", broker_settings.host, str(broker_settings.port)],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        wait_until(lambda: [p.root for p in seen.payloads][-1:] == ["online"])
+        crashed.kill()  # no DISCONNECT: the broker sends the will
+        wait_until(lambda: [p.root for p in seen.payloads][-1:] == ["offline"], timeout=15)
+    finally:
+        crashed.kill()
+        crashed.wait(10)
 
 
 def test_invalid_payloads_are_counted_and_skipped(make_bus, broker_settings):
     sub = make_bus("uploader")
     got: Collector[TrainingLabel] = Collector()
-    sub.subscribe(TRAINING_LABELS, got)
-    time.sleep(0.2)
+    assert sub.subscribe(TRAINING_LABELS, got).wait(10)
     raw = raw_client(broker_settings)
     topic = "homesec/training/labels"
     for junk in [
@@ -105,9 +112,13 @@ def test_invalid_payloads_are_counted_and_skipped(make_bus, broker_settings):
     raw.publish(topic, label(1).model_dump_json(), qos=1).wait_for_publish(5)
     (ok,) = got.wait_for(1)
     assert ok.event_id == "ev-1"
-    invalid = sub.metrics.invalid_messages.labels("training_labels")._value.get()
-    wait_until(lambda: sub.metrics.invalid_messages.labels("training_labels")._value.get() == 6)
-    assert invalid <= 6
+
+    def invalid() -> float | None:
+        return sub.metrics.registry.get_sample_value(
+            "homesec_mqtt_invalid_messages_total", {"topic_class": "training_labels"}
+        )
+
+    wait_until(lambda: invalid() == 6)
     raw.loop_stop()
     raw.disconnect()
 
@@ -121,19 +132,20 @@ def test_handler_exception_does_not_stop_delivery(make_bus):
             raise RuntimeError("boom")
         got.append(msg.payload.event_id)
 
-    sub.subscribe(TRAINING_LABELS, flaky)
-    time.sleep(0.2)
+    assert sub.subscribe(TRAINING_LABELS, flaky).wait(10)
     pub.publish(TRAINING_LABELS, label(1))
     pub.publish(TRAINING_LABELS, label(2))
-    wait_until(lambda: got == ["ev-2"])
-    assert sub.metrics.handler_errors.labels("training_labels")._value.get() == 1
+    wait_until(lambda: got == ["ev-2"])  # not held up behind ev-1's retries
+    errors = sub.metrics.registry.get_sample_value(
+        "homesec_mqtt_handler_errors_total", {"topic_class": "training_labels"}
+    )
+    assert errors is not None and errors >= 1
 
 
 def test_qos1_messages_published_while_consumer_down_are_delivered(make_bus):
     consumer = make_bus("uploader")
     got: Collector[TrainingLabel] = Collector()
-    consumer.subscribe(TRAINING_LABELS, got)
-    time.sleep(0.2)
+    assert consumer.subscribe(TRAINING_LABELS, got).wait(10)
     consumer.stop()  # clean stop: the persistent session stays on the broker
     producer = make_bus("slack-gateway")
     for n in range(5):
@@ -166,13 +178,13 @@ def test_reconnect_after_broker_kill_and_restart_loses_no_qos1(make_bus, broker:
     wait_until(
         lambda: {p.event_id for p in got.payloads} >= {f"ev-{n}" for n in range(4)}, timeout=15
     )
-    assert consumer.metrics.mqtt_reconnects._value.get() >= 1
+    reconnects = consumer.metrics.registry.get_sample_value("homesec_mqtt_reconnects_total")
+    assert reconnects is not None and reconnects >= 1
 
 
 def test_qos1_sent_while_consumer_down_survives_broker_restart(make_bus, broker: MosquittoProcess):
     consumer = make_bus("ptz")
-    consumer.subscribe(PTZ_COMMAND, lambda m: None)
-    time.sleep(0.3)
+    assert consumer.subscribe(PTZ_COMMAND, lambda m: None).wait(10)
     consumer.stop()
     producer = make_bus("slack-gateway")
     assert producer.publish_confirmed(PTZ_COMMAND, PtzCommand(home=True), camera="front")
@@ -194,6 +206,12 @@ def test_frames_are_dropped_not_queued_while_disconnected(make_bus, broker: Mosq
         camera="front", seq=1, captured_at=1.0, width=1, height=1, jpeg=b"\xff\xd8\xff\xd9"
     )
     for _ in range(10):
-        assert pub.publish(FRAMES, frame, camera="front") is None
-    assert pub.metrics.messages_dropped.labels("frames")._value.get() == 10
+        future = pub.publish(FRAMES, frame, camera="front")
+        assert future.done() and not future.ok
+    assert (
+        pub.metrics.registry.get_sample_value(
+            "homesec_mqtt_messages_dropped_total", {"topic_class": "frames"}
+        )
+        == 10
+    )
     broker.start()

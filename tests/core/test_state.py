@@ -21,6 +21,7 @@ def start_owner(make_bus, **kwargs) -> tuple[SystemStateOwner, object]:
     bus.start()
     assert bus.wait_connected(10)
     owner.start()
+    assert owner.wait_restored(10)
     return owner, bus
 
 

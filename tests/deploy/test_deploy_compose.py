@@ -244,6 +244,14 @@ def test_deploy_compose_volumes(compose: dict[str, Any]) -> None:
     assert mounts("detector")["/data/media"] == "media"
     assert mounts("uploader")["/data/media"] == "media"
     assert mounts("slack-gateway")["/data/media"] == "media:ro"
+    # pins (homesec.pins): written by detector, gateway and uploader, nobody else
+    for name in ("detector", "slack-gateway", "uploader"):
+        assert mounts(name)["/data/pins"] == "pins", name
+    assert {n for n in services if "pins" in mounts(n).values()} == {
+        "detector",
+        "slack-gateway",
+        "uploader",
+    }
     assert mounts("uploader")["/data/training"] == "training"
     assert mounts("mosquitto")["/mosquitto/data"] == "broker-data"
     declared = set(compose["volumes"])

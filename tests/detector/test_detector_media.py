@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import time
 from pathlib import Path
 
 import cv2
@@ -92,35 +90,6 @@ def test_preroll_length_is_a_setting(tmp_path: Path) -> None:
     folder = event_dir(s.media_dir, "front", messages[0].event_id)
     assert len(list((folder / "preroll").iterdir())) == 10
     assert (folder / "snapshot.jpg").read_bytes() == scene(20, 30)[messages[0].frame_seq]
-
-
-def make_event(root: Path, camera: str, name: str, size: int, age_seconds: float) -> Path:
-    folder = root / camera / name
-    folder.mkdir(parents=True)
-    (folder / "event.json").write_text("{}")
-    (folder / "snapshot.jpg").write_bytes(b"x" * size)
-    stamp = time.time() - age_seconds
-    os.utime(folder / "event.json", (stamp, stamp))
-    return folder
-
-
-def test_retention_prunes_by_age_then_oldest_first_by_size(tmp_path: Path) -> None:
-    media = tmp_path / "media"
-    ancient = make_event(media, "front", "front-a", 1000, 40 * 86400)
-    old = make_event(media, "front", "front-b", 600_000, 3000)
-    mid = make_event(media, "back", "back-c", 600_000, 2000)
-    new = make_event(media, "front", "front-d", 600_000, 1000)
-    pruned: list[int] = []
-    writer = MediaWriter(
-        media,
-        MediaSettings(max_age_days=30, max_total_mb=1.5),
-        threaded=False,
-        on_pruned=pruned.append,
-    )
-    assert writer.enforce_retention(force=True) == 2
-    assert not ancient.exists() and not old.exists()
-    assert mid.exists() and new.exists()
-    assert writer.pruned == 2 and pruned == [2]
 
 
 def test_unwritable_media_dir_is_counted_not_fatal(tmp_path: Path) -> None:

@@ -99,8 +99,7 @@ def test_frames_in_event_out_with_state_and_media(
     events: Collector[MotionEvent] = Collector()
     states: Collector[SystemValue] = Collector()
     client.subscribe(MOTION_EVENTS, events)
-    client.subscribe(SYSTEM_STATE, states, setting="armed")
-    time.sleep(0.3)
+    assert client.subscribe(SYSTEM_STATE, states, setting="armed").wait(10)
     # the owner applies the command and republishes the retained state
     client.publish(SYSTEM_SET, SetCommand(value=True, source="test"), setting="armed")
     wait_until(lambda: any(s.value and s.changed_by == "test" for s in states.payloads), 15)
@@ -150,8 +149,7 @@ def test_stopping_ends_open_events(detector: DetectorService, make_bus: Any) -> 
     events: Collector[MotionEvent] = Collector()
     states: Collector[OnOff] = Collector()
     client.subscribe(MOTION_EVENTS, events)
-    client.subscribe(MOTION_STATE, states, camera="hall")
-    time.sleep(0.3)
+    assert client.subscribe(MOTION_STATE, states, camera="hall").wait(10)
     publish_frames(client, walk_in_frames()[:30], fps=20, camera="hall")
     assert events.wait_for(1, 20)[0].type is EventType.START
     detector.close()
@@ -164,8 +162,7 @@ def test_pet_event_is_rejected_and_counted(detector: DetectorService, make_bus: 
     detector.state.set(SystemSetting.ARMED, True, "test")
     client = make_bus("client")
     events: Collector[MotionEvent] = Collector()
-    client.subscribe(MOTION_EVENTS, events)
-    time.sleep(0.3)
+    assert client.subscribe(MOTION_EVENTS, events).wait(10)
     publish_frames(client, walk_in_frames("coco_fastestdet_4.jpg"), fps=20, camera="yard")
     wait_until(lambda: any(e.type is EventType.END for e in events.payloads), 20)
     assert not any(e.decision.alert for e in events.payloads)
@@ -212,8 +209,7 @@ def test_process_runs_goes_online_publishes_state_and_stops(
 ) -> None:
     states: Collector[SystemValue] = Collector()
     listener = make_bus("listener")
-    listener.subscribe(SYSTEM_STATE, states)
-    time.sleep(0.2)
+    assert listener.subscribe(SYSTEM_STATE, states).wait(10)
     with ServiceProcess(
         "detector", broker_settings, tmp_path, HOMESEC_DETECTOR_DEFAULT_ARMED="true"
     ) as detector:
@@ -245,8 +241,7 @@ def test_unwritable_media_reports_degraded_but_events_flow(
         statuses: Collector[ServiceStatus] = Collector()
         events: Collector[MotionEvent] = Collector()
         client.subscribe(SERVICE_STATUS, statuses, service="detector")
-        client.subscribe(MOTION_EVENTS, events)
-        time.sleep(0.3)
+        assert client.subscribe(MOTION_EVENTS, events).wait(10)
         publish_frames(client, walk_in_frames()[:30], fps=20)
         assert events.wait_for(1, 20)[0].type is EventType.START
         wait_until(lambda: any(s.state is ServiceState.DEGRADED for s in statuses.payloads), 10)

@@ -88,7 +88,7 @@ def world(make_bus: Callable[..., Bus]) -> World:
     client.subscribe(SERVICE_STATUS, status, service="presence")
     client.start()
     assert client.wait_connected(10)
-    wait_until(lambda: owner.snapshot()[SystemSetting.ARMED].changed_by == "default", 10)
+    assert owner.wait_restored(10)
     return World(client, owner, presence, sets, status)
 
 
@@ -147,13 +147,13 @@ def test_house_empties_then_someone_returns(
     assert time.monotonic() - left_at >= GRACE - POLL
     state = world.last_presence()
     assert state is not None and not state.anyone_home
-    assert [s.value for s in world.sets.payloads] == [True]
+    assert [s.value for s in world.sets.wait_for(1)] == [True]
     assert world.sets.payloads[0].source == "presence"
     assert world.owner.snapshot()[SystemSetting.ARMED].changed_by == "presence"
 
     write_arp(arp, BOB_MAC.upper())  # bob comes home: disarm at once
     wait_until(lambda: not world.armed(), 15)
-    assert [s.value for s in world.sets.payloads] == [True, False]
+    assert [s.value for s in world.sets.wait_for(2)] == [True, False]
     assert presence.metric("homesec_presence_arm_requests_total", action="arm") == 1
     assert presence.metric("homesec_presence_arm_requests_total", action="disarm") == 1
     assert presence.metric("homesec_presence_people_home") == 1
@@ -228,7 +228,7 @@ def test_mqtt_tracker_backend(world: World, start_presence: StartPresence) -> No
     wait_until(world.armed, 15)
     world.client.publish_raw(topic, "home", retain=True)
     wait_until(lambda: not world.armed(), 15)
-    assert [s.value for s in world.sets.payloads] == [True, False]
+    assert [s.value for s in world.sets.wait_for(2)] == [True, False]
 
 
 def test_restart_restores_who_was_home(
@@ -280,7 +280,7 @@ def test_auto_arm_switched_on_while_presence_was_down_applies(
     start_presence(neighbours={"arp_path": arp}, people={"alice": [ALICE_MAC]})
     # alice is restored as away, so there is no transition: only the fresh switch-on arms
     wait_until(world.armed, 15)
-    assert [s.value for s in world.sets.payloads] == [True]
+    assert [s.value for s in world.sets.wait_for(1)] == [True]
 
 
 def test_python_m_homesec_presence_runs(

@@ -7,7 +7,8 @@
 * every homesec service in docker-compose.yml drops all capabilities, sets no-new-privileges, is
   not privileged and does not use the host network; the broker and Prometheus are not published;
 * the shared media volume is writable only by the detector (writes it) and the uploader
-  (deletes uploaded media); the gateway, the one internet-facing service, mounts it read-only.
+  (deletes uploaded media); the gateway, the one internet-facing service, mounts it read-only;
+  the pins volume (what retention must keep) is shared by detector, gateway and uploader only.
 """
 
 from __future__ import annotations
@@ -160,3 +161,16 @@ def test_media_volume_writable_only_by_detector_and_uploader(compose: dict[str, 
             (readers if text.endswith(":ro") else writers).add(name)
     assert writers == {"detector", "uploader"}, writers
     assert "slack-gateway" in readers
+
+
+def test_pins_volume_is_shared_by_the_three_services_that_pin_and_no_other(
+    compose: dict[str, Any],
+) -> None:
+    """The gateway writes pins (homesec.pins) in a volume of their own, not in the media one."""
+    users = {
+        name
+        for name, svc in compose["services"].items()
+        for volume in svc.get("volumes", [])
+        if isinstance(volume, str) and volume.split(":")[0] == "pins"
+    }
+    assert users == {"detector", "slack-gateway", "uploader"}, users

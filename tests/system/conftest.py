@@ -85,6 +85,7 @@ class Stack:
             HOMESEC_SLACK_GATEWAY_ALERT_CHANNEL=ALERT_CHANNEL,
             HOMESEC_SLACK_GATEWAY_PORT=str(self.gateway_port),
             HOMESEC_SLACK_GATEWAY_HOST="127.0.0.1",
+            HOMESEC_SLACK_GATEWAY_ALLOWED_USERS=OWNER,
             HOMESEC_SLACK_GATEWAY_ADMIN_USERS=OWNER,
             HOMESEC_SLACK_GATEWAY_RETRY_INITIAL_SECONDS="0.2",
             HOMESEC_SLACK_GATEWAY_RETRY_MAX_SECONDS="2",
@@ -106,6 +107,12 @@ class Stack:
         self.log_path = tmp_path / "stack.log"
 
     def start(self, **env: str) -> Stack:
+        self.launch(**env)
+        wait_until(self.healthy, timeout=30)
+        return self
+
+    def launch(self, **env: str) -> Stack:
+        """Start `homesec run` without waiting for it (e.g. before the broker exists)."""
         self.env.update(env)
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
@@ -115,8 +122,14 @@ class Stack:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        wait_until(self.healthy, timeout=30)
         return self
+
+    def power_cut(self) -> None:
+        """SIGKILL the runner and every service at once (its own process group)."""
+        assert self.proc is not None
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+        self.proc = None
 
     def stop(self) -> None:
         if self.proc is None:

@@ -156,7 +156,7 @@ def test_module_runs_against_s3_with_the_standard_credential_chain(
                 lambda: "homesec_uploader_uploaded_objects_total 8.0" in uploader.metrics_text(),
                 10,
             )
-            assert "homesec_uploader_pending_items 0.0" in uploader.metrics_text()
+            wait_until(lambda: "homesec_uploader_pending_items 0.0" in uploader.metrics_text(), 10)
             output = uploader.stop(15)
     finally:
         s3.stop()
@@ -164,7 +164,7 @@ def test_module_runs_against_s3_with_the_standard_credential_chain(
     assert '"msg": "uploader ready"' in output
 
 
-def test_unusable_ledger_location_exits_1_with_a_clear_log(
+def test_unusable_ledger_location_exits_2_with_a_clear_log(
     clean_env: None, broker_settings: BrokerSettings, tmp_path: Path
 ) -> None:
     (tmp_path / "uploader").write_text("a file where the ledger folder should be")
@@ -180,5 +180,7 @@ def test_unusable_ledger_location_exits_1_with_a_clear_log(
         capture_output=True,
         timeout=30,
     )
-    assert done.returncode == 1
-    assert b"cannot open the ledger" in done.stdout + done.stderr
+    assert done.returncode == 2
+    output = done.stdout + done.stderr
+    assert b"cannot start the uploader service" in output
+    assert str(tmp_path / "uploader").encode() in output

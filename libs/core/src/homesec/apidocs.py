@@ -20,12 +20,23 @@ Every topic starts with the prefix, `homesec` by default (`HOMESEC_BROKER_TOPIC_
 `{camera}` and other `{placeholders}` are identifiers: letters, digits, `_` and `-`, at most 64.
 
 ## Delivery rules
-- **Frames** are QoS 0 and never retained: latest wins, a slow consumer drops stale frames.
-- **Everything else** is QoS 1. Services use persistent sessions, so commands, events and labels
-  published while a service is down are delivered when it comes back.
-- **State topics are retained and have exactly one writer** (the *publisher* column). To change
-  a system switch publish to its `/set` topic; the owner applies it and republishes the state.
-  Never publish to a state topic yourself.
+Every topic belongs to one delivery class (the *delivery* column), and homesec's services
+treat it the same way on both ends:
+- **stream** (frames): QoS 0, never retained, never queued. Latest wins: a slow or absent
+  consumer drops stale frames.
+- **state** (retained, exactly one writer: the *publisher* column): the newest value is what
+  counts. Subscribe with **QoS 0**: the broker sends the current value on every (re)connect
+  and queues nothing for you while you are away. The writer re-sends its values after every
+  reconnect (so a broker that lost its store gets them back) and keeps only the newest value of
+  a topic while the broker is unreachable. To change a system switch publish to its `/set`
+  topic; the owner applies it and republishes the state. Never publish to a state topic
+  yourself.
+- **message** (events, commands, labels): QoS 1 on persistent sessions, so what is published
+  while a service is down is delivered when it comes back. A service acknowledges a message only
+  after handling it; a handler that keeps failing is retried with backoff and then parked on the
+  service's `dead_letter` topic (and acknowledged). Handlers are idempotent (events by
+  `event_id`, labels by `event_id`, commands by value or `request_id`), so a redelivered message
+  does no harm. Publishers store messages in a durable outbox until the broker acknowledged them.
 - Payloads are UTF-8 JSON unless the codec says `text` (a bare word) or `jpeg` (raw JPEG bytes
   with metadata in MQTT v5 user properties). Unknown JSON keys are rejected. Invalid messages are
   logged, counted in `homesec_mqtt_invalid_messages_total` and skipped.
@@ -37,14 +48,15 @@ Assistant and Node-RED change them only through `system/<setting>/set`.
 
 ## Topics
 
-| topic | payload | QoS | retained | publisher | subscribers |
-|---|---|---|---|---|---|
+| topic | payload | delivery | QoS | retained | publisher | subscribers |
+|---|---|---|---|---|---|---|
 """
 
 
 def _row(ch: Channel[Any]) -> str:
     return (
-        f"| `{{prefix}}/{ch.template}` | {ch.model.__name__} ({ch.codec.value}) | {ch.qos} | "
+        f"| `{{prefix}}/{ch.template}` | {ch.model.__name__} ({ch.codec.value}) | "
+        f"{ch.delivery.value} | {ch.qos} | "
         f"{'yes' if ch.retain else 'no'} | {ch.publisher} | {', '.join(ch.subscribers) or '-'} |"
     )
 
@@ -76,6 +88,7 @@ def render_markdown() -> str:
     for ch in CHANNELS:
         out += ["", f"### `{{prefix}}/{ch.template}`", "", ch.description, ""]
         out.append(
+            f"Delivery `{ch.delivery.value}` (subscribe with QoS {ch.subscribe_qos}), "
             f"QoS {ch.qos}, {'retained' if ch.retain else 'not retained'}, codec `{ch.codec.value}`, "
             f"model `{ch.model.__name__}`; published by {ch.publisher}."
         )
@@ -123,7 +136,7 @@ def render_asyncapi() -> dict[str, Any]:
             params.setdefault(placeholder, {"description": placeholder})
         channels[ch.name] = {
             "address": address,
-            "description": ch.description,
+            "description": f"{ch.description} (delivery: {ch.delivery.value})",
             "parameters": params,
             "messages": {ch.name: {"$ref": f"#/components/messages/{ch.name}"}},
         }
@@ -132,6 +145,12 @@ def render_asyncapi() -> dict[str, Any]:
             "channel": {"$ref": f"#/channels/{ch.name}"},
             "summary": f"published by {ch.publisher}",
             "bindings": {"mqtt": {"qos": ch.qos, "retain": ch.retain, "bindingVersion": "0.2.0"}},
+        }
+        operations[f"receive_{ch.name}"] = {
+            "action": "receive",
+            "channel": {"$ref": f"#/channels/{ch.name}"},
+            "summary": f"{ch.delivery.value}: subscribe with QoS {ch.subscribe_qos}",
+            "bindings": {"mqtt": {"qos": ch.subscribe_qos, "bindingVersion": "0.2.0"}},
         }
     return {
         "asyncapi": "3.0.0",

@@ -63,6 +63,24 @@ class Codec(StrEnum):
     JPEG = "jpeg"  # raw JPEG bytes; metadata in MQTT v5 user properties
 
 
+class Delivery(StrEnum):
+    """How a channel's messages travel; derived from its QoS and retain flag.
+
+    * ``stream`` — QoS 0, latest-wins, never queued (frames): a slow or absent consumer drops
+      stale items.
+    * ``state`` — retained, latest-wins, one writer. Published QoS 1 while connected; while
+      disconnected only the newest value per topic is kept and sent on reconnect. Consumers
+      subscribe with QoS 0, so the broker sends the newest value on (re)connect and queues
+      nothing for an offline consumer.
+    * ``message`` — events, commands, labels: QoS 1, queued on persistent sessions for an
+      offline consumer, acknowledged only once handled, never lost.
+    """
+
+    STREAM = "stream"
+    STATE = "state"
+    MESSAGE = "message"
+
+
 class Payload(BaseModel):
     """Base for JSON payloads: unknown keys are rejected so typos are caught."""
 
@@ -349,6 +367,27 @@ class UploaderStatus(Payload):
 
 
 # --------------------------------------------------------------------------------------------
+# Dead letters
+# --------------------------------------------------------------------------------------------
+
+
+class DeadLetter(Payload):
+    """A QoS 1 message whose handler kept failing: parked here after the last retry (and then
+    acknowledged), so an operator can see it and re-publish ``payload`` to ``topic``."""
+
+    service: Identifier
+    topic: str = Field(max_length=500)
+    channel: str = Field(max_length=100)
+    error: str = Field(max_length=500)
+    attempts: int = Field(ge=1)
+    first_failed_at: float
+    parked_at: float = Field(default_factory=now)
+    payload_base64: str = Field(
+        max_length=12 * 1024 * 1024, description="The original payload, base64-encoded"
+    )
+
+
+# --------------------------------------------------------------------------------------------
 # Channels: topic template + model + delivery class, bound to a prefix by the bus
 # --------------------------------------------------------------------------------------------
 
@@ -379,6 +418,17 @@ class Channel(Generic[M]):
     subscribers: tuple[str, ...] = ()
     example: dict[str, Any] | str | None = None
     params: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def delivery(self) -> Delivery:
+        if self.qos == 0:
+            return Delivery.STREAM
+        return Delivery.STATE if self.retain else Delivery.MESSAGE
+
+    @property
+    def subscribe_qos(self) -> Literal[0, 1]:
+        """QoS consumers subscribe with: 1 only for messages (queued while away)."""
+        return 1 if self.delivery is Delivery.MESSAGE else 0
 
     def topic(self, prefix: str, **params: str) -> str:
         """The concrete topic; parameters must be identifiers (or ``+`` for a pattern)."""
@@ -737,6 +787,34 @@ UPLOADER_STATUS: Channel[UploaderStatus] = Channel(
     },
 )
 
+DEAD_LETTERS: Channel[DeadLetter] = Channel(
+    name="dead_letters",
+    template="{service}/dead_letter",
+    model=DeadLetter,
+    qos=1,
+    retain=False,
+    codec=Codec.JSON,
+    description=(
+        "A QoS 1 message (event, command, label) whose handler failed on every retry "
+        "(`HOMESEC_BROKER_HANDLER_ATTEMPTS`, with backoff): parked here and then acknowledged, "
+        "so it stops blocking the service. Re-publish `payload_base64` (decoded) to `topic` "
+        "once the cause is fixed; every handler is idempotent."
+    ),
+    publisher="every service (its own)",
+    subscribers=("operators", "node-red"),
+    example={
+        "service": "uploader",
+        "topic": "homesec/training/labels",
+        "channel": "training_labels",
+        "error": "OSError: [Errno 30] Read-only file system",
+        "attempts": 5,
+        "first_failed_at": _ts,
+        "parked_at": _ts + 15.5,
+        "payload_base64": "eyJldmVudF9pZCI6ICJmcm9udC0yMDI2MTEyNS0yMTMwMDAtMDAwMSJ9",
+    },
+    params={"service": "service name"},
+)
+
 CHANNELS: tuple[Channel[Any], ...] = (
     AVAILABILITY,
     SERVICE_STATUS,
@@ -753,6 +831,7 @@ CHANNELS: tuple[Channel[Any], ...] = (
     TRAINING_LABELS,
     UPLOAD_REQUEST,
     UPLOADER_STATUS,
+    DEAD_LETTERS,
 )
 """Every channel of the contract, in documentation order."""
 

@@ -8,6 +8,17 @@
 
 Every path built from a message goes through :func:`event_dir` or :func:`resolve_inside`, which
 accept identifiers only and refuse anything that would leave the media folder.
+
+Folders still owed to Slack or to the uploader are *pinned* (:mod:`homesec.pins`) by empty files
+in a folder of their own, next to the media (``<data_dir>/pins``, its own volume in Docker, so the
+gateway can pin while it mounts the media read-only)::
+
+    <pins_dir>/alert/<camera>/<event_id>    owed to Slack (detector pins, gateway releases)
+    <pins_dir>/label/<camera>/<event_id>    owed to the uploader (gateway, detector, uploader
+                                            pin; the uploader releases)
+
+The detector's retention never deletes an open or pinned folder; a pin older than
+``media.pin_max_age_days`` no longer protects it.
 """
 
 from __future__ import annotations

@@ -58,7 +58,7 @@ class ServiceMetrics:
         )
         self.messages_dropped = Counter(
             "homesec_mqtt_messages_dropped",
-            "QoS 0 messages dropped because the broker was unreachable, by topic class",
+            "Messages not handed to the broker: QoS 0 while unreachable, or a full queue",
             ["topic_class"],
             registry=r,
         )
@@ -77,6 +77,37 @@ class ServiceMetrics:
             "homesec_mqtt_handler_errors",
             "Exceptions raised by message handlers (logged, the service continues)",
             ["topic_class"],
+            registry=r,
+        )
+        self.handler_retries_pending = Gauge(
+            "homesec_mqtt_handler_retries_pending",
+            "QoS 1 messages whose handler failed, waiting for a retry (not acknowledged yet)",
+            registry=r,
+        )
+        self.dead_letters = Counter(
+            "homesec_mqtt_dead_letters",
+            "QoS 1 messages parked on the dead-letter topic after their last retry",
+            ["topic_class"],
+            registry=r,
+        )
+        self.acks_abandoned = Counter(
+            "homesec_mqtt_acks_abandoned",
+            "Messages left unacknowledged because their connection closed (the broker resends)",
+            registry=r,
+        )
+        self.messages_refused = Counter(
+            "homesec_mqtt_messages_refused",
+            "Published QoS 1 messages the broker refused (PUBACK with an error, e.g. an ACL)",
+            registry=r,
+        )
+        self.subscriptions_refused = Counter(
+            "homesec_mqtt_subscriptions_refused",
+            "Subscriptions the broker refused (the service stays offline and retries)",
+            registry=r,
+        )
+        self.outbox_errors = Counter(
+            "homesec_mqtt_outbox_errors",
+            "Durable outbox failures (the message is then sent from memory, not dropped)",
             registry=r,
         )
         self.handler_seconds = Histogram(

@@ -1,24 +1,28 @@
 """The shell every service runs in: settings → logging → metrics → bus → loop → clean stop.
 
-def main() -> None:
-    settings = load_settings(PtzSettings)
-    with ServiceRuntime("ptz", settings) as rt:
-        controller = PtzController(rt.bus, ...)
-        rt.start()
-        rt.wait()
+Each service's ``main`` is one call::
+
+    def main(argv: list[str] | None = None) -> int:
+        return run_service("ptz", PtzSettings, lambda rt, s: PtzController(rt.bus, s, rt.metrics))
+
+The factory builds the service object (it subscribes on ``rt.bus`` before the bus starts); its
+``run(stop_event)`` loop runs until SIGTERM/SIGINT; ``close()`` is called if it has one.
 """
 
 from __future__ import annotations
 
 import logging
 import signal
+import sqlite3
 import threading
+from collections.abc import Callable
 from types import FrameType, TracebackType
+from typing import Protocol, TypeVar
 
 from homesec.bus import Bus
 from homesec.logs import configure_logging
 from homesec.metrics import MetricsServer, ServiceMetrics
-from homesec.settings import ServiceSettings
+from homesec.settings import ServiceSettings, load_settings
 
 log = logging.getLogger("homesec.service")
 
@@ -42,7 +46,13 @@ class ServiceRuntime:
         self.metrics_server = MetricsServer(
             self.metrics, settings.metrics_host, settings.metrics_port
         )
-        self.bus = Bus(settings.broker, service, self.metrics, instance=settings.instance)
+        self.bus = Bus(
+            settings.broker,
+            service,
+            self.metrics,
+            instance=settings.instance,
+            outbox_path=settings.data_dir / "outbox" / f"{service}.sqlite3",
+        )
         self.stop_event = threading.Event()
         self._install_signals = install_signal_handlers
 
@@ -90,3 +100,38 @@ class ServiceRuntime:
         self.bus.stop()
         self.metrics_server.stop()
         log.info("stopped")
+
+
+class Runnable(Protocol):
+    def run(self, stop: threading.Event) -> None: ...
+
+
+S = TypeVar("S", bound=ServiceSettings)
+
+STARTUP_ERRORS: tuple[type[BaseException], ...] = (OSError, ValueError, sqlite3.Error)
+"""What a service factory may raise for a bad environment (unwritable data folder, unreadable
+file...): reported as a clear error and exit status 2, like a bad setting."""
+
+
+def run_service(
+    name: str,
+    settings_cls: type[S],
+    factory: Callable[[ServiceRuntime, S], Runnable],
+) -> int:
+    """Load settings (exit 2 naming a bad one), build the service, connect, run until
+    SIGTERM/SIGINT, stop cleanly; returns the exit status."""
+    settings = load_settings(settings_cls)
+    with ServiceRuntime(name, settings) as rt:
+        try:
+            service = factory(rt, settings)
+        except STARTUP_ERRORS as exc:
+            log.error(f"cannot start the {name} service", extra={"error": str(exc)})
+            return 2
+        try:
+            rt.start()
+            service.run(rt.stop_event)
+        finally:
+            close = getattr(service, "close", None)
+            if callable(close):
+                close()
+    return 0

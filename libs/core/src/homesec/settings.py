@@ -79,6 +79,17 @@ class BrokerSettings(BaseSettings):
     )
     reconnect_min_seconds: float = Field(0.5, gt=0, le=60)
     reconnect_max_seconds: float = Field(30.0, gt=0, le=600)
+    max_queued_messages: int = Field(
+        1000,
+        ge=10,
+        description="QoS 1 messages held in memory awaiting the broker (the durable outbox "
+        "holds the rest); frames and state are never queued",
+    )
+    handler_attempts: int = Field(
+        5, ge=1, le=100, description="Tries of a failing QoS 1 handler before it is dead-lettered"
+    )
+    handler_retry_min_seconds: float = Field(0.5, gt=0, le=60)
+    handler_retry_max_seconds: float = Field(30.0, gt=0, le=3600)
     connect_timeout_seconds: float = Field(
         0.0, ge=0, description="Give up at start if the broker is unreachable this long (0: wait)"
     )
@@ -122,6 +133,11 @@ class ServiceSettings(BaseSettings):
     def media_dir(self) -> Path:
         """Where the detector stores event media and the others read it."""
         return self.data_dir / "media"
+
+    @property
+    def pins_dir(self) -> Path:
+        """Where services pin event folders still owed to Slack or S3 (:mod:`homesec.pins`)."""
+        return self.data_dir / "pins"
 
 
 S = TypeVar("S", bound=BaseSettings)

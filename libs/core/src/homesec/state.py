@@ -1,8 +1,10 @@
 """System state (armed, notifications, auto-arm, training) over retained MQTT topics.
 
-* :class:`SystemStateOwner` — the ONE writer. It restores the retained values at start, applies
-  ``system/<setting>/set`` commands (QoS 1, persistent session: commands sent while it was down
-  are applied when it returns) and republishes the retained state. The detector service hosts it.
+* :class:`SystemStateOwner` — the ONE writer. At start it restores the newer of its local copy
+  and the retained value of each setting, whatever the start order of it and the broker
+  (:mod:`homesec.restore`); it applies ``system/<setting>/set`` commands (QoS 1, persistent
+  session: commands sent while it was down are applied when it returns) and republishes the
+  retained state. The detector service hosts it.
 * :class:`SystemStateView` — a read-only mirror for every other service.
 """
 
@@ -11,15 +13,18 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Mapping
+from pathlib import Path
 
-from homesec.bus import Bus, Received
+from homesec.bus import Ack, Bus, Received
 from homesec.contract import (
     SYSTEM_SET,
     SYSTEM_STATE,
+    ServiceState,
     SetCommand,
     SystemSetting,
     SystemValue,
 )
+from homesec.restore import LocalCopy, RetainedRestore, key_of, newest
 
 log = logging.getLogger("homesec.state")
 
@@ -82,24 +87,45 @@ class SystemStateView:
 
 
 class SystemStateOwner:
-    """The single writer of ``system/<setting>``: applies ``/set`` commands and republishes."""
+    """The single writer of ``system/<setting>``: restores, applies ``/set`` commands and
+    republishes.
+
+    Restore (:mod:`homesec.restore`): the local copy (``state_path``) is in force from the
+    start; once the broker granted the subscriptions and the retained values had
+    ``restore_wait_seconds`` to arrive, each setting takes the newer of its local copy and its
+    retained value, and the defaults only when neither exists. Nothing is published before
+    that. Commands that arrive first are held (not acknowledged) and applied after it, in order.
+    Every applied value is written to the local copy before it is published."""
 
     def __init__(
         self,
         bus: Bus,
         defaults: Mapping[SystemSetting, bool] = DEFAULTS,
         restore_wait_seconds: float = 1.0,
+        state_path: Path | None = None,
     ) -> None:
         self._bus = bus
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
+        self._local = LocalCopy(state_path, SystemValue) if state_path is not None else None
+        saved = self._local.load() if self._local is not None else {}
+        self._defaults = {s: defaults.get(s, DEFAULTS[s]) for s in SystemSetting}
         self._values: dict[SystemSetting, SystemValue] = {
-            key: SystemValue(value=value, changed_by="default") for key, value in defaults.items()
+            s: saved.get(s.value) or SystemValue(value=self._defaults[s], changed_by="default")
+            for s in SystemSetting
         }
-        self._authoritative: set[SystemSetting] = set()
         self._listeners: list[ChangeListener] = []
-        self._restore_wait = restore_wait_seconds
-        self._timer: threading.Timer | None = None
-        bus.subscribe(SYSTEM_STATE, self._on_retained)
+        self._held: list[tuple[SetCommand, SystemSetting, Ack]] = []
+        self._restored = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._local_failing = False
+        self._restore = RetainedRestore(
+            bus,
+            SYSTEM_STATE,
+            key_of("setting"),
+            window_seconds=restore_wait_seconds,
+            after=self._on_state_after_restore,
+        )
         bus.subscribe(SYSTEM_SET, self._on_set)
 
     def on_change(self, listener: ChangeListener) -> None:
@@ -113,60 +139,97 @@ class SystemStateOwner:
         with self._lock:
             return dict(self._values)
 
+    @property
+    def restored(self) -> bool:
+        return self._restored.is_set()
+
+    def wait_restored(self, timeout: float | None = None) -> bool:
+        return self._restored.wait(timeout)
+
     def start(self) -> None:
-        """After the bus connects: publish defaults for settings nobody has set yet, once the
-        retained values had ``restore_wait_seconds`` to arrive."""
-        self._timer = threading.Timer(self._restore_wait, self._publish_unknown)
-        self._timer.daemon = True
-        self._timer.start()
+        """Restore in the background (the bus may connect much later)."""
+        self._thread = threading.Thread(target=self._run_restore, name="state-restore", daemon=True)
+        self._thread.start()
 
     def stop(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
+        self._stop.set()
 
     def set(self, setting: SystemSetting, value: bool, source: str) -> SystemValue:
-        """Apply a change locally (same path as a ``/set`` command)."""
+        """Apply a change (same path as a ``/set`` command): local copy, then publish."""
         with self._lock:
             current = self._values[setting]
-            self._authoritative.add(setting)
             if current.value == value and current.changed_by != "default":
                 new = current
             else:
                 new = SystemValue(value=value, changed_by=source)
                 self._values[setting] = new
             changed = current.value != value
+            self._save_locked()
         self._bus.publish(SYSTEM_STATE, new, setting=setting.value)
         log.info(
             "system setting applied",
             extra={"setting": setting.value, "value": value, "source": source, "changed": changed},
         )
         if changed:
-            for listener in self._listeners:
-                listener(setting, new)
+            self._notify(setting, new)
         return new
 
-    def _publish_unknown(self) -> None:
-        with self._lock:
-            missing = [s for s in self._values if s not in self._authoritative]
-            self._authoritative.update(missing)
-            values = {s: self._values[s] for s in missing}
-        for setting, value in values.items():
-            self._bus.publish(SYSTEM_STATE, value, setting=setting.value)
+    # ---- restore ---------------------------------------------------------------------------
 
-    def _on_retained(self, msg: Received[SystemValue]) -> None:
-        # Only the retained value seen at start-up matters: after that we are the writer, and a
-        # command applied before the retained copy arrived is newer than it.
+    def _run_restore(self) -> None:
+        retained = self._restore.wait(self._stop)
+        if retained is None:
+            return
+        sources: dict[str, str] = {}
+        changed: list[tuple[SystemSetting, SystemValue]] = []
+        with self._lock:
+            for setting in SystemSetting:
+                current = self._values[setting]  # the local copy, or a set() made since
+                found = newest(
+                    [
+                        ("local", None if current.changed_by == "default" else current),
+                        ("retained", retained.get(setting.value)),
+                    ],
+                    lambda v: v.changed_at,
+                )
+                if found is None:
+                    source = "default"
+                    value = SystemValue(value=self._defaults[setting], changed_by="default")
+                else:
+                    source, value = found
+                sources[setting.value] = source
+                if value.value != self._values[setting].value:
+                    changed.append((setting, value))
+                self._values[setting] = value
+            values = dict(self._values)
+            self._save_locked()
+            self._restored.set()
+            held, self._held = self._held, []
+        for setting, value in values.items():
+            if retained.get(setting.value) != value:
+                self._bus.publish(SYSTEM_STATE, value, setting=setting.value)
+        log.info("system state restored", extra={"from": sources})
+        for setting, value in changed:
+            self._notify(setting, value)
+        for cmd, setting, ack in held:
+            self.set(setting, cmd.value, cmd.source)
+            ack()
+
+    def _on_state_after_restore(self, key: str, msg: Received[SystemValue]) -> None:
+        """One writer: a value on our topic that is not ours (someone published to the state
+        topic itself) is overwritten with ours."""
         try:
-            setting = SystemSetting(msg.params["setting"])
+            setting = SystemSetting(key)
         except ValueError:
             return
         with self._lock:
-            if setting in self._authoritative:
-                return
-            self._values[setting] = msg.payload
-            self._authoritative.add(setting)
-        for listener in self._listeners:
-            listener(setting, msg.payload)
+            ours = self._values[setting]
+        if msg.payload != ours:
+            log.warning(
+                "foreign value on a state topic replaced by the owner's",
+                extra={"topic": msg.topic, "seen": msg.payload.value, "ours": ours.value},
+            )
+            self._bus.publish(SYSTEM_STATE, ours, setting=setting.value)
 
     def _on_set(self, msg: Received[SetCommand]) -> None:
         try:
@@ -175,4 +238,42 @@ class SystemStateOwner:
             log.warning("set command for unknown setting skipped", extra={"topic": msg.topic})
             self._bus.metrics.invalid_messages.labels(SYSTEM_SET.name).inc()
             return
+        with self._lock:
+            if not self._restored.is_set():
+                # newer than anything restored: applied right after the restore, acknowledged
+                # only then (a crash before it leaves the command on the broker)
+                self._held.append((msg.payload, setting, msg.hold()))
+                return
         self.set(setting, msg.payload.value, msg.payload.source)
+
+    # ---- helpers ---------------------------------------------------------------------------
+
+    def _save_locked(self) -> None:
+        if self._local is None:
+            return
+        try:
+            self._local.save({s.value: v for s, v in self._values.items()})
+        except OSError as exc:
+            # Fail secure: the change still applies and is published; the owner is told.
+            if not self._local_failing:
+                self._local_failing = True
+                log.error(
+                    "local copy of the system state cannot be written",
+                    extra={"path": str(self._local.path), "error": str(exc)},
+                )
+                self._bus.set_status(
+                    ServiceState.DEGRADED,
+                    f"system state cannot be saved locally ({exc.strerror}); a restart "
+                    "relies on the broker's retained copy",
+                )
+            return
+        if self._local_failing:
+            self._local_failing = False
+            self._bus.set_status(ServiceState.OK)
+
+    def _notify(self, setting: SystemSetting, value: SystemValue) -> None:
+        for listener in self._listeners:
+            try:
+                listener(setting, value)
+            except Exception:
+                log.exception("state change listener failed")

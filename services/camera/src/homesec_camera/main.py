@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-from homesec.service import ServiceRuntime
-from homesec.settings import load_settings
+from homesec.service import run_service
 from homesec_camera.service import CameraService
 from homesec_camera.settings import CameraSettings
 
 
 def main(argv: list[str] | None = None) -> int:
-    settings = load_settings(CameraSettings)
-    with ServiceRuntime("camera", settings) as rt:
-        camera = CameraService(rt.bus, settings, rt.metrics)
-        rt.start()
-        camera.run(rt.stop_event)
-    return 0
+    return run_service(
+        "camera", CameraSettings, lambda rt, settings: CameraService(rt.bus, settings, rt.metrics)
+    )

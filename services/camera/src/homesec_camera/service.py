@@ -32,10 +32,10 @@ class BusSink:
         self._camera = camera
 
     def publish_frame(self, frame: Frame) -> bool:
-        return self._bus.publish(FRAMES, frame, camera=self._camera) is not None
+        return not self._bus.publish(FRAMES, frame, camera=self._camera).dropped
 
     def publish_snapshot(self, frame: Frame) -> bool:
-        return self._bus.publish(SNAPSHOT, frame, camera=self._camera) is not None
+        return not self._bus.publish(SNAPSHOT, frame, camera=self._camera).dropped
 
     def publish_status(self, state: ServiceState, detail: str, info: dict[str, Any]) -> None:
         self._bus.set_status(state, detail, **info)

@@ -1,4 +1,4 @@
-"""Event media on disk: pre-roll ring buffer, a writer thread, retention.
+"""Event media on disk: pre-roll ring buffer and a writer thread.
 
 Layout (``homesec.media``): ``<media_dir>/<camera>/<event_id>/{event.json, snapshot.jpg,
 preroll/000000.jpg..., frames/000000.jpg...}``. Frames are stored as the camera's own JPEG bytes
@@ -7,16 +7,16 @@ preroll/000000.jpg..., frames/000000.jpg...}``. Frames are stored as the camera'
 All writing happens on one worker thread, in submission order, so the detector can queue "write
 the snapshot" and then "publish the event" and the event never names a file that does not exist
 yet. Disk errors (full disk, read-only folder) are caught, counted and logged: the detector
-carries on without media.
+carries on without media. The writer keeps the size index (:class:`MediaIndex`) that retention,
+on its own thread (:mod:`homesec_detector.retention`), works from: a folder is open from before
+its first file until the last job of its event ran.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import queue
-import shutil
 import threading
 import time
 from collections import deque
@@ -29,8 +29,11 @@ import cv2
 import numpy as np
 from pydantic import BaseModel, Field
 
+from homesec.files import atomic_write
 from homesec.media import EVENT_META, FRAMES_DIR, PREROLL_DIR, SNAPSHOT, event_dir, frame_name
+from homesec.pins import PinKind, Pins
 from homesec_detector.motion import BoxXYWH
+from homesec_detector.retention import MediaIndex
 
 log = logging.getLogger("homesec_detector.media")
 
@@ -52,7 +55,15 @@ class MediaSettings(BaseModel):
     max_total_mb: float = Field(
         2000.0, gt=0, description="Oldest events are deleted while the media exceeds this"
     )
-    retention_interval_seconds: float = Field(60.0, gt=0)
+    retention_interval_seconds: float = Field(
+        60.0, gt=0, description="Seconds between retention passes (on their own thread)"
+    )
+    pin_max_age_days: float = Field(
+        14.0,
+        gt=0,
+        description="A pin (event still owed to Slack or the uploader) older than this no "
+        "longer protects its folder",
+    )
     min_save_seconds: float = Field(
         600.0,
         ge=0,
@@ -105,23 +116,19 @@ class MediaWriter:
         *,
         threaded: bool = True,
         on_error: Callable[[], None] | None = None,
-        on_pruned: Callable[[int], None] | None = None,
-        clock: Callable[[], float] = time.time,
+        pins: Pins | None = None,
     ) -> None:
         self.media_dir = media_dir
         self.settings = settings
+        self.index = MediaIndex()
+        self.pins = pins
         self.errors = 0
-        self.pruned = 0
         self.shed = 0
         self._on_error = on_error
-        self._on_pruned = on_pruned
-        self._clock = clock
         self._threaded = threaded
         self._queue: queue.Queue[Job | None] = queue.Queue(maxsize=settings.queue_size)
         self._thread: threading.Thread | None = None
-        self._open: set[Path] = set()
         self._counts: dict[Path, int] = {}
-        self._last_prune = 0.0
         self._last_error_log = -ERROR_LOG_INTERVAL
         self._idle = threading.Event()
         self._idle.set()
@@ -150,11 +157,7 @@ class MediaWriter:
 
     def _run(self) -> None:
         while True:
-            try:
-                job = self._queue.get(timeout=self.settings.retention_interval_seconds)
-            except queue.Empty:
-                self._guard(lambda: self.enforce_retention(force=True))
-                continue
+            job = self._queue.get()
             if job is None:
                 return
             self._guard(job)
@@ -211,17 +214,17 @@ class MediaWriter:
         then: Job | None = None,
     ) -> None:
         """Queue the snapshot (raw, so it exists when the event is published) and event.json,
-        then ``then`` (the publish), then the pre-roll and the snapshot with boxes drawn."""
+        then ``then`` (the publish), then the pre-roll and the snapshot with boxes drawn. The
+        folder stays open (never deleted by retention) until :meth:`finish_event` ran."""
         folder = self.folder(camera, event_id)
         jpeg = snapshot.jpeg
 
         def write_start() -> None:
-            self._open.add(folder)
+            self.index.open(folder)  # before the folder exists: retention never sees it closed
             self._counts[folder] = 0
-            self.enforce_retention()
             folder.mkdir(parents=True, exist_ok=True)
-            _atomic_write(folder / SNAPSHOT, jpeg)
-            _atomic_write(folder / EVENT_META, _json(meta))
+            self._write(folder, SNAPSHOT, jpeg)
+            self._write(folder, EVENT_META, _json(meta))
 
         self.call(write_start, essential=True)
         if then is not None:
@@ -236,6 +239,7 @@ class MediaWriter:
             sub.mkdir(parents=True, exist_ok=True)
             for index, frame in enumerate(frames):
                 (sub / frame_name(index)).write_bytes(frame.jpeg)
+                self.index.wrote(folder, len(frame.jpeg))
 
         self.call(write)
 
@@ -250,6 +254,7 @@ class MediaWriter:
             if index == 0:
                 sub.mkdir(parents=True, exist_ok=True)
             (sub / frame_name(index)).write_bytes(frame.jpeg)
+            self.index.wrote(folder, len(frame.jpeg))
             self._counts[folder] = index + 1
 
         self.call(write)
@@ -263,19 +268,21 @@ class MediaWriter:
     def finish_event(
         self, camera: str, event_id: str, meta: dict[str, Any], then: Job | None = None
     ) -> None:
+        """Queue the final event.json, then ``then`` (the end's publish), then close the
+        folder: it is open until its last message was published (and pinned if it alerts)."""
         folder = self.folder(camera, event_id)
 
         def write() -> None:
             meta["detector"] = {**meta.get("detector", {}), "frames": self._counts.get(folder, 0)}
-            self._open.discard(folder)
             self._counts.pop(folder, None)
+            self.index.open(folder)
             folder.mkdir(parents=True, exist_ok=True)
-            _atomic_write(folder / EVENT_META, _json(meta))
-            self.enforce_retention(force=True)
+            self._write(folder, EVENT_META, _json(meta))
 
         self.call(write, essential=True)
         if then is not None:
             self.call(then, essential=True)
+        self.call(lambda: self.index.close(folder), essential=True)
 
     def save_sample(
         self,
@@ -285,18 +292,27 @@ class MediaWriter:
         preroll: list[BufferedFrame],
         meta: dict[str, Any],
     ) -> None:
-        """An 'unoccupied' sample: a folder like an event with snapshot, pre-roll, event.json."""
+        """An 'unoccupied' sample: a folder like an event with snapshot, pre-roll, event.json.
+        It is labelled from the start (its label is published next), so it is pinned for the
+        uploader before its first file is written."""
         folder = self.folder(camera, event_id)
         jpeg = snapshot.jpeg
 
         def write() -> None:
-            self.enforce_retention()
+            self.index.open(folder)
+            if self.pins is not None:
+                self.pins.pin(PinKind.LABEL, camera, event_id)
             folder.mkdir(parents=True, exist_ok=True)
-            _atomic_write(folder / SNAPSHOT, jpeg)
-            _atomic_write(folder / EVENT_META, _json(meta))
+            self._write(folder, SNAPSHOT, jpeg)
+            self._write(folder, EVENT_META, _json(meta))
 
         self.call(write, essential=True)
         self.save_preroll(folder, preroll)
+        self.call(lambda: self.index.close(folder), essential=True)
+
+    def _write(self, folder: Path, name: str, data: bytes) -> None:
+        """Write (or replace) a file atomically and count the bytes it adds."""
+        self.index.wrote(folder, _atomic_write(folder / name, data))
 
     def _draw_snapshot(self, folder: Path, frame: BufferedFrame) -> None:
         image = cv2.imdecode(np.frombuffer(frame.jpeg, np.uint8), cv2.IMREAD_COLOR)
@@ -312,70 +328,18 @@ class MediaWriter:
             ".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.settings.snapshot_quality]
         )
         if ok:
-            _atomic_write(folder / SNAPSHOT, buf.tobytes())
-
-    # ---- retention ------------------------------------------------------------------------
-
-    def enforce_retention(self, force: bool = False) -> int:
-        """Delete events older than ``max_age_days``, then the oldest while the total size is
-        over ``max_total_mb`` (open events are kept). Returns the number deleted."""
-        now = self._clock()
-        if not force and now - self._last_prune < self.settings.retention_interval_seconds:
-            return 0
-        self._last_prune = now
-        if not self.media_dir.is_dir():
-            return 0
-        events: list[tuple[float, int, Path]] = []
-        for camera_dir in self.media_dir.iterdir():
-            if not camera_dir.is_dir():
-                continue
-            for folder in camera_dir.iterdir():
-                if folder.is_dir():
-                    events.append((_mtime(folder), _size(folder), folder))
-        events.sort()
-        total = sum(size for _, size, _ in events)
-        max_age = self.settings.max_age_days * 86400
-        cap = self.settings.max_total_mb * 1024 * 1024
-        removed = 0
-        for mtime, size, folder in events:
-            if folder in self._open:
-                continue
-            if now - mtime > max_age or total > cap:
-                shutil.rmtree(folder, ignore_errors=True)
-                total -= size
-                removed += 1
-        if removed:
-            self.pruned += removed
-            if self._on_pruned:
-                self._on_pruned(removed)
-            log.info("media pruned", extra={"events": removed, "bytes_left": total})
-        return removed
-
-
-def _mtime(folder: Path) -> float:
-    meta = folder / EVENT_META
-    try:
-        return (meta if meta.exists() else folder).stat().st_mtime
-    except OSError:
-        return 0.0
-
-
-def _size(folder: Path) -> int:
-    total = 0
-    for root, _, files in os.walk(folder):
-        for name in files:
-            try:
-                total += os.stat(os.path.join(root, name)).st_size
-            except OSError:
-                pass
-    return total
+            self._write(folder, SNAPSHOT, buf.tobytes())
 
 
 def _json(meta: dict[str, Any]) -> bytes:
     return json.dumps(meta, indent=2, default=str).encode()
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+def _atomic_write(path: Path, data: bytes) -> int:
+    """Write ``path`` atomically; returns the bytes it adds (new size minus the old one)."""
+    try:
+        old = path.stat().st_size
+    except FileNotFoundError:
+        old = 0
+    atomic_write(path, data, durable=False)
+    return len(data) - old

@@ -85,3 +85,39 @@ class DetectorMetrics:
         self.media_pruned = Counter(
             "homesec_detector_media_pruned", "Event folders deleted by retention", registry=r
         )
+        self.media_bytes = Gauge(
+            "homesec_detector_media_bytes",
+            "Bytes of event media after the last retention pass",
+            registry=r,
+        )
+        self.media_pinned_bytes = Gauge(
+            "homesec_detector_media_pinned_bytes",
+            "Bytes of event folders kept by a pin (still owed to Slack or the uploader)",
+            registry=r,
+        )
+        self.media_pinned_events = Gauge(
+            "homesec_detector_media_pinned_events",
+            "Event folders kept by a pin",
+            registry=r,
+        )
+        self.pins_expired = Counter(
+            "homesec_detector_media_pins_expired",
+            "Pins older than media.pin_max_age_days: their folders are no longer protected",
+            registry=r,
+        )
+        self.pin_errors = Counter(
+            "homesec_detector_media_pin_errors",
+            "Pins that could not be written or removed",
+            registry=r,
+        )
+        self.retention_seconds = Histogram(
+            "homesec_detector_retention_seconds",
+            "Seconds per retention pass (its own thread, not the event path)",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10, 60),
+            registry=r,
+        )
+        self.retention_errors = Counter(
+            "homesec_detector_retention_errors",
+            "Retention passes that failed (retried at the next interval)",
+            registry=r,
+        )

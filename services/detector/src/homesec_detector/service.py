@@ -3,7 +3,9 @@
 Frames arrive on paho's network thread; each camera has a :class:`~homesec.latest.LatestSlot`
 and a worker thread, so only the newest frame is processed when the detector falls behind (the
 replaced ones are counted as dropped). Event messages are published through the media writer's
-queue, after the snapshot they name is on disk. The service also hosts the system state owner.
+queue, after the snapshot they name is on disk; an alerting event is pinned for the gateway just
+before its first alerting message goes out. Retention runs on its own thread. The service also
+hosts the system state owner.
 """
 
 from __future__ import annotations
@@ -29,10 +31,12 @@ from homesec.contract import (
 from homesec.homeassistant import HomeAssistantDiscovery
 from homesec.latest import LatestSlot
 from homesec.metrics import ServiceMetrics
+from homesec.pins import PinKind, Pins
 from homesec.state import SystemStateOwner
 from homesec_detector.media_writer import MediaWriter
 from homesec_detector.metrics import DetectorMetrics
 from homesec_detector.pipeline import CameraPipeline, PersonChecker, build_person_checker
+from homesec_detector.retention import Retention, RetentionReport
 from homesec_detector.settings import DetectorSettings
 
 log = logging.getLogger("homesec_detector")
@@ -113,23 +117,40 @@ class DetectorService:
         self.bus = bus
         self.settings = settings
         self.metrics = DetectorMetrics(metrics.registry)
-        self.state = SystemStateOwner(bus, settings.state_defaults())
+        self.state = SystemStateOwner(
+            bus,
+            settings.state_defaults(),
+            restore_wait_seconds=settings.restore_wait_seconds,
+            state_path=settings.data_dir / "state" / "system.json",
+        )
         self.discovery: HomeAssistantDiscovery | None = None
         if settings.ha_discovery:
             self.discovery = HomeAssistantDiscovery(
                 bus, settings.cameras, discovery_prefix=settings.ha_discovery_prefix
             )
             self.discovery.install()
+        self.pins = Pins(settings.pins_dir, on_error=self.metrics.pin_errors.inc)
         self.media = MediaWriter(
+            settings.media_dir, settings.media, on_error=self._on_media_error, pins=self.pins
+        )
+        m = settings.media
+        self.retention = Retention(
             settings.media_dir,
-            settings.media,
-            on_error=self._on_media_error,
-            on_pruned=self.metrics.media_pruned.inc,
+            self.media.index,
+            self.pins,
+            max_age_days=m.max_age_days,
+            max_total_mb=m.max_total_mb,
+            pin_max_age_days=m.pin_max_age_days,
+            interval_seconds=m.retention_interval_seconds,
+            on_report=self._on_retention,
+            on_error=self.metrics.retention_errors.inc,
         )
         self.person = person if person is not None else build_person_checker(settings)
         self.workers: dict[str, CameraWorker] = {}
         self._media_failing = False
         self._media_error_at = 0.0
+        self._problems: dict[str, tuple[str, dict[str, object]]] = {}
+        self._status_lock = threading.Lock()
         self._lock = threading.Lock()
         self._closed = False
         if settings.cameras:
@@ -141,8 +162,9 @@ class DetectorService:
     # ---- lifecycle ------------------------------------------------------------------------
 
     def start(self) -> None:
-        """After the bus started: restore/publish system state, start the media writer."""
+        """After the bus started: restore/publish system state, start media writer and retention."""
         self.media.start()
+        self.retention.start()
         self.state.start()
         log.info(
             "detector running",
@@ -173,6 +195,7 @@ class DetectorService:
                 log.exception("closing camera failed", extra={"camera": worker.camera})
         self.media.flush()
         self.media.stop()
+        self.retention.stop()
         self.state.stop()
 
     # ---- frames ---------------------------------------------------------------------------
@@ -211,6 +234,9 @@ class DetectorService:
         m = self.metrics
         camera = msg.camera
         self._media_recovered()
+        first_alert = msg.decision.alert and msg.event_id not in worker.alerted
+        if first_alert and msg.media_dir is not None:  # the gateway releases it once posted
+            self.pins.pin(PinKind.ALERT, camera, msg.event_id)
         self.bus.publish(MOTION_EVENTS, msg)
         if msg.type is not EventType.END:
             m.event_latency.labels(camera).observe(max(0.0, time.time() - msg.frame_captured_at))
@@ -218,7 +244,7 @@ class DetectorService:
             m.motion_events.labels(camera).inc()
             m.motion_active.labels(camera).set(1)
             self.bus.publish(MOTION_STATE, OnOff("ON"), camera=camera)
-        if msg.decision.alert and msg.event_id not in worker.alerted:
+        if first_alert:
             worker.alerted.add(msg.event_id)
             m.alerts.labels(camera).inc()
         log.info(
@@ -241,14 +267,38 @@ class DetectorService:
             m.motion_active.labels(camera).set(0)
             self.bus.publish(MOTION_STATE, OnOff("OFF"), camera=camera)
 
+    # ---- status ---------------------------------------------------------------------------
+
+    def _problem(self, name: str, detail: str | None, **info: object) -> None:
+        """Set or clear one reason to be degraded; the retained status names every current one."""
+        with self._status_lock:
+            before = dict(self._problems)
+            if detail is None:
+                self._problems.pop(name, None)
+            else:
+                self._problems[name] = (detail, info)
+            if self._problems == before:
+                return
+            if not self._problems:
+                self.bus.set_status(ServiceState.OK)
+                return
+            merged: dict[str, object] = {}
+            for _, extra in self._problems.values():
+                merged.update(extra)
+            self.bus.set_status(
+                ServiceState.DEGRADED,
+                "; ".join(detail for detail, _ in self._problems.values()),
+                **merged,
+            )
+
     def _on_media_error(self) -> None:
         """Count; report the service degraded (retained status) while writes keep failing."""
         self.metrics.media_errors.inc()
         self._media_error_at = time.monotonic()
         if not self._media_failing:
             self._media_failing = True
-            self.bus.set_status(
-                ServiceState.DEGRADED,
+            self._problem(
+                "media",
                 "event media cannot be written (disk full or read-only?)",
                 media_dir=str(self.settings.media_dir),
             )
@@ -256,7 +306,31 @@ class DetectorService:
     def _media_recovered(self) -> None:
         if self._media_failing and time.monotonic() - self._media_error_at > MEDIA_RECOVERY_SECONDS:
             self._media_failing = False
-            self.bus.set_status(ServiceState.OK)
+            self._problem("media", None)
+
+    def _on_retention(self, report: RetentionReport) -> None:
+        """Metrics of a retention pass; degraded while pinned media alone exceed the cap (the
+        detector keeps detecting and alerting: only old media cannot be freed)."""
+        m = self.metrics
+        if report.deleted:
+            m.media_pruned.inc(report.deleted)
+        m.media_bytes.set(report.total_bytes)
+        m.media_pinned_bytes.set(report.pinned_bytes)
+        m.media_pinned_events.set(report.pinned_events)
+        m.retention_seconds.observe(report.seconds)
+        if report.expired_pins:
+            m.pins_expired.inc(len(report.expired_pins))
+        mb = 1024 * 1024
+        self._problem(
+            "pinned",
+            (
+                f"pinned media ({report.pinned_bytes / mb:.0f} MB in {report.pinned_events} "
+                f"events, still owed to Slack or the uploader) exceed media.max_total_mb "
+                f"({report.cap_bytes / mb:.0f} MB): check the slack-gateway and the uploader"
+            )
+            if report.pinned_over_cap
+            else None,
+        )
 
     def publish_label(self, label: TrainingLabel) -> None:
         self.media.call(lambda: self.bus.publish(TRAINING_LABELS, label), essential=True)

@@ -67,7 +67,17 @@ class DetectorSettings(ServiceSettings):
         description="Publish Home Assistant MQTT discovery documents (alarm panel, switches...)",
     )
     ha_discovery_prefix: str = Field("homeassistant", pattern=r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$")
-    default_armed: bool = False
+    restore_wait_seconds: float = Field(
+        1.0,
+        ge=0,
+        le=30,
+        description="Restore window for the system state: how long retained values may take "
+        "to arrive after the broker granted the subscription (the local copy in "
+        "<data_dir>/state/system.json is in force meanwhile)",
+    )
+    default_armed: bool = Field(
+        False, description="Used only on a fresh install: no local copy and no retained value"
+    )
     default_notifications: bool = True
     default_auto_arm: bool = False
     default_training: bool = True

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from prometheus_client import Counter, Gauge
 
-from homesec.bus import Bus, Received
+from homesec.bus import Bus
 from homesec.contract import (
     PRESENCE,
     SYSTEM_SET,
@@ -24,6 +24,7 @@ from homesec.contract import (
     SystemValue,
 )
 from homesec.metrics import ServiceMetrics
+from homesec.restore import LocalCopy, RetainedRestore, key_of, newest
 from homesec.state import SystemStateView
 from homesec_presence.autoarm import Action, AutoArmPolicy
 from homesec_presence.backends.base import BackendError, PresenceBackend
@@ -100,12 +101,13 @@ class PresenceService:
         self._auto_arm_enabled = threading.Event()
         self._auto_arm_switched_at = 0.0
         self._fresh_after = time.time()  # auto-arm switched on after this is news to us
-        self._retained: PresenceState | None = None
-        self._retained_seen = threading.Event()
-        self._restored = False
+        self._local = LocalCopy(settings.data_dir / "presence" / "state.json", PresenceState)
+        self._local_failing = False
         self._last_published: PresenceState | None = None
         self._last_publish_at = 0.0
-        bus.subscribe(PRESENCE, self._on_presence)
+        self._restore_state = RetainedRestore(
+            bus, PRESENCE, key_of(""), window_seconds=settings.restore_wait_seconds
+        )
         for name in self.watch.names:
             self.metrics.person_home.labels(name).set(0)
         self.metrics.backend_errors.labels(self.backend.name)  # export the series at 0
@@ -113,11 +115,6 @@ class PresenceService:
             self.metrics.arm_requests.labels(action.value)
 
     # ---- bus handlers (network thread) -----------------------------------------------------
-
-    def _on_presence(self, msg: Received[PresenceState]) -> None:
-        if not self._restored and self._retained is None and msg.retained:
-            self._retained = msg.payload
-            self._retained_seen.set()
 
     def _on_system_change(self, setting: SystemSetting, value: SystemValue) -> None:
         if setting is SystemSetting.AUTO_ARM and value.value:
@@ -128,10 +125,10 @@ class PresenceService:
 
     def run(self, stop: threading.Event) -> None:
         """Restore, then poll every ``poll_seconds`` until ``stop`` is set."""
-        self._retained_seen.wait(self._settings.restore_wait_seconds)
-        self._restore()
-        next_poll = 0.0
         try:
+            if not self._restore(stop):
+                return
+            next_poll = 0.0
             while not stop.is_set():
                 if time.monotonic() >= next_poll:
                     next_poll = time.monotonic() + self._settings.poll_seconds
@@ -151,21 +148,33 @@ class PresenceService:
             return
         self._request(self.policy.on_auto_arm_enabled(self.backend_ok), "auto-arm switched on")
 
-    def _restore(self) -> None:
-        self._restored = True
-        if self._retained is None:
-            return
-        self._fresh_after = self._retained.updated_at
-        restored = self.tracker.restore(self._retained)
+    def _restore(self, stop: threading.Event) -> bool:
+        """Take the newer of the local copy and the retained state (:mod:`homesec.restore`);
+        False when stopped before the broker answered."""
+        retained = self._restore_state.wait(stop)
+        if retained is None:
+            return False
+        found = newest(
+            [("local", self._local.load().get("")), ("retained", retained.get(""))],
+            lambda state: state.updated_at,
+        )
+        if found is None:
+            return True
+        source, state = found
+        self._fresh_after = state.updated_at
+        restored = self.tracker.restore(state)
         self.policy.last = self.tracker.occupancy()
         log.info(
-            "presence restored from the retained state",
-            extra={"people": restored, "occupancy": self.policy.last},
+            "presence restored",
+            extra={"from": source, "people": restored, "occupancy": self.policy.last},
         )
+        return True
 
     def poll_once(self) -> None:
-        """One poll: observe, debounce, publish, and maybe ask to arm/disarm."""
+        """One poll: observe, debounce, publish, and maybe ask to arm/disarm (after the new
+        presence state is out, so listeners see who left before the house arms)."""
         self.metrics.polls.inc()
+        action: Action | None = None
         try:
             seen = self.backend.observe(self.watch)
         except BackendError as exc:
@@ -176,8 +185,9 @@ class PresenceService:
         else:
             # the observation's time is when the answer came (a slow router must not make
             # the absence clock start before the backend was actually answering again)
-            self._on_success(self._clock(), seen)
+            action = self._on_success(self._clock(), seen)
         self._publish_if_due(self._clock())
+        self._request(action, "house empty" if action is Action.ARM else "someone arrived")
 
     def _on_failure(self, error: str) -> None:
         self.metrics.backend_errors.labels(self.backend.name).inc()
@@ -197,7 +207,7 @@ class PresenceService:
                 backend=self.backend.name,
             )
 
-    def _on_success(self, now: float, seen: dict[str, bool | None]) -> None:
+    def _on_success(self, now: float, seen: dict[str, bool | None]) -> Action | None:
         self.metrics.backend_up.set(1)
         if not self.backend_ok:
             log.info("presence backend recovered", extra={"backend": self.backend.name})
@@ -214,10 +224,9 @@ class PresenceService:
             self.metrics.person_home.labels(person.name).set(1 if person.home else 0)
             home += person.home
         self.metrics.people_home.set(home)
-        action = self.policy.on_occupancy(
+        return self.policy.on_occupancy(
             self.tracker.occupancy(), self.system.get(SystemSetting.AUTO_ARM), self.backend_ok
         )
-        self._request(action, "house empty" if action is Action.ARM else "someone arrived")
 
     def _request(self, action: Action | None, reason: str) -> None:
         if action is None:
@@ -250,9 +259,24 @@ class PresenceService:
         changed = last is None or _essence(state) != _essence(last)
         due = time.monotonic() - self._last_publish_at >= self._settings.publish_interval_seconds
         if changed or due:
+            self._save(state)
             self._bus.publish(PRESENCE, state)
             self._last_published = state
             self._last_publish_at = time.monotonic()
+
+    def _save(self, state: PresenceState) -> None:
+        """Keep the local copy; a failure is logged once (the retained copy still restores)."""
+        try:
+            self._local.save({"": state})
+        except OSError as exc:
+            if not self._local_failing:
+                log.error(
+                    "presence state cannot be saved locally",
+                    extra={"path": str(self._local.path), "error": str(exc)},
+                )
+            self._local_failing = True
+        else:
+            self._local_failing = False
 
 
 def _essence(state: PresenceState) -> tuple[object, ...]:

@@ -136,7 +136,11 @@ class PresenceSettings(ServiceSettings):
         60.0, gt=0, le=3600, description="Republish the presence state at least this often"
     )
     restore_wait_seconds: float = Field(
-        1.0, ge=0, le=30, description="How long to wait for the retained state at start"
+        1.0,
+        ge=0,
+        le=30,
+        description="Restore window: how long the retained state may take to arrive after "
+        "the broker granted the subscription (the local copy is in force meanwhile)",
     )
     router: RouterSettings = Field(default_factory=RouterSettings)
     neighbours: NeighbourSettings = Field(default_factory=NeighbourSettings)

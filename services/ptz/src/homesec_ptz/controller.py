@@ -1,7 +1,10 @@
 """The ptz service: ``ptz/<camera>/command`` in, the head moved, ``ptz/<camera>/state`` out.
 
 Bus handlers only queue; one worker thread owns the head, so commands apply in order and a
-smooth move is re-targeted (not queued behind) when a new command arrives.
+smooth move is re-targeted (not queued behind) when a new command arrives. A command is
+acknowledged to the broker only once applied, and one carrying a ``request_id`` already applied
+(a redelivery) is skipped. The position is restored at start by :mod:`homesec.restore`: the newer
+of the presets file's last position and the retained state, whatever the start order.
 """
 
 from __future__ import annotations
@@ -10,10 +13,11 @@ import logging
 import queue
 import threading
 import time
+from collections import deque
 
 from prometheus_client import Counter, Gauge
 
-from homesec.bus import Bus, Received
+from homesec.bus import Ack, Bus, Received
 from homesec.contract import (
     PTZ_COMMAND,
     PTZ_MAX_DEGREES,
@@ -24,12 +28,16 @@ from homesec.contract import (
     ServiceState,
 )
 from homesec.metrics import ServiceMetrics
+from homesec.restore import RetainedRestore, key_of, newest
 from homesec_ptz.backends import PanTiltHatBackend, PtzBackend, SimulatedBackend
 from homesec_ptz.planner import Outcome, plan, step_towards
 from homesec_ptz.settings import Position, PtzSettings
 from homesec_ptz.store import PresetStore, presets_path
 
 log = logging.getLogger("homesec_ptz")
+
+RECENT_REQUEST_IDS = 256
+"""Request ids remembered to skip a redelivered command (a relative move must not apply twice)."""
 
 
 class PtzMetrics:
@@ -75,10 +83,8 @@ class PtzController:
         self._metrics = PtzMetrics(metrics)
         for outcome in Outcome:  # export every series at 0
             self._metrics.commands.labels(self.camera, outcome.value)
-        self._commands: queue.Queue[PtzCommand] = queue.Queue()
-        self._retained: PtzState | None = None
-        self._retained_seen = threading.Event()
-        self._restored = False
+        self._commands: queue.Queue[tuple[PtzCommand, Ack]] = queue.Queue()
+        self._applied_ids: deque[str] = deque(maxlen=RECENT_REQUEST_IDS)
         self._republish = threading.Event()
         self._target = settings.home
         self._sent = settings.home
@@ -89,35 +95,41 @@ class PtzController:
         self._last_moving = False
         self._last_request_id: str | None = None
         self._error: str | None = None
-        bus.subscribe(PTZ_STATE, self._on_state, camera=self.camera)
+        self._restore = RetainedRestore(
+            bus,
+            PTZ_STATE,
+            key_of("camera"),
+            window_seconds=settings.restore_wait_seconds,
+            camera=self.camera,
+        )
         bus.subscribe(PTZ_COMMAND, self._on_command, camera=self.camera)
         bus.on_connected(lambda _session: self._republish.set())
 
     # ---- bus handlers (network thread): just hand over -------------------------------------
 
-    def _on_state(self, msg: Received[PtzState]) -> None:
-        if not self._restored and self._retained is None and msg.retained:
-            self._retained = msg.payload
-            self._retained_seen.set()
-
     def _on_command(self, msg: Received[PtzCommand]) -> None:
-        self._commands.put(msg.payload)
+        self._commands.put((msg.payload, msg.hold()))  # acknowledged once applied
 
     # ---- worker ----------------------------------------------------------------------------
 
     def run(self, stop: threading.Event) -> None:
         """Restore the last position, then apply commands until ``stop`` is set."""
         try:
-            self._restore(stop)
+            if not self._restore_position(stop):
+                return
             while not stop.is_set():
                 timeout = self._settings.state_interval_seconds if self._moving() else 0.5
                 try:
-                    cmd: PtzCommand | None = self._commands.get(timeout=timeout)
+                    item: tuple[PtzCommand, Ack] | None = self._commands.get(timeout=timeout)
                 except queue.Empty:
-                    cmd = None
+                    item = None
                 try:
-                    if cmd is not None:
-                        self.handle(cmd)
+                    if item is not None:
+                        cmd, ack = item
+                        try:
+                            self.handle(cmd)
+                        finally:
+                            ack()
                     if self._stepping:
                         self._step()
                     self._publish_if_due()
@@ -127,17 +139,33 @@ class PtzController:
         finally:
             self.backend.close()
 
-    def _restore(self, stop: threading.Event) -> None:
-        self._retained_seen.wait(self._settings.restore_wait_seconds)
-        retained = self._retained
-        self._restored = True
-        if retained is not None:
-            start, source = Position(pan=retained.target_pan, tilt=retained.target_tilt), "retained"
-            self._last_request_id = retained.last_request_id
-        elif self.store.last_position is not None:
-            start, source = self.store.last_position, "presets file"
-        else:
+    def _restore_position(self, stop: threading.Event) -> bool:
+        """Move to the newer of the retained state and the presets file's last position
+        (home on a fresh install); False when stopped before the broker answered."""
+        retained = self._restore.wait(stop)
+        if retained is None:
+            return False
+        state = retained.get(self.camera)
+        saved = self.store.last_position
+        found = newest(
+            [
+                (
+                    "retained",
+                    (Position(pan=state.target_pan, tilt=state.target_tilt), state.updated_at)
+                    if state
+                    else None,
+                ),
+                ("presets file", (saved, self.store.last_position_at) if saved else None),
+            ],
+            lambda candidate: candidate[1],
+        )
+        if found is None:
             start, source = self._settings.home, "home"
+        else:
+            source, (start, _) = found
+        if state is not None and state.last_request_id:
+            self._last_request_id = state.last_request_id
+            self._applied_ids.append(state.last_request_id)
         log.info(
             "restoring position",
             extra={"camera": self.camera, "pan": start.pan, "tilt": start.tilt, "from": source},
@@ -145,9 +173,18 @@ class PtzController:
         self._target = start
         self._send(start)
         self._publish()
+        return True
 
     def handle(self, cmd: PtzCommand) -> None:
-        """Apply one command (worker thread)."""
+        """Apply one command (worker thread); a request id applied before is skipped."""
+        if cmd.request_id is not None:
+            if cmd.request_id in self._applied_ids:
+                log.info(
+                    "ptz command already applied; skipped",
+                    extra={"camera": self.camera, "request_id": cmd.request_id},
+                )
+                return
+            self._applied_ids.append(cmd.request_id)
         result = plan(cmd, self._target, self.store.presets, self._settings.home)
         self._metrics.commands.labels(self.camera, result.outcome.value).inc()
         self._last_request_id = cmd.request_id

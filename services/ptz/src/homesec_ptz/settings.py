@@ -46,7 +46,11 @@ class PtzSettings(ServiceSettings):
         default_factory=dict, description='Initial presets, JSON: {"door": [30, 20]}'
     )
     restore_wait_seconds: float = Field(
-        1.0, ge=0, le=30, description="How long to wait for the retained state at start"
+        1.0,
+        ge=0,
+        le=30,
+        description="Restore window: how long the retained state may take to arrive after "
+        "the broker granted the subscription (the local copy is in force meanwhile)",
     )
     simulated_slew_degrees_per_second: float = Field(
         0.0, ge=0, le=1000, description="Simulated servo travel speed (0: instant)"

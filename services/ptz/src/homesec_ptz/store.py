@@ -1,19 +1,21 @@
 """Presets and last position on disk: ``<data_dir>/ptz/<camera>/presets.json``.
 
-Written atomically (temporary file + rename) so a power cut never leaves half a file.
+Written atomically (:func:`homesec.files.atomic_write`) so a power cut never leaves half a
+file. ``last_position`` (with the time it was applied) is the PTZ head's local state copy.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
+import time
 from pathlib import Path
 
 from pydantic import BaseModel, Field, ValidationError
 
 from homesec.contract import PresetName
+from homesec.files import atomic_write
 from homesec.media import resolve_inside
 from homesec_ptz.settings import Position
 
@@ -23,6 +25,7 @@ log = logging.getLogger("homesec_ptz.store")
 class StoredState(BaseModel):
     presets: dict[PresetName, Position] = Field(default_factory=dict)
     last_position: Position | None = None
+    last_position_at: float = Field(0.0, description="Unix time last_position was applied")
 
 
 def presets_path(data_dir: Path, camera: str) -> Path:
@@ -59,7 +62,9 @@ class PresetStore:
             return
         # Saved presets win over the initial ones from settings (the user changed them).
         self._state = StoredState(
-            presets={**self._state.presets, **saved.presets}, last_position=saved.last_position
+            presets={**self._state.presets, **saved.presets},
+            last_position=saved.last_position,
+            last_position_at=saved.last_position_at,
         )
 
     @property
@@ -72,25 +77,30 @@ class PresetStore:
         with self._lock:
             return self._state.last_position
 
+    @property
+    def last_position_at(self) -> float:
+        with self._lock:
+            return self._state.last_position_at
+
     def save_preset(self, name: str, position: Position) -> None:
         with self._lock:
             presets = {**self._state.presets, name: position}
-            self._state = StoredState(presets=presets, last_position=self._state.last_position)
+            self._state = self._state.model_copy(update={"presets": presets})
             self._write_locked()
 
     def save_position(self, position: Position) -> None:
         with self._lock:
             if self._state.last_position == position:
                 return
-            self._state = StoredState(presets=self._state.presets, last_position=position)
+            self._state = self._state.model_copy(
+                update={"last_position": position, "last_position_at": time.time()}
+            )
             self._write_locked()
 
     def _write_locked(self) -> None:
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_suffix(".json.tmp")
-            tmp.write_text(json.dumps(self._state.model_dump(mode="json"), indent=2) + "\n")
-            os.replace(tmp, self.path)
+            doc = json.dumps(self._state.model_dump(mode="json"), indent=2) + "\n"
+            atomic_write(self.path, doc.encode())
         except OSError as exc:
             log.error(
                 "cannot write presets file", extra={"path": str(self.path), "error": str(exc)}

@@ -10,10 +10,9 @@ from __future__ import annotations
 import logging
 import threading
 
-import paho.mqtt.client as mqtt
 from pydantic import ValidationError
 
-from homesec.bus import Bus
+from homesec.bus import Bus, PublishFuture
 from homesec.contract import TRAINING_LABELS, TrainingLabel
 from homesec_slack_gateway.metrics import GatewayMetrics
 from homesec_slack_gateway.store import Store
@@ -29,7 +28,7 @@ class LabelOutbox:
         self._store = store
         self._metrics = metrics
         self._wake = threading.Event()
-        self._in_flight: dict[int, mqtt.MQTTMessageInfo] = {}
+        self._in_flight: dict[int, PublishFuture] = {}
         self._thread: threading.Thread | None = None
 
     def add(self, label: TrainingLabel) -> None:
@@ -64,29 +63,17 @@ class LabelOutbox:
         pending = self._store.pending_labels()
         self._metrics.label_backlog.set(len(pending))
         for label_id, payload in pending:
-            info = self._in_flight.get(label_id)
-            if info is None:
+            future = self._in_flight.get(label_id)
+            if future is None or future.dropped:
                 try:
                     label = TrainingLabel.model_validate_json(payload)
                 except ValidationError:
                     log.error("stored label unreadable; dropped", extra={"id": label_id})
                     self._store.mark_label_published(label_id)
                     continue
-                info = self._bus.publish(TRAINING_LABELS, label)
-                if info is None:
-                    continue
-                self._in_flight[label_id] = info
-            if _acknowledged(info):
+                future = self._bus.publish(TRAINING_LABELS, label)
+                self._in_flight[label_id] = future
+            if future.ok:
                 self._store.mark_label_published(label_id)
                 del self._in_flight[label_id]
                 log.info("label delivered to broker", extra={"id": label_id})
-
-
-def _acknowledged(info: mqtt.MQTTMessageInfo) -> bool:
-    """True once the broker acknowledged the message.
-
-    ``MQTTMessageInfo.is_published()`` raises for a message queued while disconnected (its rc
-    stays ``MQTT_ERR_NO_CONN``) although paho sends it after reconnecting and flags it on the
-    PUBACK; so read that flag directly."""
-    with info._condition:
-        return bool(info._published)

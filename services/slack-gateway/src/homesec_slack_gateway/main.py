@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from homesec.service import ServiceRuntime
-from homesec.settings import load_settings
+from homesec.service import run_service
 from homesec_slack_gateway.service import GatewayService
 from homesec_slack_gateway.settings import SlackGatewaySettings
 
 
 def main(argv: list[str] | None = None) -> int:
-    settings = load_settings(SlackGatewaySettings)
-    with ServiceRuntime("slack-gateway", settings) as rt:
-        service = GatewayService(rt.bus, settings, rt.metrics.registry)  # subscribes
-        rt.start()
-        service.run(rt.stop_event)
-    return 0
+    return run_service(
+        "slack-gateway",
+        SlackGatewaySettings,
+        lambda rt, settings: GatewayService(rt.bus, settings, rt.metrics.registry),
+    )

@@ -19,6 +19,7 @@ from homesec_slack_gateway.http_app import create_app
 from homesec_slack_gateway.labels import LabelOutbox
 from homesec_slack_gateway.metrics import GatewayMetrics
 from homesec_slack_gateway.mirror import Mirror
+from homesec_slack_gateway.pin_release import AlertPinRelease
 from homesec_slack_gateway.settings import SlackGatewaySettings
 from homesec_slack_gateway.slack_api import web_client
 from homesec_slack_gateway.socket_mode import SocketModeRunner
@@ -69,6 +70,7 @@ class GatewayService:
             settings.retry_max_seconds,
             on_health=self._alert_health,
         )
+        self.pin_release = AlertPinRelease(self.gateway.pins, self.store, self.metrics)
         # Socket Mode needs no HTTP app (and no signing secret)
         self.app = (
             None if settings.socket_mode else create_app(self.gateway, settings, self.metrics)
@@ -77,12 +79,12 @@ class GatewayService:
         self.socket: SocketModeRunner | None = None
         self.ready = threading.Event()
 
-    def _alert_health(self, error: str | None) -> None:
-        """Degraded while alerts cannot reach Slack, ok again after the next delivery."""
-        if error is None:
+    def _alert_health(self, problem: str | None) -> None:
+        """Degraded (with the sender's reason) while alerts are in trouble, ok once one goes out."""
+        if problem is None:
             self.bus.set_status(ServiceState.OK, "")
         else:
-            self.bus.set_status(ServiceState.DEGRADED, f"alerts cannot reach Slack: {error}")
+            self.bus.set_status(ServiceState.DEGRADED, problem[:500])
 
     @property
     def http_port(self) -> int | None:
@@ -95,6 +97,7 @@ class GatewayService:
         """Serve until ``stop`` is set, then shut everything down."""
         self.sender.start(stop)
         self.labels.start(stop)
+        self.pin_release.start(stop)
         server_thread: threading.Thread | None = None
         try:
             if self.settings.socket_mode:
@@ -143,6 +146,7 @@ class GatewayService:
                 self.socket.close()
             self.sender.join(5)
             self.labels.join(5)
+            self.pin_release.join(5)
             self.gateway.close()
             self.store.close()
 

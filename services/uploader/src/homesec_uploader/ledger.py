@@ -1,14 +1,24 @@
 """The durable record of every label and every object to upload (sqlite3, one file).
 
 A label is written here before its MQTT handler returns, so the broker's PUBACK means the label
-is on disk. Label states: ``waiting`` (event media not complete yet), ``pending`` (objects
-listed, some not settled), ``done`` (every object uploaded or failed for good), ``superseded``
-(the owner relabelled the event: the later label wins). Object states: ``pending`` (to upload,
-from the event folder or, with ``source_key``, copied within the destination), ``uploaded``
-(size and ETag recorded), ``failed`` (a local problem that retrying cannot fix: missing or
-corrupt file), ``skipped`` (its label was superseded before the object was uploaded),
-``deleting`` (its label was superseded after the upload: to delete from the destination) and
-``deleted``.
+is on disk. Label states (:class:`LabelState`): ``waiting`` (event media not complete yet),
+``pending`` (objects listed, some not settled), ``done`` (every object uploaded or failed for
+good), ``superseded`` (the owner relabelled the event: the later label wins). Object states
+(:class:`ObjectState`): ``pending`` (to upload, from the event folder or, with ``source_key``,
+copied within the destination), ``uploaded`` (size and ETag recorded), ``failed`` (a local
+problem that retrying cannot fix: missing or corrupt file), ``skipped`` (its label was
+superseded before the object was uploaded), ``deleting`` (its label was superseded after the
+upload: to delete from the destination) and ``deleted``.
+
+The legal moves are the tables :data:`LABEL_TRANSITIONS` and :data:`OBJECT_TRANSITIONS` (and the
+states a row may be inserted in). The database enforces them: triggers generated from the tables
+at every open make an illegal insert or update fail, raised as :class:`IllegalTransition`, so no
+code path (nor a hand-made SQL fix) can move a row where the ledger does not expect it.
+
+The schema is versioned with ``PRAGMA user_version``: :data:`MIGRATIONS` is the numbered list of
+steps, and opening a ledger applies the steps after its version, each in its own transaction
+with the version it reaches. Steps 1-3 are the schema of the releases before versioning; they
+are idempotent because an unversioned ledger (version 0) may already have any of them.
 
 Relabelling keeps two invariants, enforced by the order in which work becomes due:
 
@@ -24,9 +34,10 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 
 from homesec.contract import TrainingLabel
@@ -36,44 +47,145 @@ LABEL_DOC = "label.json"
 KeyOf = Callable[[str, str], str]
 """``(day, rel) -> key`` of an object of the label being added."""
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS labels (
-    id INTEGER PRIMARY KEY,
-    camera TEXT NOT NULL,
-    event_id TEXT NOT NULL,
-    label TEXT NOT NULL,
-    payload TEXT NOT NULL,
-    received_at REAL NOT NULL,
-    state TEXT NOT NULL,
-    day TEXT,
-    error TEXT,
-    completed_at REAL,
-    cleaned_at REAL,
-    UNIQUE (camera, event_id, label)
-);
-CREATE TABLE IF NOT EXISTS objects (
-    label_id INTEGER NOT NULL REFERENCES labels (id),
-    rel TEXT NOT NULL,
-    key TEXT NOT NULL,
-    state TEXT NOT NULL,
-    size INTEGER,
-    etag TEXT,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    next_attempt_at REAL NOT NULL DEFAULT 0,
-    error TEXT,
-    uploaded_at REAL,
-    PRIMARY KEY (label_id, rel)
-);
-CREATE INDEX IF NOT EXISTS objects_state ON objects (state, next_attempt_at);
-CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT);
-"""
 
-_ADDED_COLUMNS = (  # added after the first release: ALTER TABLE on an existing ledger
-    ("objects", "source_key", "TEXT"),  # copy from this key instead of the event folder
-    ("objects", "deleted_at", "REAL"),
+class LabelState(StrEnum):
+    WAITING = "waiting"
+    PENDING = "pending"
+    DONE = "done"
+    SUPERSEDED = "superseded"
+
+
+class ObjectState(StrEnum):
+    PENDING = "pending"
+    UPLOADED = "uploaded"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    DELETING = "deleting"
+    DELETED = "deleted"
+
+
+LABEL_START: frozenset[LabelState] = frozenset({LabelState.WAITING})
+"""The state a label row is inserted in."""
+
+LABEL_TRANSITIONS: Mapping[LabelState, frozenset[LabelState]] = {
+    # objects listed; relabelled before they were listed
+    LabelState.WAITING: frozenset({LabelState.PENDING, LabelState.SUPERSEDED}),
+    # every object settled; relabelled
+    LabelState.PENDING: frozenset({LabelState.DONE, LabelState.SUPERSEDED}),
+    # relabelled after the upload
+    LabelState.DONE: frozenset({LabelState.SUPERSEDED}),
+    # relabelled back to this label: the row is revived
+    LabelState.SUPERSEDED: frozenset({LabelState.WAITING}),
+}
+
+OBJECT_START: frozenset[ObjectState] = frozenset({ObjectState.PENDING, ObjectState.FAILED})
+"""The states an object row is inserted in (failed: its file was missing when listed)."""
+
+OBJECT_TRANSITIONS: Mapping[ObjectState, frozenset[ObjectState]] = {
+    # stored; failed for good; its label superseded before the upload
+    ObjectState.PENDING: frozenset({ObjectState.UPLOADED, ObjectState.FAILED, ObjectState.SKIPPED}),
+    # its label superseded after the upload: delete it from the destination
+    ObjectState.UPLOADED: frozenset({ObjectState.DELETING}),
+    # stored after all (the PUT was under way when its label was superseded): delete it
+    ObjectState.SKIPPED: frozenset({ObjectState.DELETING}),
+    # deleted; its label revived (listed again: to upload, or failed)
+    ObjectState.DELETING: frozenset({ObjectState.DELETED, ObjectState.PENDING, ObjectState.FAILED}),
+    ObjectState.DELETED: frozenset({ObjectState.PENDING, ObjectState.FAILED}),
+    ObjectState.FAILED: frozenset(),
+}
+
+
+class IllegalTransition(ValueError):
+    """A ledger row was to move between states its transition table does not allow."""
+
+
+def _state_triggers(
+    table: str, start: frozenset[str], moves: Mapping[str, frozenset[str]]
+) -> list[str]:
+    """Triggers that make SQLite refuse a state outside ``start`` on insert and a move outside
+    ``moves`` on update (RAISE -> sqlite3.IntegrityError -> IllegalTransition)."""
+    starts = ", ".join(f"'{s}'" for s in sorted(start))
+    pairs = ", ".join(f"'{a}>{b}'" for a, targets in sorted(moves.items()) for b in sorted(targets))
+    return [
+        f"DROP TRIGGER IF EXISTS {table}_state_insert",
+        f"DROP TRIGGER IF EXISTS {table}_state_update",
+        f"CREATE TRIGGER {table}_state_insert BEFORE INSERT ON {table} "
+        f"WHEN NEW.state NOT IN ({starts}) BEGIN "
+        f"SELECT RAISE(ABORT, 'illegal transition: {table} inserted in that state'); END",
+        f"CREATE TRIGGER {table}_state_update BEFORE UPDATE OF state ON {table} "
+        f"WHEN NEW.state IS NOT OLD.state AND (OLD.state || '>' || NEW.state) NOT IN ({pairs}) "
+        f"BEGIN SELECT RAISE(ABORT, 'illegal transition: {table} state move'); END",
+    ]
+
+
+_TRIGGERS = _state_triggers("labels", LABEL_START, LABEL_TRANSITIONS) + _state_triggers(
+    "objects", OBJECT_START, OBJECT_TRANSITIONS
 )
 
-_AFTER_MIGRATION = "CREATE INDEX IF NOT EXISTS objects_source ON objects (source_key);"
+
+# ---- schema migrations (PRAGMA user_version) ----------------------------------------------------
+
+Migration = Callable[[sqlite3.Connection], None]
+
+
+def _m1_tables(db: sqlite3.Connection) -> None:
+    """The first release's tables."""
+    for statement in (
+        "CREATE TABLE IF NOT EXISTS labels (id INTEGER PRIMARY KEY, camera TEXT NOT NULL, "
+        "event_id TEXT NOT NULL, label TEXT NOT NULL, payload TEXT NOT NULL, "
+        "received_at REAL NOT NULL, state TEXT NOT NULL, day TEXT, error TEXT, "
+        "completed_at REAL, cleaned_at REAL, UNIQUE (camera, event_id, label))",
+        "CREATE TABLE IF NOT EXISTS objects (label_id INTEGER NOT NULL REFERENCES labels (id), "
+        "rel TEXT NOT NULL, key TEXT NOT NULL, state TEXT NOT NULL, size INTEGER, etag TEXT, "
+        "attempts INTEGER NOT NULL DEFAULT 0, next_attempt_at REAL NOT NULL DEFAULT 0, "
+        "error TEXT, uploaded_at REAL, PRIMARY KEY (label_id, rel))",
+        "CREATE INDEX IF NOT EXISTS objects_state ON objects (state, next_attempt_at)",
+        "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT)",
+    ):
+        db.execute(statement)
+
+
+def _m2_relabel_columns(db: sqlite3.Connection) -> None:
+    """Relabelling: copy from ``source_key`` instead of the event folder; when deleted."""
+    for table, column, decl in (
+        ("objects", "source_key", "TEXT"),
+        ("objects", "deleted_at", "REAL"),
+    ):
+        present = {r[1] for r in db.execute(f"PRAGMA table_info({table})")}
+        if column not in present:
+            db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
+
+
+def _m3_source_index(db: sqlite3.Connection) -> None:
+    db.execute("CREATE INDEX IF NOT EXISTS objects_source ON objects (source_key)")
+
+
+MIGRATIONS: list[Migration] = [_m1_tables, _m2_relabel_columns, _m3_source_index]
+"""Step N brings a ledger to ``user_version`` N. Append only; never edit a released step."""
+
+
+class LedgerTooNew(RuntimeError):
+    """The ledger was written by a newer uploader (its schema version is unknown here)."""
+
+
+def migrate(db: sqlite3.Connection) -> int:
+    """Apply the steps after the ledger's ``user_version``; returns the version reached."""
+    version = int(db.execute("PRAGMA user_version").fetchone()[0])
+    if version > len(MIGRATIONS):
+        raise LedgerTooNew(
+            f"ledger schema version {version} is newer than this uploader's {len(MIGRATIONS)}"
+        )
+    for number, step in enumerate(MIGRATIONS[version:], start=version + 1):
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            step(db)
+            db.execute(f"PRAGMA user_version = {number}")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+    return len(MIGRATIONS)
+
 
 _PRUNED_UPLOADED = "pruned_uploaded_objects"  # meta: uploaded objects of pruned labels
 
@@ -86,7 +198,7 @@ class LabelRow:
     label: str
     payload: TrainingLabel
     received_at: float
-    state: str
+    state: LabelState
     day: str | None
     error: str | None
     completed_at: float | None
@@ -97,7 +209,7 @@ class ObjectRow:
     label_id: int
     rel: str
     key: str
-    state: str
+    state: ObjectState
     size: int | None
     etag: str | None
     attempts: int
@@ -136,13 +248,10 @@ class Ledger:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA foreign_keys=ON")
-        self._db.executescript(_SCHEMA)
+        self.version = migrate(self._db)
         with self._tx() as db:
-            for table, column, decl in _ADDED_COLUMNS:
-                present = {r["name"] for r in db.execute(f"PRAGMA table_info({table})")}
-                if column not in present:
-                    db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
-            db.execute(_AFTER_MIGRATION)
+            for statement in _TRIGGERS:
+                db.execute(statement)
 
     def close(self) -> None:
         with self._lock:
@@ -154,6 +263,11 @@ class Ledger:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield self._db
+            except sqlite3.IntegrityError as exc:
+                self._db.execute("ROLLBACK")
+                if "illegal transition" in str(exc):
+                    raise IllegalTransition(str(exc)) from exc
+                raise
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
@@ -215,6 +329,33 @@ class Ledger:
                     "SELECT * FROM labels WHERE state=? ORDER BY id", (state,)
                 ).fetchall()
         return [_label_row(r) for r in rows]
+
+    def owed_events(self) -> set[tuple[str, str]]:
+        """(camera, event_id) of events with a label still waiting or pending: their media are
+        still needed (pinned for the uploader)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT DISTINCT camera, event_id FROM labels WHERE state IN (?, ?)",
+                (LabelState.WAITING, LabelState.PENDING),
+            ).fetchall()
+        return {(r["camera"], r["event_id"]) for r in rows}
+
+    def owes(self, camera: str, event_id: str) -> bool:
+        """True when the event has a label still waiting or pending."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT 1 FROM labels WHERE camera=? AND event_id=? AND state IN (?, ?) LIMIT 1",
+                (camera, event_id, LabelState.WAITING, LabelState.PENDING),
+            ).fetchone()
+        return row is not None
+
+    def knows_event(self, camera: str, event_id: str) -> bool:
+        """True when the ledger holds any label of the event."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT 1 FROM labels WHERE camera=? AND event_id=? LIMIT 1", (camera, event_id)
+            ).fetchone()
+        return row is not None
 
     def label(self, label_id: int) -> LabelRow:
         with self._lock:
@@ -518,7 +659,7 @@ def _label_row(r: sqlite3.Row) -> LabelRow:
         label=r["label"],
         payload=TrainingLabel.model_validate_json(r["payload"]),
         received_at=float(r["received_at"]),
-        state=r["state"],
+        state=LabelState(r["state"]),
         day=r["day"],
         error=r["error"],
         completed_at=r["completed_at"],
@@ -530,7 +671,7 @@ def _object_row(r: sqlite3.Row) -> ObjectRow:
         label_id=int(r["label_id"]),
         rel=r["rel"],
         key=r["key"],
-        state=r["state"],
+        state=ObjectState(r["state"]),
         size=r["size"],
         etag=r["etag"],
         attempts=int(r["attempts"]),

@@ -23,6 +23,16 @@ class UploaderMetrics:
             "Labels not fully uploaded yet (waiting for media or with objects pending)",
             registry=r,
         )
+        self.pinned_events = Gauge(
+            "homesec_uploader_pinned_events",
+            "Event folders pinned for the uploader (kept by the detector's retention)",
+            registry=r,
+        )
+        self.pin_errors = Counter(
+            "homesec_uploader_pin_errors",
+            "Pins that could not be written or removed",
+            registry=r,
+        )
         self.pending_objects = Gauge(
             "homesec_uploader_pending_objects", "Objects waiting to be uploaded", registry=r
         )

@@ -1,7 +1,10 @@
 """Training labels → durable ledger → S3 (or a local folder), idempotent and resumable.
 
-The MQTT handlers only write the ledger (sqlite, fast) and wake the loop; every upload, copy and
-delete happens on the thread that calls :meth:`Uploader.run` (the service's main thread).
+The MQTT handlers only write the ledger (sqlite, fast), pin the event folder for the uploader
+(:mod:`homesec.pins`, so the detector's retention keeps it) and wake the loop; every upload, copy
+and delete happens on the thread that calls :meth:`Uploader.run` (the service's main thread).
+Each run ends by reconciling the pins with the ledger: every event with a waiting or pending
+label is pinned, and a pin of an event whose labels are all settled is released.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from homesec.contract import (
 )
 from homesec.media import EVENT_META, FRAMES_DIR, PREROLL_DIR, SNAPSHOT, UnsafePath, event_dir
 from homesec.metrics import ServiceMetrics
+from homesec.pins import PinKind, Pins
 from homesec_uploader.event_media import (
     CorruptFile,
     EventMedia,
@@ -37,7 +41,15 @@ from homesec_uploader.event_media import (
     media_path,
     utc_day,
 )
-from homesec_uploader.ledger import LABEL_DOC, LabelRow, Ledger, NewObject, ObjectRow
+from homesec_uploader.ledger import (
+    LABEL_DOC,
+    LabelRow,
+    LabelState,
+    Ledger,
+    NewObject,
+    ObjectRow,
+    ObjectState,
+)
 from homesec_uploader.metrics import UploaderMetrics
 from homesec_uploader.settings import UploaderSettings
 from homesec_uploader.stores import DestinationError, Store, Stored, md5_hex
@@ -95,6 +107,7 @@ class Uploader:
         self.registry = metrics.registry
         self.metrics = UploaderMetrics(metrics.registry)
         self.ledger = Ledger(settings.ledger_path)
+        self.pins = Pins(settings.pins_dir, on_error=self.metrics.pin_errors.inc)
         self._wake = threading.Event()
         self._status_lock = threading.Lock()
         self._degraded_reason: str | None = None
@@ -117,6 +130,8 @@ class Uploader:
         label_id, created, superseded = self.ledger.add_label(
             label, now, partial(self._key_of, label)
         )
+        if self.ledger.owes(label.camera, label.event_id):  # kept by retention until uploaded
+            self.pins.pin(PinKind.LABEL, label.camera, label.event_id)
         self.metrics.labels_received.labels(label.label.value).inc()
         what = "label recorded" if created else "label already recorded"
         log.info(
@@ -131,7 +146,7 @@ class Uploader:
         )
         if created:
             row = self.ledger.label(label_id)
-            if row.state == "waiting":  # a relabel takes over the earlier label's listing
+            if row.state is LabelState.WAITING:  # a relabel takes over the earlier listing
                 self._list_objects(row, now)
             self._refresh_gauges()
             self.publish_status()
@@ -183,7 +198,7 @@ class Uploader:
         result = RunResult()
         self.metrics.runs.inc()
         now = self.clock()
-        for row in self.ledger.labels("waiting"):
+        for row in self.ledger.labels(LabelState.WAITING):
             self._list_objects(row, now)
         consecutive = 0
         tried: set[tuple[int, str, bool]] = set()  # each step at most once per run
@@ -228,8 +243,24 @@ class Uploader:
             )
         result.cleaned_labels = self._cleanup()
         result.pruned_labels = self._prune()
+        self._sync_pins()
         self._finish_run(result)
         return result
+
+    def _sync_pins(self) -> None:
+        """Pin every event still owed to the destination; release the pins of events whose
+        labels are all settled (a pin of an event the ledger does not know yet stays: its label
+        may still be on its way from the gateway)."""
+        owed = self.ledger.owed_events()
+        for camera, event_id in sorted(owed):
+            self.pins.pin(PinKind.LABEL, camera, event_id)
+        self.pins.release_settled(
+            PinKind.LABEL,
+            lambda camera, event_id: (
+                (camera, event_id) not in owed and self.ledger.knows_event(camera, event_id)
+            ),
+        )
+        self.metrics.pinned_events.set(len(owed))
 
     # ---- listing an event's objects ----------------------------------------------------------
 
@@ -385,10 +416,10 @@ class Uploader:
             "files": [
                 {"name": o.rel, "bytes": o.size, "etag": o.etag}
                 for o in objects
-                if o.state == "uploaded"
+                if o.state is ObjectState.UPLOADED
             ],
             "errors": ([{"name": "event", "error": row.error}] if row.error else [])
-            + [{"name": o.rel, "error": o.error} for o in objects if o.state == "failed"],
+            + [{"name": o.rel, "error": o.error} for o in objects if o.state is ObjectState.FAILED],
             "uploader": {"service": "homesec-uploader", "version": __version__},
         }
         return json.dumps(doc, indent=2, sort_keys=True).encode()
@@ -428,7 +459,7 @@ class Uploader:
         cleaned = 0
         for row in self.ledger.cleanup_due(before):
             for obj in self.ledger.objects(row.id):
-                if obj.state != "uploaded" or obj.rel == LABEL_DOC:
+                if obj.state is not ObjectState.UPLOADED or obj.rel == LABEL_DOC:
                     continue  # a failed (corrupt) file stays for inspection
                 try:
                     path = media_path(self.settings.media_dir, row.camera, row.event_id, obj.rel)
