@@ -27,6 +27,8 @@ import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from soak import children
+
 from homesec.broker import free_port, port_open
 from homesec.services import CATALOGUE
 
@@ -53,22 +55,8 @@ def memory(pid: int) -> Memory | None:
 
 
 def service_pids(runner: int) -> dict[str, int]:
-    """Service name -> pid among the runner's children."""
-    found: dict[str, int] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            args = [a.decode() for a in (entry / "cmdline").read_bytes().split(b"\0") if a]
-        except (OSError, ValueError):
-            continue
-        if ppid != runner:
-            continue
-        for info in CATALOGUE:
-            if info.module in args:
-                found[info.name] = int(entry.name)
-    return found
+    """Service name -> pid among the runner's children (the broker left out)."""
+    return {name: pid for name, pid in children(runner).items() if name in SERVICES}
 
 
 def metric(port: int, name: str) -> float:
