@@ -25,6 +25,7 @@ from homesec.contract import (
     MotionEvent,
     OnOff,
     ServiceState,
+    SystemSetting,
     TrainingLabel,
     is_identifier,
 )
@@ -35,7 +36,12 @@ from homesec.pins import PinKind, Pins
 from homesec.state import SystemStateOwner
 from homesec_detector.media_writer import MediaWriter
 from homesec_detector.metrics import DetectorMetrics
-from homesec_detector.pipeline import CameraPipeline, PersonChecker, build_person_checker
+from homesec_detector.pipeline import (
+    CameraPipeline,
+    PersonChecker,
+    StateGetter,
+    build_person_checker,
+)
 from homesec_detector.retention import Retention, RetentionReport
 from homesec_detector.settings import DetectorSettings
 
@@ -55,12 +61,13 @@ class CameraWorker:
         self.pipeline = CameraPipeline(
             camera,
             service.settings,
-            service.state.get,
+            service.state_for(camera),
             person=service.person,
             media=service.media,
             on_message=lambda msg: service.publish_event(msg, self),
         )
         self.alerted: set[str] = set()
+        self.alarmed: set[str] = set()
         self._resets_seen = 0
         self._stop = threading.Event()
         self.thread = threading.Thread(target=self._run, name=f"detector-{camera}", daemon=True)
@@ -122,6 +129,8 @@ class DetectorService:
             settings.state_defaults(),
             restore_wait_seconds=settings.restore_wait_seconds,
             state_path=settings.data_dir / "state" / "system.json",
+            alarm=settings.alarm,
+            codes=settings.codes,
         )
         self.discovery: HomeAssistantDiscovery | None = None
         if settings.ha_discovery:
@@ -200,6 +209,17 @@ class DetectorService:
 
     # ---- frames ---------------------------------------------------------------------------
 
+    def state_for(self, camera: str) -> StateGetter:
+        """The pipeline's view of the system state: ``armed`` means "the alarm selects this
+        camera now" (armed, pending or triggered in a mode that includes it)."""
+
+        def get(setting: SystemSetting) -> bool:
+            if setting is SystemSetting.ARMED:
+                return self.state.camera_alerts(camera)
+            return self.state.get(setting)
+
+        return get
+
     def worker(self, camera: str) -> CameraWorker | None:
         with self._lock:
             if self._closed:
@@ -237,6 +257,10 @@ class DetectorService:
         first_alert = msg.decision.alert and msg.event_id not in worker.alerted
         if first_alert and msg.media_dir is not None:  # the gateway releases it once posted
             self.pins.pin(PinKind.ALERT, camera, msg.event_id)
+        if msg.decision.alarm and msg.event_id not in worker.alarmed:
+            # the alarm moves first, so its new state (pending...) is out before the event
+            worker.alarmed.add(msg.event_id)
+            self.state.detection(camera, msg.event_id)
         self.bus.publish(MOTION_EVENTS, msg)
         if msg.type is not EventType.END:
             m.event_latency.labels(camera).observe(max(0.0, time.time() - msg.frame_captured_at))
@@ -247,6 +271,7 @@ class DetectorService:
         if first_alert:
             worker.alerted.add(msg.event_id)
             m.alerts.labels(camera).inc()
+
         log.info(
             "motion event",
             extra={
@@ -264,6 +289,7 @@ class DetectorService:
             ):
                 m.person_rejections.labels(camera).inc()
             worker.alerted.discard(msg.event_id)
+            worker.alarmed.discard(msg.event_id)
             m.motion_active.labels(camera).set(0)
             self.bus.publish(MOTION_STATE, OnOff("OFF"), camera=camera)
 
