@@ -131,6 +131,11 @@ def test_decision_reasons() -> None:
     off = DecisionInputs(True, True, PersonMode.OFF, 0.5)
     assert decide(disarmed, yes, T0, None, 10).reason == "disarmed"
     assert decide(muted, yes, T0, None, 10).reason == "muted"
+    # muted or within the alert gap: no Slack alert, but it still counts for the alarm
+    assert decide(muted, yes, T0, None, 10).alarm
+    assert decide(ARMED, yes, T0, T0 - 1, 10).alarm
+    assert not decide(disarmed, yes, T0, None, 10).alarm
+    assert not decide(ARMED, finding, T0, None, 10).alarm
     no = decide(ARMED, finding, T0, None, 10)
     assert not no.alert and no.reason == "no person confirmed (best 0.21)"
     assert decide(ARMED, None, T0, None, 10).reason == "no person confirmed (not checked)"

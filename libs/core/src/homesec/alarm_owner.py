@@ -226,10 +226,7 @@ class AlarmOwner:
             outcome = self.machine.detection(camera, event_id, self._clock())
             self._apply_locked(outcome)
         if outcome.changed:
-            log.warning(
-                "alarm " + outcome.status.state.value,
-                extra={"camera": camera, "event_id": event_id, "until": outcome.status.until},
-            )
+            _log_change(outcome.status, camera=camera, event_id=event_id)
             self._published(outcome.status)
         return outcome.status
 
@@ -283,7 +280,7 @@ class AlarmOwner:
                 outcome = self.machine.tick(self._clock())
                 self._apply_locked(outcome)
             if outcome.changed:
-                log.warning("alarm " + outcome.status.state.value, extra={"by": "timer"})
+                _log_change(outcome.status)
                 self._published(outcome.status)
 
     def _save_locked(self) -> None:
@@ -303,3 +300,13 @@ class AlarmOwner:
                 listener(status)
             except Exception:
                 log.exception("alarm listener failed")
+
+
+def _log_change(status: AlarmStatus, **extra: object) -> None:
+    """Pending and triggered are warnings (someone is in); the rest is information."""
+    level = logging.WARNING if status.state.value in ("pending", "triggered") else logging.INFO
+    log.log(
+        level,
+        "alarm " + status.state.value,
+        extra={"by": status.changed_by, "until": status.until, **extra},
+    )
