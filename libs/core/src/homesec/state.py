@@ -24,6 +24,7 @@ from homesec.alarm_owner import AlarmOwner
 from homesec.bus import Ack, Bus, Received
 from homesec.codes import CodeSettings
 from homesec.contract import (
+    ALARM_STATE,
     SYSTEM_SET,
     SYSTEM_STATE,
     AlarmAction,
@@ -50,16 +51,32 @@ ChangeListener = Callable[[SystemSetting, SystemValue], None]
 
 
 class SystemStateView:
-    """Mirror of the retained system state; thread-safe reads, optional change listeners."""
+    """Mirror of the retained system state; thread-safe reads, optional change listeners.
+    With ``alarm=True`` it mirrors ``alarm/state`` too (the subscriber needs the ACL's read
+    right on it)."""
 
-    def __init__(self, bus: Bus, defaults: Mapping[SystemSetting, bool] = DEFAULTS) -> None:
+    def __init__(
+        self, bus: Bus, defaults: Mapping[SystemSetting, bool] = DEFAULTS, *, alarm: bool = False
+    ) -> None:
         self._values: dict[SystemSetting, SystemValue] = {
             key: SystemValue(value=value) for key, value in defaults.items()
         }
         self._known: set[SystemSetting] = set()
+        self._alarm: AlarmStatus | None = None
         self._lock = threading.Lock()
         self._listeners: list[ChangeListener] = []
         bus.subscribe(SYSTEM_STATE, self._on_state)
+        if alarm:
+            bus.subscribe(ALARM_STATE, self._on_alarm)
+
+    def alarm(self) -> AlarmStatus | None:
+        """The retained alarm status; None until it arrived (or without ``alarm=True``)."""
+        with self._lock:
+            return self._alarm
+
+    def _on_alarm(self, msg: Received[AlarmStatus]) -> None:
+        with self._lock:
+            self._alarm = msg.payload
 
     def on_change(self, listener: ChangeListener) -> None:
         self._listeners.append(listener)

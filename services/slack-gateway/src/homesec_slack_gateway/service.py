@@ -39,7 +39,7 @@ class GatewayService:
         self.registry = registry
         self.metrics = GatewayMetrics(registry)
         self.store = Store(settings.state_dir / "outbox.sqlite3")
-        self.state = SystemStateView(bus)
+        self.state = SystemStateView(bus, alarm=True)
         self.mirror = Mirror(bus)
         self.wake = threading.Event()
         bot_token = SlackGatewaySettings.reveal(settings.slack_bot_token)
