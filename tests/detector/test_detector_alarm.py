@@ -14,12 +14,14 @@ from homesec.alarm import AlarmSettings, ModeSettings
 from homesec.contract import (
     ALARM_SERVICE_SET,
     ALARM_STATE,
+    ALERT_SNAPSHOT,
     MOTION_EVENTS,
     AlarmAction,
     AlarmCommand,
     AlarmState,
     AlarmStatus,
     EventType,
+    Frame,
     MotionEvent,
     PersonMode,
 )
@@ -93,6 +95,11 @@ def test_modes_select_cameras_and_detections_move_the_alarm(
     garden = [e for e in events.payloads if e.camera == "garden"]
     assert any(e.decision.alert and e.decision.alarm for e in garden)
     assert raised.event_id == garden[0].event_id
+    # the alert's snapshot is retained for Home Assistant's image entity
+    snapshots: Collector[Frame] = Collector()
+    make_bus("home-assistant").subscribe(ALERT_SNAPSHOT, snapshots, camera="garden")
+    shot = snapshots.wait_for(1)[0]
+    assert shot.jpeg[:2] == b"\xff\xd8" and shot.width == 640 and shot.height == 480
     command(AlarmAction.ACK)
     assert reaches(AlarmState.ARMED_HOME).changed_by == "slack:U1"
     # away: the front door is an entry camera, so its detection is pending (and alerts)

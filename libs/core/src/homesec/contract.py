@@ -702,6 +702,23 @@ SNAPSHOT: Channel[Frame] = Channel(
     params={"camera": "camera id"},
 )
 
+ALERT_SNAPSHOT: Channel[Frame] = Channel(
+    name="alert_snapshot",
+    template="cam/{camera}/alert/snapshot",
+    model=Frame,
+    qos=1,
+    retain=True,
+    codec=Codec.JPEG,
+    description=(
+        "The snapshot of the camera's last alerting event, retained (published once per "
+        "alert, when the event first alerts). Home Assistant's `image` entity shows it."
+    ),
+    publisher="detector",
+    subscribers=("home-assistant", "node-red"),
+    example="<JPEG bytes>; same user properties as frames (seq and time of the event's frame)",
+    params={"camera": "camera id"},
+)
+
 SNAPSHOT_REQUEST: Channel[SnapshotRequest] = Channel(
     name="snapshot_request",
     template="cam/{camera}/snapshot/request",
@@ -1039,6 +1056,7 @@ CHANNELS: tuple[Channel[Any], ...] = (
     FRAMES,
     SNAPSHOT,
     SNAPSHOT_REQUEST,
+    ALERT_SNAPSHOT,
     MOTION_EVENTS,
     MOTION_STATE,
     SYSTEM_STATE,

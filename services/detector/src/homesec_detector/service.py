@@ -14,9 +14,14 @@ import logging
 import threading
 import time
 
+import cv2
+import numpy as np
+
 from homesec.bus import Bus, Received
 from homesec.contract import (
+    ALERT_SNAPSHOT,
     FRAMES,
+    MAX_JPEG_BYTES,
     MOTION_EVENTS,
     MOTION_STATE,
     TRAINING_LABELS,
@@ -31,6 +36,7 @@ from homesec.contract import (
 )
 from homesec.homeassistant import HomeAssistantDiscovery
 from homesec.latest import LatestSlot
+from homesec.media import UnsafePath, resolve_inside
 from homesec.metrics import ServiceMetrics
 from homesec.pins import PinKind, Pins
 from homesec.state import SystemStateOwner
@@ -135,7 +141,10 @@ class DetectorService:
         self.discovery: HomeAssistantDiscovery | None = None
         if settings.ha_discovery:
             self.discovery = HomeAssistantDiscovery(
-                bus, settings.cameras, discovery_prefix=settings.ha_discovery_prefix
+                bus,
+                settings.cameras,
+                discovery_prefix=settings.ha_discovery_prefix,
+                codes=settings.codes,
             )
             self.discovery.install()
         self.pins = Pins(settings.pins_dir, on_error=self.metrics.pin_errors.inc)
@@ -271,6 +280,7 @@ class DetectorService:
         if first_alert:
             worker.alerted.add(msg.event_id)
             m.alerts.labels(camera).inc()
+            self._publish_alert_snapshot(msg)
 
         log.info(
             "motion event",
@@ -292,6 +302,30 @@ class DetectorService:
             worker.alarmed.discard(msg.event_id)
             m.motion_active.labels(camera).set(0)
             self.bus.publish(MOTION_STATE, OnOff("OFF"), camera=camera)
+
+    def _publish_alert_snapshot(self, msg: MotionEvent) -> None:
+        """The alert's snapshot, retained on ``cam/<camera>/alert/snapshot`` (Home Assistant's
+        image entity). Written before this runs (media thread); no media, no snapshot."""
+        if msg.snapshot is None:
+            return
+        try:
+            data = resolve_inside(self.settings.media_dir, msg.snapshot).read_bytes()
+        except (UnsafePath, OSError) as exc:
+            log.warning("alert snapshot unreadable", extra={"error": str(exc)[:200]})
+            return
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE)
+        if image is None or len(data) > MAX_JPEG_BYTES:
+            return
+        height, width = image.shape[:2]
+        frame = Frame(
+            camera=msg.camera,
+            seq=msg.frame_seq,
+            captured_at=msg.frame_captured_at,
+            width=min(16384, width),
+            height=min(16384, height),
+            jpeg=data,
+        )
+        self.bus.publish(ALERT_SNAPSHOT, frame, camera=msg.camera)
 
     # ---- status ---------------------------------------------------------------------------
 
