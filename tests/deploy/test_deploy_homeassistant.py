@@ -18,6 +18,8 @@ from typing import Any
 import jinja2
 import paho.mqtt.client as mqtt
 import pytest
+import yaml
+from deploy_support import REPO, acl_allows
 from paho.mqtt.enums import CallbackAPIVersion
 
 from homesec.bus import Bus
@@ -57,6 +59,7 @@ from homesec.contract import (
 )
 from homesec.homeassistant import HomeAssistantDiscovery
 from homesec.settings import BrokerSettings
+from homesec_presence.settings import PresenceSettings
 from support import wait_until
 
 # Keys every MQTT entity accepts.
@@ -550,3 +553,29 @@ def test_deploy_ha_people_and_heads_are_announced_when_seen(make_bus: Any) -> No
     head.publish(PTZ_STATE, state.model_copy(update={"presets": ["door", "gate"]}), camera="front")
     wait_until(lambda: seen.count(select) >= 2)
     assert discovery.documents()[select]["options"] == ["home", "door", "gate"]
+
+
+def test_deploy_ha_presence_yaml_matches_the_presence_settings_and_acl() -> None:
+    """docs/home-assistant.md's statestream config and automation publish exactly the topics and
+    payloads the presence example reads, and the presence user may read them."""
+    doc = (REPO / "docs" / "home-assistant.md").read_text()
+    blocks = re.findall(r"```yaml\n(.*?)```", doc, re.DOTALL)
+    stream = next(yaml.safe_load(b)["mqtt_statestream"] for b in blocks if "statestream:" in b)
+    automation = next(yaml.safe_load(b)["automation"][0] for b in blocks if "automation:" in b)
+    entities = stream["include"]["entities"]
+    assert automation["triggers"][0]["entity_id"] == entities
+    publish = automation["actions"][0]
+    assert publish["action"] == "mqtt.publish" and publish["data"]["retain"] is True
+    (env,) = [line for line in doc.splitlines() if line.startswith("HOMESEC_PRESENCE_MQTT__")]
+    trackers = json.loads(env.split("=", 1)[1])
+    settings = PresenceSettings(backend="mqtt", mqtt={"trackers": trackers})
+    topics = set(settings.mqtt.trackers.values())
+    for entity in entities:
+        # statestream: <base_topic>/<entity_id with / for .>/state (its source, late 2026)
+        streamed = f"{stream['base_topic']}/{entity.replace('.', '/')}/state"
+        data = publish["data"]
+        trigger = {"entity_id": entity, "to_state": {"state": "not_home"}}
+        assert ha_render(data["topic"], trigger=trigger) == streamed
+        assert ha_render(data["payload"], trigger=trigger) == "not_home"
+        assert streamed in topics
+        assert acl_allows("presence", streamed, "read")
