@@ -299,3 +299,20 @@ def _sniff_everything(settings: BrokerSettings, into: list[bytes], lock: threadi
     client.subscribe("homesec/#", qos=1)
     client.loop_start()
     return client
+
+
+def test_before_the_restore_the_alarm_is_never_less_armed_than_system_armed(
+    make_bus, tmp_path: Path
+) -> None:
+    """The broker may be down for long after a reboot: the detector alerts meanwhile from the
+    local copy, and without an alarm copy from what system/armed says (an old install, or the
+    default)."""
+    defaults = {SystemSetting.ARMED: True}
+    fresh = SystemStateOwner(make_bus("detector", start=False), defaults, alarm=FAST)
+    assert fresh.alarm.status.state is S.ARMED_AWAY and fresh.camera_alerts("front")
+    armed = SystemValue(value=True, changed_by="slack:U1")
+    LocalCopy(tmp_path / "state" / "system.json", SystemValue).save({"armed": armed})
+    old = SystemStateOwner(
+        make_bus("detector", start=False), state_path=tmp_path / "state" / "system.json"
+    )
+    assert old.camera_alerts("front") and not old.restored

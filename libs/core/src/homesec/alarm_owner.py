@@ -84,7 +84,8 @@ class AlarmOwner:
         self._local = LocalCopy(state_path, AlarmStatus) if state_path is not None else None
         saved = self._local.load().get(KEY) if self._local is not None else None
         self._saved = saved is not None
-        # before the restore: the local copy, else what an older install's armed value meant
+        # before the restore: the local copy, else what the legacy armed value in force means
+        # (an older install's local copy, or the default): never less armed than system/armed
         initial = saved or from_legacy(
             legacy is not None and legacy.value, settings, 0.0, "default"
         )

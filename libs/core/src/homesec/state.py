@@ -168,7 +168,7 @@ class SystemStateOwner:
             clock=clock,
             restore_wait_seconds=restore_wait_seconds,
             state_path=state_path.with_name("alarm.json") if state_path is not None else None,
-            legacy=saved.get(SystemSetting.ARMED.value),
+            legacy=self._values[SystemSetting.ARMED],  # the local copy, else the default
         )
         self.alarm.save_error = lambda exc: self._report_save("alarm", exc)
         bus.subscribe(SYSTEM_SET, self._on_set)
