@@ -12,7 +12,9 @@ from homesec.alarm import (
     ModeSettings,
     camera_alerts,
     from_legacy,
+    inside,
     legacy_armed,
+    zone_check,
 )
 from homesec.codes import CodeGuard, CodeSettings
 from homesec.contract import (
@@ -201,6 +203,27 @@ def test_commands_from_the_wire() -> None:
     assert "1234" not in cmd.model_dump_json()  # never echoed
     assert ALARM_SET.decode(b'{"action": "ARM_AWAY", "code": null}').code is None
     assert ALARM_SET.decode(b'{"action": "ARM_AWAY", "code": ""}').code is None
+
+
+def test_zones_select_where_in_the_frame() -> None:
+    lower_half = [(0.0, 0.5), (1.0, 0.5), (1.0, 1.0), (0.0, 1.0)]
+    triangle = [(0.0, 0.0), (1.0, 0.0), (0.0, 1.0)]
+    assert inside((0.5, 0.75), lower_half) and not inside((0.5, 0.25), lower_half)
+    assert inside((0.2, 0.2), triangle) and not inside((0.8, 0.8), triangle)
+    settings = AlarmSettings(home=ModeSettings(zones={"front": [lower_half]}))
+    home = AlarmStatus(state=S.ARMED_HOME, mode=AlarmMode.HOME)
+    check = zone_check(home, settings, "front", 640, 480)
+    assert check is not None
+    assert check((300, 300, 40, 100))  # feet at y=400 of 480: in the lower half
+    assert not check((300, 20, 40, 100))  # feet at y=120: not
+    assert not check(None)
+    assert zone_check(home, settings, "back", 640, 480) is None  # no zones: the whole frame
+    away = AlarmStatus(state=S.ARMED_AWAY, mode=AlarmMode.AWAY)
+    assert zone_check(away, settings, "front", 640, 480) is None  # zones are per mode
+    with pytest.raises(ValueError, match="at least 3 points"):
+        ModeSettings(zones={"front": [[(0, 0), (1, 1)]]})
+    with pytest.raises(ValueError, match="fractions"):
+        ModeSettings(zones={"front": [[(0, 0), (2, 0), (0, 1)]]})
 
 
 # ---- codes ----------------------------------------------------------------------------------

@@ -44,6 +44,8 @@ def detector(
         events=EventSettings(quiet_seconds=1.0, min_notify_seconds=0),
         alarm=AlarmSettings(
             home=ModeSettings(cameras=["garden"]),
+            # night: the front camera only for someone standing in the upper half of the frame
+            night=ModeSettings(zones={"front": [[(0, 0), (1, 0), (1, 0.5), (0, 0.5)]]}),
             away=ModeSettings(entry_delay_seconds=60, entry_cameras=["front"]),
             trigger_seconds=0,
         ),
@@ -113,3 +115,11 @@ def test_modes_select_cameras_and_detections_move_the_alarm(
     assert any(e.decision.alert for e in events.payloads)  # the owner is told, with the delay
     command(AlarmAction.DISARM)
     reaches(AlarmState.DISARMED)
+    # night's zone leaves out where the walker stands (the bottom of the frame)
+    command(AlarmAction.ARM_NIGHT)
+    reaches(AlarmState.ARMED_NIGHT)
+    events.items.clear()
+    publish_frames(client, walk_in_frames(), fps=20, camera="front")
+    wait_until(lambda: ended(events, "front"), 20)
+    assert {e.decision.reason for e in events.payloads} == {"outside the alarm mode's zones"}
+    assert alarm.payloads[-1].state is AlarmState.ARMED_NIGHT

@@ -29,7 +29,8 @@ while armed_m or arming(m), DISARM while disarmed, TRIGGER while triggered) chan
 is accepted, so a redelivered command does no harm.
 
 A camera alerts (Slack alerts, detections count) only while the state is armed, pending or
-triggered and the mode selects the camera. During the exit delay nothing alerts.
+triggered and the mode selects the camera (and, with zones for it, the person or motion stands
+in one: :func:`zone_check`). During the exit delay nothing alerts.
 
 After a restart :meth:`AlarmMachine.resume` continues a timed state by the wall clock: the
 rest of its delay when there is some left; an exit delay that ran out while homesec was down
@@ -42,9 +43,10 @@ The legacy ``system/armed`` switch is :func:`legacy_armed`: true in every state 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from homesec.contract import (
     ARM_ACTIONS,
@@ -57,6 +59,11 @@ from homesec.contract import (
 )
 
 TIMED_STATES = (AlarmState.ARMING, AlarmState.PENDING, AlarmState.TRIGGERED)
+
+Point = tuple[float, float]
+BoxXYWH = tuple[int, int, int, int]
+ZoneCheck = Callable[[BoxXYWH | None], bool]
+"""Whether a box (full-frame pixels) stands in one of the zones; an unknown box does not."""
 
 
 class ModeSettings(BaseModel):
@@ -78,6 +85,26 @@ class ModeSettings(BaseModel):
         default_factory=list,
         description="Cameras with the entry delay (the front door); others trigger at once",
     )
+
+    zones: dict[Identifier, list[list[Point]]] = Field(
+        default_factory=dict,
+        description="Per camera, polygons in relative coordinates (0-1): the camera alerts in "
+        "this mode only for a person (else the motion) standing in one, e.g. "
+        '{"front": [[[0,0.5],[1,0.5],[1,1],[0,1]]]}',
+    )
+
+    @field_validator("zones")
+    @classmethod
+    def _polygons(cls, zones: dict[str, list[list[Point]]]) -> dict[str, list[list[Point]]]:
+        for camera, polygons in zones.items():
+            if not polygons:
+                raise ValueError(f"{camera}: give at least one zone polygon (or leave it out)")
+            for polygon in polygons:
+                if len(polygon) < 3:
+                    raise ValueError(f"{camera}: a zone polygon needs at least 3 points")
+                if not all(0 <= x <= 1 and 0 <= y <= 1 for x, y in polygon):
+                    raise ValueError(f"{camera}: zone coordinates are fractions of the frame")
+        return zones
 
     def selects(self, camera: str) -> bool:
         return self.cameras is None or camera in self.cameras
@@ -136,6 +163,41 @@ def camera_alerts(status: AlarmStatus, settings: AlarmSettings, camera: str) -> 
     if status.mode is None or status.state in (AlarmState.DISARMED, AlarmState.ARMING):
         return False
     return settings.mode(status.mode).selects(camera)
+
+
+def inside(point: Point, polygon: list[Point]) -> bool:
+    """Whether ``point`` lies inside ``polygon`` (even-odd rule; both in the same units)."""
+    x, y = point
+    found = False
+    j = len(polygon) - 1
+    for i, (xi, yi) in enumerate(polygon):
+        xj, yj = polygon[j]
+        if (yi > y) != (yj > y) and x < (xj - xi) * (y - yi) / (yj - yi) + xi:
+            found = not found
+        j = i
+    return found
+
+
+def zone_check(
+    status: AlarmStatus, settings: AlarmSettings, camera: str, width: int, height: int
+) -> ZoneCheck | None:
+    """The zone test of the current mode for ``camera`` on a ``width`` x ``height`` frame, or
+    None when the mode has no zones for it (the whole frame counts). A box counts by its
+    bottom-centre point: where a person stands, not how tall they are."""
+    if status.mode is None:
+        return None
+    polygons = settings.mode(status.mode).zones.get(camera)
+    if not polygons or width <= 0 or height <= 0:
+        return None
+
+    def check(box: BoxXYWH | None) -> bool:
+        if box is None:
+            return False
+        x, y, w, h = box
+        point = ((x + w / 2) / width, (y + h) / height)
+        return any(inside(point, polygon) for polygon in polygons)
+
+    return check
 
 
 class AlarmMachine:

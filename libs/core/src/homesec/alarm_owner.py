@@ -28,9 +28,11 @@ from homesec.alarm import (
     AlarmMachine,
     AlarmSettings,
     Outcome,
+    ZoneCheck,
     camera_alerts,
     from_legacy,
     legacy_armed,
+    zone_check,
 )
 from homesec.bus import Ack, Bus, Received
 from homesec.codes import CodeGuard, CodeSettings, Verdict
@@ -114,6 +116,11 @@ class AlarmOwner:
         """Whether motion on ``camera`` alerts now (the detector's per-camera ``armed``)."""
         with self._lock:
             return camera_alerts(self.machine.status, self.settings, camera)
+
+    def zone_check(self, camera: str, width: int, height: int) -> ZoneCheck | None:
+        """The current mode's zones for ``camera`` as a box test (None: no zones)."""
+        with self._lock:
+            return zone_check(self.machine.status, self.settings, camera, width, height)
 
     def on_change(self, listener: Listener) -> None:
         self._listeners.append(listener)

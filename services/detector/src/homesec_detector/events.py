@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from pydantic import BaseModel, Field
@@ -86,6 +87,8 @@ class DecisionInputs:
     notifications: bool
     person_mode: PersonMode
     person_threshold: float
+    zone: Callable[[BoxXYWH | None], bool] | None = None
+    """The alarm mode's zones for this camera (None: the whole frame counts)."""
 
 
 def make_event_id(camera: str, started_at: float, seq: int, kind: str = "") -> str:
@@ -105,12 +108,18 @@ def decide(
     now: float,
     last_alert_at: float | None,
     min_notify_seconds: float,
+    box: BoxXYWH | None = None,
 ) -> AlertDecision:
-    """Whether to alert, and a reason a person can read."""
+    """Whether to alert, and a reason a person can read. ``box`` is the motion's largest box;
+    the zones test the person's box when there is one, else it."""
     confirmed = person is not None and person.confirmed
     best = "not checked" if person is None else f"best {person.score:.2f}"
     if not inputs.armed:
         return AlertDecision(alert=False, reason="disarmed")
+    if inputs.zone is not None:
+        where = person.box if person is not None and person.box is not None else box
+        if not inputs.zone(where):
+            return AlertDecision(alert=False, reason="outside the alarm mode's zones")
     if inputs.person_mode is PersonMode.REQUIRE and not confirmed:
         return AlertDecision(alert=False, reason=f"no person confirmed ({best})")
     # from here on the event counts for the alarm, whether or not Slack is told
@@ -291,7 +300,7 @@ class EventTracker:
 
     def _decide(self, ev: _OpenEvent, inputs: DecisionInputs, now: float) -> AlertDecision:
         decision = decide(
-            inputs, ev.person, now, self.last_alert_at, self.settings.min_notify_seconds
+            inputs, ev.person, now, self.last_alert_at, self.settings.min_notify_seconds, ev.box
         )
         if decision.alert:
             self.last_alert_at = now

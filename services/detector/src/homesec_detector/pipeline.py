@@ -38,6 +38,8 @@ from homesec_detector.settings import DetectorSettings
 log = logging.getLogger("homesec_detector.pipeline")
 
 StateGetter = Callable[[SystemSetting], bool]
+ZoneGetter = Callable[[int, int], Callable[[BoxXYWH | None], bool] | None]
+"""The alarm mode's zone test for a frame of (width, height); None: the whole frame counts."""
 
 HISTORY_LIMIT = 64
 """Checked-frame scores kept for the person confirmation rule."""
@@ -141,11 +143,13 @@ class CameraPipeline:
         media: MediaWriter | None = None,
         score_all: bool = False,
         on_message: Callable[[MotionEvent], None] | None = None,
+        zones: ZoneGetter | None = None,
     ) -> None:
         self.camera = camera
         self.on_message = on_message
         self.settings = settings
         self.state = state
+        self.zones = zones
         self.person = person if settings.person_mode is not PersonMode.OFF else None
         self.media = media if settings.media.enabled else None
         self.score_all = score_all
@@ -171,7 +175,14 @@ class CameraPipeline:
             notifications=self.state(SystemSetting.NOTIFICATIONS),
             person_mode=self.settings.person_mode,
             person_threshold=self.threshold,
+            zone=self._zone(),
         )
+
+    def _zone(self) -> Callable[[BoxXYWH | None], bool] | None:
+        last = self._last
+        if self.zones is None or last is None:
+            return None
+        return self.zones(last.width, last.height)
 
     # ---- per frame ------------------------------------------------------------------------
 

@@ -71,6 +71,7 @@ class CameraWorker:
             person=service.person,
             media=service.media,
             on_message=lambda msg: service.publish_event(msg, self),
+            zones=lambda width, height: service.state.alarm.zone_check(camera, width, height),
         )
         self.alerted: set[str] = set()
         self.alarmed: set[str] = set()
