@@ -21,11 +21,11 @@ from __future__ import annotations
 import hashlib
 import time
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from pydantic import BaseModel, Field
 
+from homesec.alarm import ZoneCheck
 from homesec.contract import (
     AlertDecision,
     Box,
@@ -87,7 +87,7 @@ class DecisionInputs:
     notifications: bool
     person_mode: PersonMode
     person_threshold: float
-    zone: Callable[[BoxXYWH | None], bool] | None = None
+    zone: ZoneCheck | None = None
     """The alarm mode's zones for this camera (None: the whole frame counts)."""
 
 
