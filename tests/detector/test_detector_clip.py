@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import os
 import struct
+import threading
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 import pytest
 
-from homesec_detector.clip import ClipError, ClipFrame, clip_size, durations_ms, encode_clip
+from homesec_detector.clip import (
+    Clip,
+    ClipError,
+    ClipFrame,
+    ClipWorker,
+    clip_size,
+    durations_ms,
+    encode_clip,
+)
 from homesec_detector.clip import _jpeg_width as jpeg_width
 from homesec_detector.openh264 import OpenH264Unavailable, load_library
 
@@ -110,3 +121,21 @@ def test_undecodable_frames_are_left_out(tmp_path: Path) -> None:
 def test_a_missing_library_says_what_to_install() -> None:
     with pytest.raises(OpenH264Unavailable, match="libopenh264"):
         load_library("/nonexistent/libopenh264.so.7")
+
+
+def test_the_clip_thread_runs_at_a_lower_priority() -> None:
+    seen: list[int] = []
+    done = threading.Event()
+
+    def probe(frames: Any, **options: Any) -> Clip:
+        seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+        return encode_clip(frames, **options)
+
+    worker = ClipWorker(max_width=640, bitrate_kbps=600, nice=7, encode=probe)
+    worker.start()
+    try:
+        worker.submit(road_frames(3), lambda clip, error: done.set())
+        assert done.wait(30) and worker.wait_idle(30)
+    finally:
+        worker.stop()
+    assert seen == [min(19, os.getpriority(os.PRIO_PROCESS, 0) + 7)]  # this thread: unchanged
