@@ -13,13 +13,12 @@ The ledger write fails the same way, with an ``OSError`` from SQLite, in both ca
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from fault_support import tmpfs
 
 from homesec.contract import TRAINING_LABELS, UPLOAD_REQUEST, UploadRequest
 from homesec.settings import BrokerSettings
@@ -30,24 +29,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "uploader"))
 from uploader_support import label, make_event, start_uploader, uploader_settings
 
 
-def mount(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["mount", *args], capture_output=True, text=True, timeout=20)
-
-
 @pytest.fixture
 def disk(tmp_path: Path) -> Iterator[Path]:
     """A 16 MiB tmpfs; unmounted at teardown."""
-    point = tmp_path / "disk"
-    point.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("READ-ONLY FAULT TEST NOT RUN: mounting a tmpfs needs root (euid != 0)")
-    done = mount("-t", "tmpfs", "-o", "size=16m", "tmpfs", str(point))
-    if done.returncode != 0:
-        pytest.skip(f"READ-ONLY FAULT TEST NOT RUN: `mount -t tmpfs` refused: {done.stderr}")
-    try:
-        yield point
-    finally:
-        subprocess.run(["umount", "-l", str(point)], capture_output=True, timeout=20)
+    with tmpfs(tmp_path / "disk", "16m", "FULL-DISK LEDGER") as mounted:
+        yield mounted
 
 
 def fill(disk: Path) -> Path:

@@ -265,6 +265,7 @@ class Bus:
         self._handlers: list[_Handler[Any]] = []
         self._patterns: dict[str, tuple[int, Subscription]] = {}
         self._suback_mids: dict[int, list[str]] = {}
+        self._suback_lock = threading.Lock()
         self._connect_listeners: list[Callable[[bool], None]] = []
         self._lock = threading.RLock()
         self._connected = threading.Event()
@@ -276,6 +277,7 @@ class Bus:
         self.availability_topic = AVAILABILITY.topic(self.prefix, service=service)
         # publishing
         self._futures: dict[int, PublishFuture] = {}
+        self._qos0_mids: set[int] = set()  # QoS 0 writes pending: failed on a disconnect
         self._early_acks: dict[int, str] = {}  # mid -> refusal reason ("" when acknowledged)
         self._state: dict[str, _StateValue] = {}
         self._state_lock = threading.Lock()
@@ -412,7 +414,7 @@ class Bus:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with self._lock:
-                idle = not self._futures and not self._outbox_handed
+                idle = len(self._futures) == len(self._qos0_mids) and not self._outbox_handed
             if idle and (self._outbox is None or self._outbox.count() == 0):
                 return True
             time.sleep(0.01)
@@ -560,6 +562,8 @@ class Bus:
                 self._acked(info.mid, future, early or None)
             else:
                 self._futures[info.mid] = future
+                if qos == 0:
+                    self._qos0_mids.add(info.mid)
         return future
 
     def _on_publish(
@@ -573,6 +577,7 @@ class Bus:
         error = str(reason_code) if reason_code.is_failure else None
         with self._lock:
             future = self._futures.pop(mid, None)
+            self._qos0_mids.discard(mid)
             if future is None:
                 self._early_acks[mid] = error or ""  # before _send registered it
                 return
@@ -658,9 +663,11 @@ class Bus:
     def _subscribe(self, patterns: list[str]) -> None:
         with self._lock:
             items = [(p, self._patterns[p][0]) for p in patterns]
-        result, mid = self._client.subscribe(items)
-        if result == MQTTErrorCode.MQTT_ERR_SUCCESS and mid is not None:
-            with self._lock:
+        # _suback_lock is held across the call so a SUBACK that comes back before subscribe()
+        # returns waits for its mid to be recorded (paho takes none of its own locks for it)
+        with self._suback_lock:
+            result, mid = self._client.subscribe(items)
+            if result == MQTTErrorCode.MQTT_ERR_SUCCESS and mid is not None:
                 self._suback_mids[mid] = patterns
 
     def _handlers_for(self, topic: str) -> list[_Handler[Any]]:
@@ -689,9 +696,10 @@ class Bus:
             self.metrics.mqtt_reconnects.inc()
         self._ever_connected = True
         self._session_present = bool(flags.session_present)
+        with self._suback_lock:
+            self._suback_mids.clear()
         with self._lock:
             self._generation += 1
-            self._suback_mids.clear()
             # rows paho held are re-sent by paho itself; only unsent rows go through the pump
             patterns = list(self._patterns)
             for _, sub in self._patterns.values():
@@ -712,8 +720,9 @@ class Bus:
         reason_codes: list[ReasonCode],
         properties: Properties | None,
     ) -> None:
-        with self._lock:
+        with self._suback_lock:
             patterns = self._suback_mids.pop(mid, [])
+        with self._lock:
             refused: list[str] = []
             for pattern, code in zip(patterns, reason_codes, strict=False):
                 sub = self._patterns[pattern][1]
@@ -795,6 +804,11 @@ class Bus:
         was_connected = self._connected.is_set()
         self._connected.clear()
         self.metrics.mqtt_connected.set(0)
+        with self._lock:  # QoS 0 messages not written yet are gone with the connection
+            lost = [self._futures.pop(mid) for mid in self._qos0_mids if mid in self._futures]
+            self._qos0_mids.clear()
+        for future in lost:
+            future._resolve("connection lost")
         if was_connected and self._started:
             log.warning(
                 "disconnected from broker; reconnecting", extra={"reason": str(reason_code)}
