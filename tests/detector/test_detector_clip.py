@@ -81,6 +81,21 @@ def test_clip_decodes_with_every_frame_as_h264(tmp_path: Path) -> None:
     assert len(clip.data) < 600_000 // 8 * 6 * 1.2  # within the bitrate cap
 
 
+def test_a_key_frame_mid_clip_keeps_every_frame_decodable(tmp_path: Path) -> None:
+    """Lights coming up: OpenH264 starts a new key frame (with new parameter sets) mid-clip."""
+    frames = []
+    for n in range(20):
+        picture = np.full((480, 640, 3), n * 10, np.uint8)
+        cv2.circle(picture, (30 + n * 25, 240), 40, (0, 0, 255), -1)
+        data = cv2.imencode(".jpg", picture, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()
+        frames.append(ClipFrame(data, n / 10))
+    clip = encode_clip(frames)
+    images, _, _ = decode(clip.data, tmp_path)
+    assert len(images) == 20
+    last = cv2.imdecode(np.frombuffer(frames[-1].jpeg, np.uint8), cv2.IMREAD_COLOR)
+    assert cv2.PSNR(last, images[-1]) > 30
+
+
 def test_frames_show_as_long_as_they_were_captured_apart(tmp_path: Path) -> None:
     frames = road_frames(4)
     times = [0.0, 0.1, 0.5, 0.6]

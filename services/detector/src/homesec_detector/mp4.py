@@ -44,13 +44,14 @@ def _full_box(kind: bytes, version: int, flags: int, *parts: bytes) -> bytes:
 
 
 def write_mp4(samples: Sequence[Sample], width: int, height: int) -> bytes:
-    """The MP4 file of ``samples``; SPS and PPS are taken from the first samples that carry them."""
+    """The MP4 file of ``samples``. Every distinct SPS and PPS of the stream goes into the
+    ``avcC`` box (an encoder may send new ones with a later key frame), none stays in-band."""
     if not samples:
         raise ValueError("no samples")
-    sps = next((n for s in samples for n in s.nals if nal_type(n) == NAL_SPS), None)
-    pps = next((n for s in samples for n in s.nals if nal_type(n) == NAL_PPS), None)
-    if sps is None or pps is None or len(sps) < 4:
-        raise ValueError("the stream has no SPS/PPS")
+    sps = _distinct(samples, NAL_SPS)
+    pps = _distinct(samples, NAL_PPS)
+    if not sps or not pps or len(sps[0]) < 4 or len(sps) > 31 or len(pps) > 255:
+        raise ValueError("the stream has no usable SPS/PPS")
     payloads: list[bytes] = []
     sync: list[int] = []
     for number, sample in enumerate(samples, start=1):
@@ -71,9 +72,18 @@ def write_mp4(samples: Sequence[Sample], width: int, height: int) -> bytes:
     return ftyp + moov(offset) + mdat
 
 
+def _distinct(samples: Sequence[Sample], kind: int) -> list[bytes]:
+    found: list[bytes] = []
+    for sample in samples:
+        for nal in sample.nals:
+            if nal and nal_type(nal) == kind and nal not in found:
+                found.append(nal)
+    return found
+
+
 def _moov(
-    sps: bytes,
-    pps: bytes,
+    sps: list[bytes],
+    pps: list[bytes],
     width: int,
     height: int,
     durations: list[int],
@@ -113,14 +123,13 @@ def _moov(
     hdlr = _full_box(b"hdlr", 0, 0, bytes(4), b"vide", bytes(12), b"homesec clip\x00")
     vmhd = _full_box(b"vmhd", 0, 1, bytes(8))
     dinf = _box(b"dinf", _full_box(b"dref", 0, 0, struct.pack(">I", 1), _full_box(b"url ", 0, 1)))
+    first = sps[0]  # profile, compatibility flags and level
     avcc = _box(
         b"avcC",
-        bytes([1, sps[1], sps[2], sps[3], 0xFF, 0xE1]),  # 4-byte lengths, one SPS
-        struct.pack(">H", len(sps)),
-        sps,
-        bytes([1]),
-        struct.pack(">H", len(pps)),
-        pps,
+        bytes([1, first[1], first[2], first[3], 0xFF, 0xE0 | len(sps)]),  # 4-byte NAL lengths
+        *(struct.pack(">H", len(n)) + n for n in sps),
+        bytes([len(pps)]),
+        *(struct.pack(">H", len(n)) + n for n in pps),
     )
     avc1 = _box(
         b"avc1",

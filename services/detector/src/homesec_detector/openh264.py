@@ -30,8 +30,10 @@ _FRAME_INVALID = 0  # videoFrameTypeInvalid
 _OPT_IDR_INTERVAL = 1
 _OPT_RC_FRAME_SKIP = 9
 _OPT_COMPLEXITY = 19
+_OPT_SPS_PPS_ID_STRATEGY = 22
 _OPT_TRACE_LEVEL = 25
 _LOG_QUIET = 0
+_CONSTANT_ID = 0  # EParameterSetStrategy: every IDR repeats SPS/PPS id 0 (default: a new id)
 
 
 class EncParamBase(ctypes.Structure):
@@ -195,6 +197,7 @@ class H264Encoder:
             self._option_int(_OPT_TRACE_LEVEL, _LOG_QUIET)
             self._option_int(_OPT_IDR_INTERVAL, settings.idr_interval)
             self._option_int(_OPT_COMPLEXITY, settings.complexity)
+            self._option_int(_OPT_SPS_PPS_ID_STRATEGY, _CONSTANT_ID)
             skip = ctypes.c_bool(False)  # every frame is coded: the clip keeps its frame count
             self._set_option(self._encoder, _OPT_RC_FRAME_SKIP, ctypes.addressof(skip))
         except BaseException:
