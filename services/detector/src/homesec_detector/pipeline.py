@@ -364,12 +364,16 @@ class CameraPipeline:
                     then=self._emitter(msg),
                 )
                 media.add_frame(self.camera, msg.event_id, buf)
+                if msg.decision.alert:
+                    media.mark_alerting(self.camera, msg.event_id)
             elif msg.type is EventType.END:
                 self._finish(msg)
             else:
                 emit = self._emitter(msg)
                 if emit is not None:
                     media.call(emit, essential=True)  # keep order behind the start
+                if msg.decision.alert:
+                    media.mark_alerting(self.camera, msg.event_id)
         if was_active and self.tracker.active and self.tracker.event_id:
             media.add_frame(self.camera, self.tracker.event_id, buf)
             if any(m.type is EventType.UPDATE and m.person_box for m in messages):
@@ -379,6 +383,8 @@ class CameraPipeline:
 
     def _finish(self, msg: MotionEvent) -> None:
         if self.media is not None:
+            if msg.decision.alert:
+                self.media.mark_alerting(self.camera, msg.event_id)
             self.media.finish_event(
                 self.camera, msg.event_id, _meta(msg, None), then=self._emitter(msg)
             )

@@ -40,6 +40,7 @@ from homesec.media import UnsafePath, resolve_inside
 from homesec.metrics import ServiceMetrics
 from homesec.pins import PinKind, Pins
 from homesec.state import SystemStateOwner
+from homesec_detector.clip import Clip
 from homesec_detector.media_writer import MediaWriter
 from homesec_detector.metrics import DetectorMetrics
 from homesec_detector.pipeline import (
@@ -150,7 +151,11 @@ class DetectorService:
             self.discovery.install()
         self.pins = Pins(settings.pins_dir, on_error=self.metrics.pin_errors.inc)
         self.media = MediaWriter(
-            settings.media_dir, settings.media, on_error=self._on_media_error, pins=self.pins
+            settings.media_dir,
+            settings.media,
+            on_error=self._on_media_error,
+            pins=self.pins,
+            on_clip=self._on_clip,
         )
         m = settings.media
         self.retention = Retention(
@@ -363,6 +368,15 @@ class DetectorService:
                 "event media cannot be written (disk full or read-only?)",
                 media_dir=str(self.settings.media_dir),
             )
+
+    def _on_clip(self, clip: Clip | None, error: str | None) -> None:
+        m = self.metrics
+        if clip is None:
+            m.clips.labels("failed").inc()
+            return
+        m.clips.labels("made").inc()
+        m.clip_cpu_seconds.observe(clip.cpu_seconds)
+        m.clip_bytes.observe(len(clip.data))
 
     def _media_recovered(self) -> None:
         if self._media_failing and time.monotonic() - self._media_error_at > MEDIA_RECOVERY_SECONDS:

@@ -103,7 +103,9 @@ class AlertIntake:
         media_dir: Path,
         min_interval: float,
         wake: threading.Event,
+        clips: bool = False,
     ) -> None:
+        self._clips = clips
         self._store = store
         self._mirror = mirror
         self._state = state
@@ -127,6 +129,7 @@ class AlertIntake:
             training=self._state.get(SystemSetting.TRAINING),
             image=image,
             min_interval=self._min_interval,
+            clip=self._clips and event.media_dir is not None,
         )
         if result == "rate_limited":
             self._metrics.alerts_suppressed.inc()
