@@ -434,3 +434,52 @@ def build_clips(assets_dir: Path) -> list[Clip]:
             still_scene(f"light-ramp-{scene}", base, 80, ramp_light(20, 15, 0.45), 230 + j)
         )
     return clips
+
+
+KINDS: tuple[Kind, ...] = ("person", "pet", "traffic", "empty")
+
+
+def clips_from_folder(folder: Path, fps: float | None = None) -> list[Clip]:
+    """Your own clips: every video, GIF or folder of images in ``folder``, in name order.
+
+    A clip's kind is the start of its name (``person-...``, ``pet-...``, ``traffic-...``,
+    ``empty-...``), else ``person`` if its labels say a person is in it, else ``empty``. Labels:
+    ``<clip>.csv`` beside it with ``frame,label`` rows (1/0, person/empty; see
+    ``homesec eval --labels``); the frames labelled 1 are the person's frames, the whole frame
+    stands for the person's box."""
+    from homesec_detector.evaluate import IMAGE_EXTENSIONS, open_source, read_labels
+
+    if not folder.is_dir():
+        raise ValueError(f"{folder}: not a folder of clips")
+    clips = []
+    for path in sorted(folder.iterdir()):
+        if path.suffix.lower() == ".csv" or path.name.startswith("."):
+            continue
+        if path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS - {".gif"}:
+            continue  # a lone image is no clip
+        source = open_source(path, fps)
+        frames = list(source.frames)
+        if not frames:
+            continue
+        size = (frames[0][1], frames[0][2])
+        labels_path = (
+            path.with_suffix(".csv") if path.is_file() else path.parent / f"{path.name}.csv"
+        )
+        labels = read_labels(labels_path) if labels_path.is_file() else {}
+        boxes: list[BoxXYWH | None] = [
+            (0, 0, size[0], size[1]) if labels.get(i) else None for i in range(len(frames))
+        ]
+        prefix = path.stem.split("-", 1)[0]
+        kind: Kind = prefix if prefix in KINDS else ("person" if any(boxes) else "empty")  # type: ignore[assignment]
+        clips.append(
+            Clip(
+                path.stem,
+                kind,
+                [data for data, _, _ in frames],
+                fps=source.fps,
+                size=size,
+                person_boxes=boxes if kind == "person" else [None] * len(frames),
+                object_boxes=boxes,
+            )
+        )
+    return clips

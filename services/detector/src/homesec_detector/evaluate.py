@@ -345,7 +345,26 @@ def build_parser() -> argparse.ArgumentParser:
         description="Replay a video, GIF or folder of images through the detector pipeline "
         "(settings from HOMESEC_DETECTOR_*).",
     )
-    p.add_argument("path", type=Path, help="video file, GIF, or folder of images")
+    p.add_argument(
+        "path",
+        type=Path,
+        nargs="?",
+        help="video file, GIF, or folder of images; with --report: a folder of labelled clips "
+        "(default: the built-in evaluation set)",
+    )
+    p.add_argument(
+        "--report",
+        action="store_true",
+        help="one row per clip of the evaluation set (events, alerts, first alert, person "
+        "recall, false alerts), the totals and the original's 2x2 table",
+    )
+    p.add_argument(
+        "--assets",
+        type=Path,
+        default=Path("tests/assets"),
+        help="--report: the assets the built-in set is made of (default %(default)s)",
+    )
+    p.add_argument("--only", default="", help="--report: only clips whose name contains this")
     p.add_argument("--json", action="store_true", help="one JSON object per frame, then summary")
     p.add_argument("--labels", type=Path, help="frame,label CSV (1/0 or occupied/unoccupied)")
     p.add_argument("--score-all", action="store_true", help="run the person model on every frame")
@@ -372,11 +391,43 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _report(args: argparse.Namespace, settings: DetectorSettings) -> int:
+    from homesec_detector import evalset, report
+
+    try:
+        if args.path is not None:
+            clips = evalset.clips_from_folder(args.path, args.fps)
+        else:
+            clips = evalset.build_clips(args.assets)
+    except (OSError, ValueError) as exc:
+        print(f"homesec eval --report: {exc}", file=sys.stderr)
+        return 2
+    clips = [c for c in clips if args.only in c.name]
+    if not args.json:
+        print(report.HEADER)
+    results = report.run_report(
+        clips,
+        settings,
+        check_ms=args.check_ms,
+        progress=None if args.json else lambda r: print(report.format_row(r), flush=True),
+    )
+    if args.json:
+        print(json.dumps(report.as_json(results)))
+    else:
+        print(report.format_totals(report.totals(results)))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     settings = load_settings(DetectorSettings)
     if args.person_mode:
         settings = settings.model_copy(update={"person_mode": PersonMode(args.person_mode)})
+    if args.report:
+        return _report(args, settings)
+    if args.path is None:
+        print("homesec eval: give a PATH (or --report)", file=sys.stderr)
+        return 2
     try:
         labels = read_labels(args.labels) if args.labels else None
         source = open_source(args.path, args.fps)

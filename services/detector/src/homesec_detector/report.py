@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from homesec_detector.evalset import Clip
-from homesec_detector.evaluate import Evaluation
+from homesec_detector.evaluate import DEFAULT_CHECK_MS, Evaluation
 from homesec_detector.motion import BoxXYWH
 from homesec_detector.person import PersonDetector
 from homesec_detector.settings import DetectorSettings
@@ -79,10 +79,13 @@ def visible_frame(clip: Clip, detector: PersonDetector) -> int | None:
 
 
 def run_clip(
-    clip: Clip, settings: DetectorSettings, detector: PersonDetector | None = None
+    clip: Clip,
+    settings: DetectorSettings,
+    detector: PersonDetector | None = None,
+    check_ms: float | None = DEFAULT_CHECK_MS,
 ) -> ClipResult:
     """Run ``clip`` through the pipeline and score the outcome against its labels."""
-    ev = Evaluation(settings, camera="report")
+    ev = Evaluation(settings, camera="report", check_ms=check_ms)
     for i, data in enumerate(clip.frames):
         ev.feed(i, data, clip.size[0], clip.size[1], clip.fps)
     last = len(clip.frames) - 1
@@ -122,12 +125,13 @@ def run_report(
     clips: Iterable[Clip],
     settings: DetectorSettings,
     progress: Callable[[ClipResult], None] | None = None,
+    check_ms: float | None = DEFAULT_CHECK_MS,
 ) -> list[ClipResult]:
     """Every clip's result (the model for visibility is the configured one, at 0.5)."""
     detector = PersonDetector(settings.person.model_copy(update={"score_threshold": VISIBLE_SCORE}))
     results = []
     for clip in clips:
-        result = run_clip(clip, settings, detector)
+        result = run_clip(clip, settings, detector, check_ms)
         results.append(result)
         if progress is not None:
             progress(result)
