@@ -3,7 +3,7 @@
 #   make test   every check: lint, types, unit, integration, deployment checks
 SHELL := /bin/bash
 PYTEST_ARGS ?=
-LINT_PATHS := libs services tests $(wildcard bench)
+LINT_PATHS := libs services tests docker $(wildcard bench)
 # uv from PATH, else a private copy in .tools/ (a venv, so it works where system pip is locked)
 UV := $(or $(shell command -v uv 2>/dev/null),$(CURDIR)/.tools/bin/uv)
 

@@ -267,23 +267,11 @@ def test_a_full_memory_queue_never_drops_what_the_outbox_holds(
 
 # ---- state ------------------------------------------------------------------------------------
 
-SMALL_QUEUE_CONFIG = """\
-per_listener_settings false
-user {user}
-allow_anonymous true
-listener {port} {host}
-persistence true
-persistence_location {data_dir}/
-autosave_interval 1
-max_queued_messages 20
-log_dest file {data_dir}/mosquitto.log
-"""
-
 
 def test_consumer_back_after_downtime_gets_every_event_in_order_and_no_stale_snapshots(
     tmp_path: Path,
 ) -> None:
-    broker = MosquittoProcess(tmp_path / "mosquitto", config_text=SMALL_QUEUE_CONFIG)
+    broker = MosquittoProcess(tmp_path / "mosquitto", limits={"max_queued_messages": "20"})
     broker.start()
     settings = BrokerSettings(
         host=broker.host, port=broker.port, reconnect_min_seconds=1, reconnect_max_seconds=2

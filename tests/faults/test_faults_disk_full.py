@@ -19,7 +19,6 @@ from __future__ import annotations
 import errno
 import os
 import shutil
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,6 +27,7 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
+from fault_support import tmpfs
 
 import homesec_detector.service as detector_service
 from homesec.contract import (
@@ -56,25 +56,8 @@ W, H = 320, 240
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A 4 MiB tmpfs, unmounted at teardown."""
-    mount_point = tmp_path / "disk"
-    mount_point.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("DISK-FULL FAULT TEST NOT RUN: mounting a tmpfs needs root (euid != 0)")
-    result = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={TMPFS_SIZE}", "tmpfs", str(mount_point)],
-        capture_output=True,
-        text=True,
-        timeout=20,
-    )
-    if result.returncode != 0:
-        pytest.skip(
-            "DISK-FULL FAULT TEST NOT RUN: `mount -t tmpfs` was refused "
-            f"(container without CAP_SYS_ADMIN?): {result.stderr.strip()}"
-        )
-    try:
-        yield mount_point
-    finally:
-        subprocess.run(["umount", "-l", str(mount_point)], capture_output=True, timeout=20)
+    with tmpfs(tmp_path / "disk", TMPFS_SIZE, "DISK-FULL") as disk:
+        yield disk
 
 
 def _jpeg(image: np.ndarray) -> bytes:

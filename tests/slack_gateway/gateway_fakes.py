@@ -10,7 +10,7 @@ import itertools
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,10 @@ from homesec.contract import (
     SNAPSHOT,
     SNAPSHOT_REQUEST,
     SYSTEM_SET,
+    AlertDecision,
+    EventType,
     Frame,
+    MotionEvent,
     PtzCommand,
     PtzState,
     SetCommand,
@@ -51,14 +54,24 @@ class Call:
     method: str
     args: dict[str, Any]
     status: int
+    ok: bool = True  # False: answered with a fault (an HTTP error or ``"ok": false``)
 
 
 @dataclass
 class Fault:
+    """One answer Slack gives instead of doing the work (``fail_next``)."""
+
     status: int
     body: dict[str, Any]
     headers: dict[str, str] = field(default_factory=dict)
     applied: bool = False  # Slack did the work, then the answer was lost (a failure reply)
+    when: Callable[[dict[str, Any]], bool] | None = None  # only calls with matching arguments
+    sticky: bool = False  # answer every matching call so, until clear_faults()
+
+
+def refusal(error: str, **options: Any) -> Fault:
+    """Slack's answer to a call it refuses: HTTP 200, ``{"ok": false, "error": error}``."""
+    return Fault(200, {"ok": False, "error": error}, **options)
 
 
 class FakeSlack:
@@ -74,6 +87,7 @@ class FakeSlack:
         self.channels: list[dict[str, str]] = [{"id": "C0ALERTS", "name": "alerts"}]
         self.page_size = 100
         self.messages: list[dict[str, Any]] = []  # what conversations.history returns
+        self.max_upload_bytes: int | None = None  # the upload URL answers 413 above this
         self._filenames: dict[str, str] = {}  # file id → name given to getUploadURLExternal
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
@@ -130,13 +144,31 @@ class FakeSlack:
 
     def calls_to(self, method: str, ok_only: bool = True) -> list[Call]:
         with self._lock:
-            return [
-                c for c in self.calls if c.method == method and (c.status == 200 or not ok_only)
-            ]
+            return [c for c in self.calls if c.method == method and (c.ok or not ok_only)]
 
     def fail_next(self, method: str, *faults: Fault) -> None:
+        """Answer the next calls of ``method`` with these faults, in order (a sticky one stays)."""
         with self._lock:
             self.faults.setdefault(method, []).extend(faults)
+
+    def clear_faults(self) -> None:
+        """Slack works again: forget every fault not yet used (sticky ones included)."""
+        with self._lock:
+            self.faults.clear()
+
+    def _fault_for(self, method: str, args: dict[str, Any]) -> Fault | None:
+        with self._lock:
+            faults = self.faults.get(method, [])
+            for n, fault in enumerate(faults):
+                if fault.when is None or fault.when(args):
+                    if not fault.sticky:
+                        del faults[n]
+                    return fault
+        return None
+
+    def posts(self) -> list[dict[str, Any]]:
+        """Arguments of the chat.postMessage calls Slack accepted, in order."""
+        return [c.args for c in self.calls_to("chat.postMessage")]
 
     def completed_uploads(self) -> list[tuple[dict[str, Any], bytes]]:
         """(completeUploadExternal args, uploaded bytes) per successful upload, in order."""
@@ -156,14 +188,12 @@ class FakeSlack:
             args.update(json.loads(raw))
         elif raw:
             args.update(dict(parse_qsl(raw.decode())))
-        with self._lock:
-            faults = self.faults.get(method)
-            fault = faults.pop(0) if faults else None
+        fault = self._fault_for(method, args)
         if fault is not None:
             if fault.applied:
                 self._answer(method, args)
             with self._lock:
-                self.calls.append(Call(method, args, fault.status))
+                self.calls.append(Call(method, args, fault.status, ok=False))
             return web.json_response(fault.body, status=fault.status, headers=fault.headers)
         body = self._answer(method, args)
         with self._lock:
@@ -214,6 +244,8 @@ class FakeSlack:
 
     async def _upload(self, request: web.Request) -> web.Response:
         data = await request.read()
+        if self.max_upload_bytes is not None and len(data) > self.max_upload_bytes:
+            return web.Response(status=413, text="file too large")
         with self._lock:
             self.uploads[request.match_info["file_id"]] = data
         return web.Response(text=f"OK - {len(data)}")
@@ -322,6 +354,7 @@ class Harness:
             "retry_max_seconds": 0.2,
             "snapshot_wait_seconds": 1.0,
             "ptz_wait_seconds": 3.0,
+            "allowed_users": ["U0OWNER"],
             "admin_users": ["U0OWNER"],
             "log_format": "text",
         }
@@ -394,6 +427,43 @@ class Harness:
     def metric(self, name: str, **labels: str) -> float:
         value = self.service.registry.get_sample_value(name, labels or None)
         return 0.0 if value is None else value
+
+
+def motion_event(
+    event_id: str,
+    kind: EventType = EventType.START,
+    alert: bool = True,
+    camera: str = "front",
+    snapshot: str | None = "default",
+) -> MotionEvent:
+    """A detector's motion event; ``snapshot="default"`` names the file write_snapshot writes."""
+    rel = f"{camera}/{event_id}/snapshot.jpg" if snapshot == "default" else snapshot
+    return MotionEvent(
+        type=kind,
+        event_id=event_id,
+        camera=camera,
+        started_at=1764100000.0,
+        frame_seq=10,
+        frame_captured_at=1764100000.5,
+        area=0.118,
+        motion_score=0.63,
+        person_score=0.84 if alert else None,
+        decision=AlertDecision(
+            alert=alert, reason="armed, person confirmed (0.84)" if alert else "no person yet"
+        ),
+        snapshot=rel,
+    )
+
+
+def write_snapshot(gateway: Harness, camera: str, event_id: str, data: bytes) -> None:
+    path = gateway.settings.media_dir / camera / event_id / "snapshot.jpg"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+
+
+def image(n: int, size: int = 16) -> bytes:
+    """A small JPEG-looking image, distinct per ``n``."""
+    return JPEG + bytes([n % 256]) * size
 
 
 def responses_for(slack: FakeSlack, count: int = 1, timeout: float = 15.0) -> list[dict[str, Any]]:

@@ -4,19 +4,18 @@ exactly once through Slack 429s and 500s, rate-limited per camera, surviving a r
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 from pathlib import Path
 
-from gateway_fakes import JPEG, FakeSlack, Fault, Harness
+from gateway_fakes import FakeSlack, Fault, Harness, image, motion_event, write_snapshot
 
 from homesec.contract import (
     MOTION_EVENTS,
     SERVICE_STATUS,
     SNAPSHOT,
-    AlertDecision,
     EventType,
     Frame,
-    MotionEvent,
     ServiceState,
     ServiceStatus,
     SystemSetting,
@@ -25,50 +24,15 @@ from homesec.state import SystemStateOwner
 from support import Collector, wait_until
 
 
-def event(
-    event_id: str,
-    kind: EventType = EventType.START,
-    alert: bool = True,
-    camera: str = "front",
-    snapshot: str | None = "default",
-) -> MotionEvent:
-    rel = f"{camera}/{event_id}/snapshot.jpg" if snapshot == "default" else snapshot
-    return MotionEvent(
-        type=kind,
-        event_id=event_id,
-        camera=camera,
-        started_at=1764100000.0,
-        frame_seq=10,
-        frame_captured_at=1764100000.5,
-        area=0.118,
-        motion_score=0.63,
-        person_score=0.84 if alert else None,
-        decision=AlertDecision(
-            alert=alert, reason="armed, person confirmed (0.84)" if alert else "no person yet"
-        ),
-        snapshot=rel,
-    )
-
-
-def write_snapshot(gateway: Harness, camera: str, event_id: str, data: bytes) -> None:
-    path = gateway.settings.media_dir / camera / event_id / "snapshot.jpg"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-
-
-def image(n: int) -> bytes:
-    return JPEG + bytes([n]) * 16
-
-
 def test_armed_event_gives_exactly_one_alert_with_buttons(
     gateway: Harness, make_bus, slack: FakeSlack
 ) -> None:
     detector = make_bus("detector")
     write_snapshot(gateway, "front", "front-0001", image(1))
-    detector.publish(MOTION_EVENTS, event("front-0001", EventType.START, alert=False))
-    detector.publish(MOTION_EVENTS, event("front-0001", EventType.UPDATE, alert=True))
-    detector.publish(MOTION_EVENTS, event("front-0001", EventType.UPDATE, alert=True))
-    detector.publish(MOTION_EVENTS, event("front-0001", EventType.END, alert=True))
+    detector.publish(MOTION_EVENTS, motion_event("front-0001", EventType.START, alert=False))
+    detector.publish(MOTION_EVENTS, motion_event("front-0001", EventType.UPDATE, alert=True))
+    detector.publish(MOTION_EVENTS, motion_event("front-0001", EventType.UPDATE, alert=True))
+    detector.publish(MOTION_EVENTS, motion_event("front-0001", EventType.END, alert=True))
     wait_until(lambda: slack.calls_to("chat.postMessage"), 15)
     time.sleep(0.5)  # anything extra would arrive now
     uploads = slack.completed_uploads()
@@ -110,7 +74,7 @@ def test_no_training_no_buttons_and_fallback_to_retained_snapshot(
     camera.publish(SNAPSHOT, frame, camera="front")
     wait_until(lambda: gateway.service.mirror.latest_snapshot("front") is not None)
     # the path tries to leave the media folder: refused, the retained snapshot is used
-    detector.publish(MOTION_EVENTS, event("front-0002", snapshot="../../../etc/passwd"))
+    detector.publish(MOTION_EVENTS, motion_event("front-0002", snapshot="../../../etc/passwd"))
     wait_until(lambda: slack.completed_uploads(), 15)
     assert slack.completed_uploads()[0][1] == image(9)
     time.sleep(0.3)
@@ -142,7 +106,7 @@ def test_slack_429_and_500_then_recovery_in_order_once(
     ids = [f"front-00{n}" for n in range(10, 14)]
     for n, event_id in enumerate(ids):
         write_snapshot(gateway, "front", event_id, image(n))
-        detector.publish(MOTION_EVENTS, event(event_id))
+        detector.publish(MOTION_EVENTS, motion_event(event_id))
     wait_until(lambda: len(slack.calls_to("chat.postMessage")) == len(ids), 30)
     time.sleep(0.5)
     uploads = slack.completed_uploads()
@@ -171,7 +135,7 @@ def test_rate_limit_per_camera(make_gateway, make_bus, slack: FakeSlack) -> None
     detector = make_bus("detector")
     for event_id, camera in [("front-1", "front"), ("front-2", "front"), ("back-1", "back")]:
         write_snapshot(gateway, camera, event_id, image(len(event_id)))
-        detector.publish(MOTION_EVENTS, event(event_id, camera=camera))
+        detector.publish(MOTION_EVENTS, motion_event(event_id, camera=camera))
     wait_until(lambda: len(slack.completed_uploads()) == 2, 15)
     time.sleep(0.5)
     comments = [args["initial_comment"] for args, _ in slack.completed_uploads()]
@@ -185,15 +149,60 @@ def test_alert_survives_gateway_restart(
     first = Harness(broker_settings, tmp_path / "data", slack, slack_bot_token=None).start()
     detector = make_bus("detector")
     write_snapshot(first, "front", "front-0100", image(100))
-    detector.publish(MOTION_EVENTS, event("front-0100"))
+    detector.publish(MOTION_EVENTS, motion_event("front-0100"))
     wait_until(lambda: first.metric("homesec_slack_alert_backlog") == 1, 15)
     first.stop()
     second = Harness(broker_settings, tmp_path / "data", slack).start()
     try:
         wait_until(lambda: slack.calls_to("chat.postMessage"), 15)
         # the detector repeats the event's update after the restart: still one alert
-        detector.publish(MOTION_EVENTS, event("front-0100", EventType.UPDATE))
+        detector.publish(MOTION_EVENTS, motion_event("front-0100", EventType.UPDATE))
         time.sleep(0.5)
         assert [data for _, data in slack.completed_uploads()] == [image(100)]
     finally:
         second.stop()
+
+
+def test_a_redelivered_event_never_queues_or_posts_a_second_alert(
+    gateway: Harness, make_bus, slack: FakeSlack
+) -> None:
+    detector = make_bus("detector")
+    write_snapshot(gateway, "front", "front-0200", image(200))
+    # QoS 1 is at-least-once: the broker may hand the same message over again
+    for _ in range(3):
+        detector.publish(MOTION_EVENTS, motion_event("front-0200"))
+    wait_until(lambda: slack.calls_to("chat.postMessage"), 15)
+    detector.publish(MOTION_EVENTS, motion_event("front-0200"))  # again, after it was posted
+    time.sleep(0.5)
+    assert [data for _, data in slack.completed_uploads()] == [image(200)]
+    assert len(slack.calls_to("chat.postMessage")) == 1
+    assert gateway.metric("homesec_slack_alerts_sent_total") == 1
+
+
+def test_a_store_failure_raises_so_the_event_is_redelivered_and_alerts_once(
+    gateway: Harness, make_bus, slack: FakeSlack, monkeypatch
+) -> None:
+    store = gateway.service.store
+    real_add = store.add_alert
+    calls: list[str] = []
+
+    def full_disk_twice(**kwargs):
+        calls.append(kwargs["event_id"])
+        if len(calls) <= 2:
+            raise sqlite3.OperationalError("database or disk is full")
+        return real_add(**kwargs)
+
+    monkeypatch.setattr(store, "add_alert", full_disk_twice)
+    detector = make_bus("detector")
+    write_snapshot(gateway, "front", "front-0201", image(201))
+    detector.publish(MOTION_EVENTS, motion_event("front-0201"))
+    # the handler raised (it did not swallow the error), the bus tried it again, once more,
+    # and then the alert was stored exactly once and posted exactly once
+    wait_until(lambda: slack.calls_to("chat.postMessage"), 20)
+    assert calls == ["front-0201"] * 3
+    errors = gateway.metric("homesec_mqtt_handler_errors_total", topic_class="motion_events")
+    assert errors == 2
+    time.sleep(0.5)
+    assert [data for _, data in slack.completed_uploads()] == [image(201)]
+    assert len(slack.calls_to("chat.postMessage")) == 1
+    assert gateway.metric("homesec_mqtt_dead_letters_total", topic_class="motion_events") == 0

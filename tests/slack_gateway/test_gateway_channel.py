@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import time
 
-from gateway_fakes import FakeSlack, Fault
-from test_gateway_alerts import event, image, write_snapshot
+from gateway_fakes import FakeSlack, Fault, image, motion_event, write_snapshot
 
 from homesec.contract import MOTION_EVENTS, SERVICE_STATUS, ServiceState, ServiceStatus
 from support import Collector, wait_until
@@ -26,7 +25,7 @@ def test_channel_by_name_is_found_across_pages_once(make_gateway, make_bus, slac
     detector = make_bus("detector")
     for n, event_id in enumerate(["front-0101", "front-0102"]):
         write_snapshot(gateway, "front", event_id, image(n))
-        detector.publish(MOTION_EVENTS, event(event_id))
+        detector.publish(MOTION_EVENTS, motion_event(event_id))
     wait_until(lambda: len(slack.completed_uploads()) == 2, 15)
     assert channels_of(slack) == ["C0HOME", "C0HOME"]
     wait_until(lambda: len(slack.calls_to("chat.postMessage")) == 2, 15)
@@ -46,7 +45,7 @@ def test_unknown_channel_name_keeps_alerts_queued_until_it_exists(
     assert detector.wait_connected(10)
     gateway = make_gateway(alert_channel="garage")
     write_snapshot(gateway, "front", "front-0201", image(1))
-    detector.publish(MOTION_EVENTS, event("front-0201"))
+    detector.publish(MOTION_EVENTS, motion_event("front-0201"))
     wait_until(
         lambda: any(
             s.state is ServiceState.DEGRADED and "no channel #garage" in s.detail
@@ -68,7 +67,7 @@ def test_upload_applied_but_answer_lost_is_not_posted_twice(
     slack.fail_next("files.completeUploadExternal", Fault(500, INTERNAL_ERROR, applied=True))
     detector = make_bus("detector")
     write_snapshot(gateway, "front", "front-0301", image(3))
-    detector.publish(MOTION_EVENTS, event("front-0301"))
+    detector.publish(MOTION_EVENTS, motion_event("front-0301"))
     wait_until(lambda: len(slack.calls_to("chat.postMessage")) == 1, 15)
     time.sleep(0.3)
     assert [m["files"][0]["name"] for m in slack.messages] == ["front-0301.jpg"]
@@ -82,7 +81,7 @@ def test_upload_that_failed_is_retried_after_looking(gateway, make_bus, slack: F
     slack.fail_next("files.completeUploadExternal", Fault(500, INTERNAL_ERROR))
     detector = make_bus("detector")
     write_snapshot(gateway, "front", "front-0401", image(4))
-    detector.publish(MOTION_EVENTS, event("front-0401"))
+    detector.publish(MOTION_EVENTS, motion_event("front-0401"))
     wait_until(lambda: len(slack.completed_uploads()) == 1, 15)
     assert [m["files"][0]["name"] for m in slack.messages] == ["front-0401.jpg"]
     assert slack.completed_uploads()[0][1] == image(4)
@@ -96,12 +95,12 @@ def test_without_history_scope_the_retry_still_delivers(
     slack.fail_next("conversations.history", Fault(200, {"ok": False, "error": "missing_scope"}))
     detector = make_bus("detector")
     write_snapshot(gateway, "front", "front-0501", image(5))
-    detector.publish(MOTION_EVENTS, event("front-0501"))
+    detector.publish(MOTION_EVENTS, motion_event("front-0501"))
     wait_until(lambda: len(slack.completed_uploads()) == 1, 15)
     assert not gateway.service.sender._posted.available
     for n, event_id in enumerate(["front-0502", "front-0503"]):
         slack.fail_next("files.completeUploadExternal", Fault(500, INTERNAL_ERROR))
         write_snapshot(gateway, "front", event_id, image(6 + n))
-        detector.publish(MOTION_EVENTS, event(event_id))
+        detector.publish(MOTION_EVENTS, motion_event(event_id))
     wait_until(lambda: len(slack.completed_uploads()) == 3, 15)
     assert len(slack.calls_to("conversations.history", ok_only=False)) == 1, "asked once only"

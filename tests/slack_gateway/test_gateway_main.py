@@ -31,6 +31,7 @@ def test_runs_as_a_process(
         HOMESEC_SLACK_GATEWAY_PORT=str(port),
         HOMESEC_SLACK_GATEWAY_HOST="127.0.0.1",
         HOMESEC_SLACK_GATEWAY_SLACK_API_URL=slack.api_url,
+        HOMESEC_SLACK_GATEWAY_ALLOWED_USERS="U0OWNER",
     ) as gateway:
         base = f"http://127.0.0.1:{port}"
 

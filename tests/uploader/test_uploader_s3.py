@@ -18,7 +18,6 @@ from uploader_support import (
     start_uploader,
     uploader_settings,
     versions,
-    wait_subscribed,
 )
 
 from homesec.bus import Bus
@@ -225,7 +224,8 @@ def test_interrupted_run_resumes_and_existing_objects_are_not_resent(
     first = Uploader(
         bus, settings, ServiceMetrics("uploader"), _StopAfter(S3Store(settings), 4, stop)
     )
-    wait_subscribed(bus, bus.start)
+    bus.start()
+    assert bus.wait_connected(10)
     client = make_bus("client")
     assert client.publish_confirmed(TRAINING_LABELS, label("ev-int"))
     wait_until(lambda: first.ledger.counts().pending_objects == 15)
@@ -257,7 +257,8 @@ def test_missing_bucket_is_reported_retried_and_ends_the_run_early(
     make_event(settings.media_dir, "front", "ev-nobucket")
     bus = make_bus("uploader", start=False)
     uploader = Uploader(bus, settings, ServiceMetrics("uploader"), S3Store(settings))
-    wait_subscribed(bus, bus.start)
+    bus.start()
+    assert bus.wait_connected(10)
     client = make_bus("client")
     assert client.publish_confirmed(TRAINING_LABELS, label("ev-nobucket"))
     wait_until(lambda: uploader.status().pending == 1)

@@ -7,7 +7,6 @@ import os
 import threading
 import time
 import urllib.request
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,8 +17,7 @@ import numpy as np
 from botocore.config import Config
 from moto.server import ThreadedMotoServer
 
-from homesec.bus import Bus
-from homesec.contract import UPLOADER_STATUS, TrainingLabel, UploaderStatus
+from homesec.contract import TrainingLabel
 from homesec.media import event_dir, frame_name
 from homesec.metrics import ServiceMetrics
 from homesec.service import ServiceRuntime
@@ -27,7 +25,6 @@ from homesec.settings import BrokerSettings
 from homesec_uploader.settings import UploaderSettings
 from homesec_uploader.stores import Store, make_store
 from homesec_uploader.uploader import Uploader
-from support import wait_until
 
 REGION = "us-east-1"
 STARTED_AT = 1764106200.0  # 2025-11-25T21:30:00Z
@@ -224,32 +221,12 @@ class Running:
         self.uploader.close()
 
 
-def wait_subscribed(bus: Bus, start: Callable[[], None]) -> None:
-    """Start an uploader's bus and wait until its subscriptions are in place at the broker.
-
-    ``Bus.wait_connected`` returns at CONNACK, before paho has written the SUBSCRIBE packets,
-    so a label published at once could miss a brand-new session. The uploader publishes its
-    retained status right after subscribing, on the same connection: once an observer sees a
-    status newer than the start, the broker has processed the subscriptions."""
-    seen: list[UploaderStatus] = []
-    since = time.time()
-    probe = Bus(bus.settings, f"probe-{bus.service}", persistent=False)
-    probe.subscribe(UPLOADER_STATUS, lambda msg: seen.append(msg.payload))
-    probe.start()
-    try:
-        assert probe.wait_connected(10)
-        start()
-        assert bus.wait_connected(10)
-        wait_until(lambda: any(s.updated_at >= since for s in seen), 10)
-    finally:
-        probe.stop(timeout=1)
-
-
 def start_uploader(settings: UploaderSettings, store: Store | None = None) -> Running:
     rt = ServiceRuntime("uploader", settings, install_signal_handlers=False, configure_logs=False)
     rt.__enter__()
     uploader = Uploader(rt.bus, settings, rt.metrics, store or make_store(settings))
-    wait_subscribed(rt.bus, rt.start)
+    rt.start()
+    assert rt.bus.wait_connected(10)  # online only once the broker granted the subscriptions
     thread = threading.Thread(target=uploader.run, args=(rt.stop_event,), daemon=True)
     thread.start()
     return Running(rt, uploader, thread)
@@ -281,5 +258,6 @@ def direct(
         store or make_store(settings),
         clock or Clock(2e9),
     )
-    wait_subscribed(bus, bus.start)
+    bus.start()
+    assert bus.wait_connected(10)
     return uploader

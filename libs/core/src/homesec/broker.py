@@ -114,7 +114,10 @@ def read_dev_settings(repo_config: Path | None) -> dict[str, str]:
 
 
 class MosquittoProcess:
-    """A mosquitto child process on a fixed port that can be stopped, killed and restarted."""
+    """A mosquitto child process on a fixed port that can be stopped, killed and restarted.
+
+    ``limits`` overrides ``max_packet_size`` / ``max_queued_messages`` of the dev config (e.g. a
+    queue small enough for a test to reach)."""
 
     def __init__(
         self,
@@ -123,12 +126,14 @@ class MosquittoProcess:
         host: str = "127.0.0.1",
         repo_config: Path | None = None,
         config_text: str | None = None,
+        limits: dict[str, str] | None = None,
     ) -> None:
         self.data_dir = Path(data_dir).resolve()
         self.host = host
         self.port = port if port is not None else free_port(host)
         self.repo_config = repo_config
         self._config_text = config_text
+        self._limits = limits or {}
         self.proc: subprocess.Popen[bytes] | None = None
         self.config_path = self.data_dir / "mosquitto.conf"
 
@@ -145,7 +150,7 @@ class MosquittoProcess:
                 host=self.host,
                 data_dir=self.data_dir,
                 user=getpass.getuser(),
-                **read_dev_settings(self.repo_config),
+                **{**read_dev_settings(self.repo_config), **self._limits},
             )
         self.config_path.write_text(text)
         return self.config_path

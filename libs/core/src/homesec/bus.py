@@ -239,7 +239,6 @@ class _StateValue:
     data: bytes
     properties: Properties | None
     channel: str
-    sent: bool = field(default=False)
 
 
 class Bus:
@@ -266,6 +265,7 @@ class Bus:
         self._handlers: list[_Handler[Any]] = []
         self._patterns: dict[str, tuple[int, Subscription]] = {}
         self._suback_mids: dict[int, list[str]] = {}
+        self._suback_lock = threading.Lock()
         self._connect_listeners: list[Callable[[bool], None]] = []
         self._lock = threading.RLock()
         self._connected = threading.Event()
@@ -277,8 +277,10 @@ class Bus:
         self.availability_topic = AVAILABILITY.topic(self.prefix, service=service)
         # publishing
         self._futures: dict[int, PublishFuture] = {}
+        self._qos0_mids: set[int] = set()  # QoS 0 writes pending: failed on a disconnect
         self._early_acks: dict[int, str] = {}  # mid -> refusal reason ("" when acknowledged)
         self._state: dict[str, _StateValue] = {}
+        self._state_lock = threading.Lock()
         self._outbox: Outbox | None = None
         self._outbox_mids: dict[int, int] = {}  # paho mid -> outbox row
         self._outbox_handed: set[int] = set()  # rows paho holds in this process
@@ -412,7 +414,7 @@ class Bus:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with self._lock:
-                idle = not self._futures and not self._outbox_handed
+                idle = len(self._futures) == len(self._qos0_mids) and not self._outbox_handed
             if idle and (self._outbox is None or self._outbox.count() == 0):
                 return True
             time.sleep(0.01)
@@ -462,13 +464,15 @@ class Bus:
     def _publish_state(
         self, channel: str, topic: str, data: bytes, props: Properties | None
     ) -> PublishFuture:
-        with self._lock:
-            value = self._state[topic] = _StateValue(data, props, channel)
+        # _state_lock orders this send against a resend after a reconnect, so an older value
+        # can never follow a newer one onto the broker
+        with self._state_lock:
+            with self._lock:
+                self._state[topic] = _StateValue(data, props, channel)
             if not self.connected:
                 # latest-wins: kept (replacing an older unsent value) and sent on reconnect
                 return PublishFuture.failed("not connected; sent on reconnect")
-            value.sent = True
-        return self._counted(channel, self._send(topic, data, 1, True, props))
+            return self._counted(channel, self._send(topic, data, 1, True, props))
 
     def _publish_message(
         self,
@@ -558,6 +562,8 @@ class Bus:
                 self._acked(info.mid, future, early or None)
             else:
                 self._futures[info.mid] = future
+                if qos == 0:
+                    self._qos0_mids.add(info.mid)
         return future
 
     def _on_publish(
@@ -571,6 +577,7 @@ class Bus:
         error = str(reason_code) if reason_code.is_failure else None
         with self._lock:
             future = self._futures.pop(mid, None)
+            self._qos0_mids.discard(mid)
             if future is None:
                 self._early_acks[mid] = error or ""  # before _send registered it
                 return
@@ -656,9 +663,11 @@ class Bus:
     def _subscribe(self, patterns: list[str]) -> None:
         with self._lock:
             items = [(p, self._patterns[p][0]) for p in patterns]
-        result, mid = self._client.subscribe(items)
-        if result == MQTTErrorCode.MQTT_ERR_SUCCESS and mid is not None:
-            with self._lock:
+        # _suback_lock is held across the call so a SUBACK that comes back before subscribe()
+        # returns waits for its mid to be recorded (paho takes none of its own locks for it)
+        with self._suback_lock:
+            result, mid = self._client.subscribe(items)
+            if result == MQTTErrorCode.MQTT_ERR_SUCCESS and mid is not None:
                 self._suback_mids[mid] = patterns
 
     def _handlers_for(self, topic: str) -> list[_Handler[Any]]:
@@ -687,9 +696,10 @@ class Bus:
             self.metrics.mqtt_reconnects.inc()
         self._ever_connected = True
         self._session_present = bool(flags.session_present)
+        with self._suback_lock:
+            self._suback_mids.clear()
         with self._lock:
             self._generation += 1
-            self._suback_mids.clear()
             # rows paho held are re-sent by paho itself; only unsent rows go through the pump
             patterns = list(self._patterns)
             for _, sub in self._patterns.values():
@@ -710,8 +720,9 @@ class Bus:
         reason_codes: list[ReasonCode],
         properties: Properties | None,
     ) -> None:
-        with self._lock:
+        with self._suback_lock:
             patterns = self._suback_mids.pop(mid, [])
+        with self._lock:
             refused: list[str] = []
             for pattern, code in zip(patterns, reason_codes, strict=False):
                 sub = self._patterns[pattern][1]
@@ -751,10 +762,9 @@ class Bus:
         self.metrics.mqtt_connected.set(1)
         self._connected.set()
         status_topic = SERVICE_STATUS.topic(self.prefix, service=self.service)
-        with self._lock:
-            have_status = status_topic in self._state
-        if not have_status:
-            self.set_status(self._status.state, self._status.detail, **self._status.info)
+        data, _ = SERVICE_STATUS.encode(self._status)
+        with self._lock:  # the first status goes out with the other state values
+            self._state.setdefault(status_topic, _StateValue(data, None, SERVICE_STATUS.name))
         self._resend_state()
         self._pump_wake.set()
         for listener in list(self._connect_listeners):
@@ -772,14 +782,16 @@ class Bus:
 
     def _resend_state(self) -> None:
         """Send every state value this bus published (latest per topic) after a reconnect."""
-        with self._lock:
-            values = list(self._state.items())
+        with self._state_lock:
+            with self._lock:
+                values = list(self._state.items())
+                for topic, value in values:
+                    if not value.data:
+                        del self._state[topic]  # a clear is sent once
             for topic, value in values:
-                if not value.data:
-                    del self._state[topic]  # a clear is sent once
-                value.sent = True
-        for topic, value in values:
-            self._counted(value.channel, self._send(topic, value.data, 1, True, value.properties))
+                self._counted(
+                    value.channel, self._send(topic, value.data, 1, True, value.properties)
+                )
 
     def _on_disconnect(
         self,
@@ -792,6 +804,11 @@ class Bus:
         was_connected = self._connected.is_set()
         self._connected.clear()
         self.metrics.mqtt_connected.set(0)
+        with self._lock:  # QoS 0 messages not written yet are gone with the connection
+            lost = [self._futures.pop(mid) for mid in self._qos0_mids if mid in self._futures]
+            self._qos0_mids.clear()
+        for future in lost:
+            future._resolve("connection lost")
         if was_connected and self._started:
             log.warning(
                 "disconnected from broker; reconnecting", extra={"reason": str(reason_code)}

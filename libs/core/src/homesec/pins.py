@@ -26,6 +26,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from homesec.contract import is_identifier
+from homesec.files import fsync_dir
 from homesec.media import UnsafePath, event_dir
 
 log = logging.getLogger("homesec.pins")
@@ -66,7 +67,7 @@ class Pins:
                 os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
             except FileExistsError:
                 return True
-            _fsync_dir(path.parent)  # the pin survives a power cut once the message is out
+            fsync_dir(path.parent)  # the pin survives a power cut once the message is out
             return True
         except (OSError, UnsafePath) as exc:
             self._failed("pin", kind, camera, event_id, exc)
@@ -147,11 +148,3 @@ def _subdirs(folder: Path) -> list[Path]:
     return [
         Path(e.path) for e in entries if is_identifier(e.name) and e.is_dir(follow_symlinks=False)
     ]
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -32,33 +31,12 @@ from pydantic import BaseModel, ValidationError
 
 from homesec.bus import Bus, Received
 from homesec.contract import Channel
+from homesec.files import atomic_write
 
 log = logging.getLogger("homesec.restore")
 
 M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` so that a crash or power cut leaves either the old or the new file:
-    a temporary file in the same folder, fsync, rename, fsync of the folder."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    try:
-        fd = os.open(path.parent, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 class LocalCopy(Generic[M]):

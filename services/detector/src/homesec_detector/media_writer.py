@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import queue
 import threading
 import time
@@ -30,6 +29,7 @@ import cv2
 import numpy as np
 from pydantic import BaseModel, Field
 
+from homesec.files import atomic_write
 from homesec.media import EVENT_META, FRAMES_DIR, PREROLL_DIR, SNAPSHOT, event_dir, frame_name
 from homesec.pins import PinKind, Pins
 from homesec_detector.motion import BoxXYWH
@@ -341,7 +341,5 @@ def _atomic_write(path: Path, data: bytes) -> int:
         old = path.stat().st_size
     except FileNotFoundError:
         old = 0
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    atomic_write(path, data, durable=False)
     return len(data) - old

@@ -1,6 +1,6 @@
 """Presets and last position on disk: ``<data_dir>/ptz/<camera>/presets.json``.
 
-Written atomically (:func:`homesec.restore.atomic_write`) so a power cut never leaves half a
+Written atomically (:func:`homesec.files.atomic_write`) so a power cut never leaves half a
 file. ``last_position`` (with the time it was applied) is the PTZ head's local state copy.
 """
 
@@ -15,8 +15,8 @@ from pathlib import Path
 from pydantic import BaseModel, Field, ValidationError
 
 from homesec.contract import PresetName
+from homesec.files import atomic_write
 from homesec.media import resolve_inside
-from homesec.restore import atomic_write
 from homesec_ptz.settings import Position
 
 log = logging.getLogger("homesec_ptz.store")

@@ -2,8 +2,9 @@
 
 :class:`AlertIntake` runs on the bus thread: it decides once per event whether to queue an
 alert (first message whose ``decision.alert`` is true, per-camera rate limit) and stores the
-snapshot bytes with it. :class:`AlertSender` is a thread that delivers the queue in order,
-retrying with exponential backoff and honouring Slack's ``Retry-After``.
+snapshot bytes with it before returning, so a message the broker redelivers is recognised by
+its event id and never alerts twice. :class:`AlertSender` is a thread that delivers the queue in
+order; what it does after a failure depends on the failure's kind (:mod:`slack_errors`).
 """
 
 from __future__ import annotations
@@ -11,12 +12,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
+from typing import Literal
 
 from slack_sdk import WebClient
 
+from homesec.backoff import Backoff
 from homesec.bus import Bus, Received
 from homesec.contract import MAX_JPEG_BYTES, MOTION_EVENTS, MotionEvent, SystemSetting
 from homesec.media import UnsafePath, resolve_inside
@@ -25,12 +27,14 @@ from homesec_slack_gateway.buttons import label_blocks
 from homesec_slack_gateway.channel import ChannelResolver, PostedFileCheck
 from homesec_slack_gateway.metrics import GatewayMetrics
 from homesec_slack_gateway.mirror import Mirror
-from homesec_slack_gateway.slack_api import describe_error, retry_after_seconds
+from homesec_slack_gateway.slack_errors import Failure, FailureKind, classify
 from homesec_slack_gateway.store import QueuedAlert, Stage, Store
 
 log = logging.getLogger("homesec.slack_gateway.alerts")
 
 PRUNE_INTERVAL_SECONDS = 3600.0
+UNCONFIGURED_WAIT_SECONDS = 5.0
+MAX_TEXT_CHARS = 3000
 
 
 def format_time(ts: float) -> str:
@@ -47,6 +51,19 @@ def alert_text(event: MotionEvent) -> str:
         f"{' · '.join(figures)} · {event.decision.reason}\n"
         f"Event `{event.event_id}`"
     )
+
+
+def fallback_text(alert: QueuedAlert, failure: Failure) -> str:
+    """The text-only message posted when Slack refuses an alert for good."""
+    if alert.stage is Stage.UPLOADED:  # the image and its text are in the channel already
+        why = (
+            f"the snapshot was posted, its Occupied/Unoccupied buttons were refused "
+            f"(`{failure.code}`): this event cannot be labelled from Slack."
+        )
+    else:
+        what = "the alert with its snapshot" if alert.image else "the alert"
+        why = f"Text only: Slack refused {what} (`{failure.code}`)."
+    return f"{alert.text[:MAX_TEXT_CHARS]}\n:warning: {why}"
 
 
 class AlertIntake:
@@ -70,16 +87,14 @@ class AlertIntake:
         self._media_dir = media_dir
         self._min_interval = min_interval
         self._wake = wake
-        self._seen: OrderedDict[str, None] = OrderedDict()
         bus.subscribe(MOTION_EVENTS, self._on_event)
 
     def _on_event(self, msg: Received[MotionEvent]) -> None:
+        """Store first, return after: a store error raises, so the broker redelivers."""
         event = msg.payload
-        self._store.set_meta("last_event_at", str(event.started_at))
-        self._store.set_meta("last_event_camera", event.camera)
-        if not event.decision.alert or event.event_id in self._seen:
-            return
-        self._remember(event.event_id)
+        self._store.note_event(event.started_at, event.camera)
+        if not event.decision.alert or self._store.has_alert(event.event_id):
+            return  # not alerting, or already queued/sent/parked/suppressed (a redelivery)
         image = self._image_for(event)
         result = self._store.add_alert(
             event_id=event.event_id,
@@ -99,11 +114,6 @@ class AlertIntake:
             self._metrics.alert_backlog.set(self._store.alert_backlog())
             self._wake.set()
 
-    def _remember(self, event_id: str) -> None:
-        self._seen[event_id] = None
-        while len(self._seen) > 1000:
-            self._seen.popitem(last=False)
-
     def _image_for(self, event: MotionEvent) -> bytes | None:
         """The event's snapshot file, else the camera's latest retained snapshot."""
         if event.snapshot:
@@ -121,7 +131,19 @@ class AlertIntake:
 
 
 class AlertSender:
-    """Delivers queued alerts in order, one at a time, never twice, retrying forever."""
+    """Delivers queued alerts in order, one at a time, never twice, and never stuck behind one.
+
+    After a failure (see :func:`slack_errors.classify` and the README's table):
+
+    * transient (network, 5xx, ``ratelimited``): the same alert is retried after a backoff
+      (or Slack's ``Retry-After``) — for as long as the outage lasts;
+    * workspace (``not_in_channel``, ``invalid_auth``, ...): no alert can go out, so every alert
+      stays queued, the status says what the owner must fix, and the head is retried;
+    * alert or unknown: a text-only fallback is posted and the alert is parked, so the next
+      alert goes. If the fallback fails too for a reason that is not the text's, the alert
+      stays queued (Slack cannot take any alert then); if Slack refuses the text itself, the
+      alert stays parked with both reasons (log, metric, status).
+    """
 
     def __init__(
         self,
@@ -134,7 +156,7 @@ class AlertSender:
         max_delay: float,
         on_health: Callable[[str | None], None] | None = None,
     ) -> None:
-        self._on_health = on_health or (lambda error: None)
+        self._on_health = on_health or (lambda problem: None)
         self._store = store
         self._client = client
         self._channel = channel
@@ -142,10 +164,10 @@ class AlertSender:
         self._posted = PostedFileCheck()
         self._metrics = metrics
         self._wake = wake
-        self._initial = initial_delay
-        self._max = max_delay
+        self._backoff = Backoff(initial_delay, max_delay)
         self._thread: threading.Thread | None = None
-        self.last_error: str | None = None
+        self._warned = False
+        self.problem: str | None = None  # what the status says while alerts are in trouble
 
     def start(self, stop: threading.Event) -> None:
         self._thread = threading.Thread(
@@ -158,56 +180,136 @@ class AlertSender:
             self._thread.join(timeout)
 
     def run(self, stop: threading.Event) -> None:
-        delay = self._initial
-        warned = False
-        pruned_at = 0.0
+        pruned_at = -PRUNE_INTERVAL_SECONDS
         while not stop.is_set():
-            if time.monotonic() - pruned_at > PRUNE_INTERVAL_SECONDS:
-                self._store.prune()
-                pruned_at = time.monotonic()
-            self._metrics.alert_backlog.set(self._store.alert_backlog())
-            alert = self._store.next_alert()
-            if alert is None:
+            try:
+                if time.monotonic() - pruned_at > PRUNE_INTERVAL_SECONDS:
+                    self._store.prune()
+                    pruned_at = time.monotonic()
+                wait = self._step()
+            except Exception as exc:  # the queue itself failed (disk): keep the thread alive
+                log.exception("alert queue failed; retrying")
+                wait = self._backoff.next_delay()
+                self._report(f"the alert queue failed: {classify(exc).reason}")
+            if wait is None:  # nothing queued
                 self._wake.wait(1.0)
                 self._wake.clear()
-                continue
-            if self._client is None or not self._channel:
-                if not warned:
-                    log.error(
-                        "alerts cannot be posted: set SLACK_BOT_TOKEN and "
-                        "HOMESEC_SLACK_GATEWAY_ALERT_CHANNEL; they stay queued",
-                        extra={"backlog": self._store.alert_backlog()},
-                    )
-                    warned = True
-                self._wake.wait(5.0)
-                self._wake.clear()
-                continue
-            try:
-                self._deliver(self._client, alert)
-            except Exception as exc:  # every failure is retried; the row stays queued
-                if self.last_error is None:
-                    self._on_health(describe_error(exc))
-                self.last_error = describe_error(exc)
-                self._metrics.alerts_failed.inc()
-                self._store.record_failure(alert.id, self.last_error)
-                wait = retry_after_seconds(exc) or delay
-                delay = min(delay * 2, self._max)
-                log.warning(
-                    "alert delivery failed; retrying",
-                    extra={
-                        "event_id": alert.event_id,
-                        "error": self.last_error,
-                        "retry_in": round(wait, 3),
-                    },
-                )
+            elif wait > 0:
                 stop.wait(wait)
-                continue
-            delay = self._initial
-            if self.last_error is not None:
-                self._on_health(None)
-            self.last_error = None
+
+    def _step(self) -> float | None:
+        """Try the oldest queued alert once; how long to wait before the next try."""
+        self._metrics.alert_backlog.set(self._store.alert_backlog())
+        alert = self._store.next_alert()
+        if alert is None:
+            return None
+        if self._client is None or not self._channel:
+            if not self._warned:
+                log.error(
+                    "alerts cannot be posted: set SLACK_BOT_TOKEN and "
+                    "HOMESEC_SLACK_GATEWAY_ALERT_CHANNEL; they stay queued",
+                    extra={"backlog": self._store.alert_backlog()},
+                )
+                self._warned = True
+            self._wake.wait(UNCONFIGURED_WAIT_SECONDS)
+            self._wake.clear()
+            return 0.0
+        try:
+            self._deliver(self._client, alert)
+        except Exception as exc:
+            failure = classify(exc)
+            self._metrics.alerts_failed.inc()
+            self._store.record_failure(alert.id, failure.reason)
+            alert = self._store.get_alert(alert.id) or alert  # its stage may have moved on
+            if failure.kind in (FailureKind.TRANSIENT, FailureKind.WORKSPACE):
+                return self._retry_later(alert, failure)
+            return self._park(self._client, alert, failure)
+        self._finished(alert, "sent")
+        self._healthy()
+        return 0.0
+
+    def _retry_later(self, alert: QueuedAlert, failure: Failure) -> float:
+        """Keep the alert (and every one behind it) queued; say why; back off."""
+        delay = self._backoff.next_delay()
+        wait = failure.retry_after if failure.retry_after is not None else delay
+        if failure.kind is FailureKind.WORKSPACE:
+            self._report(
+                f"Slack refuses every alert ({failure.code}): {failure.hint}; "
+                "alerts stay queued and go out once it is fixed"
+            )
+        else:
+            self._report(f"alerts cannot reach Slack: {failure.reason}; retrying")
+        log.warning(
+            "alert delivery failed; retrying",
+            extra={
+                "event_id": alert.event_id,
+                "kind": failure.kind.value,
+                "error": failure.reason,
+                "retry_in": round(wait, 3),
+            },
+        )
+        return wait
+
+    def _park(self, client: WebClient, alert: QueuedAlert, failure: Failure) -> float:
+        """Slack refused this alert: post the text fallback and let the next alert go."""
+        try:
+            client.chat_postMessage(
+                channel=self._resolver.channel_id(client), text=fallback_text(alert, failure)
+            )
+        except Exception as exc:
+            refused = classify(exc)
+            if refused.kind is not FailureKind.ALERT:
+                # plain text cannot be posted either: Slack takes no alert now, so keep it
+                return self._retry_later(alert, refused)
+            self._store.park(alert.id, failure.reason, fallback_error=refused.reason)
+            self._metrics.alerts_parked.labels("failed").inc()
+            log.error(
+                "Slack refused an alert and its text fallback; the alert is parked",
+                extra={
+                    "event_id": alert.event_id,
+                    "error": failure.reason,
+                    "fallback_error": refused.reason,
+                },
+            )
+            self._finished(alert, "parked")
+            self._backoff.reset()  # Slack answered: it is up
+            self._report(
+                f"alert {alert.event_id} on {alert.camera} could not be posted, not even as "
+                f"text ({failure.code}, then {refused.code}); it is parked"
+            )
+            return 0.0
+        self._store.park(alert.id, failure.reason, fallback_error=None)
+        self._metrics.alerts_parked.labels("posted").inc()
+        log.warning(
+            "Slack refused an alert; its text fallback was posted and the alert parked",
+            extra={"event_id": alert.event_id, "error": failure.reason},
+        )
+        self._finished(alert, "parked")
+        self._healthy()
+        return 0.0
+
+    def _finished(self, alert: QueuedAlert, outcome: Literal["sent", "parked"]) -> None:
+        """The alert left the queue: nothing more is owed to Slack for it."""
+        if outcome == "sent":
+            self._metrics.alerts_sent.inc()
+        self._metrics.alert_backlog.set(self._store.alert_backlog())
+        log.info(
+            "alert done",
+            extra={"event_id": alert.event_id, "outcome": outcome, "attempts": alert.attempts},
+        )
+
+    def _healthy(self) -> None:
+        self._backoff.reset()
+        self._report(None)
+
+    def _report(self, problem: str | None) -> None:
+        """Tell the service status when the alerts' trouble starts, changes or ends."""
+        if problem != self.problem:
+            self.problem = problem
+            self._on_health(problem)
 
     def _deliver(self, client: WebClient, alert: QueuedAlert) -> None:
+        """Post the alert from its stage on; each step is marked in the store once Slack took it."""
         channel = self._resolver.channel_id(client)
         if alert.stage is Stage.QUEUED:
             filename = f"{alert.event_id}.jpg"
@@ -233,20 +335,13 @@ class AlertSender:
                 client.chat_postMessage(
                     channel=channel, text=alert.text + "\n(no snapshot available)"
                 )
-            next_stage = Stage.UPLOADED if alert.training else Stage.SENT
-            self._store.set_stage(alert.id, next_stage)
-            if next_stage is Stage.SENT:
-                self._sent(alert)
+            if not alert.training:
+                self._store.set_stage(alert.id, Stage.SENT)
                 return
+            self._store.set_stage(alert.id, Stage.UPLOADED)
         client.chat_postMessage(
             channel=channel,
             text=f"Was someone there? Event {alert.event_id} on {alert.camera}",
             blocks=label_blocks(alert.event_id, alert.camera),
         )
         self._store.set_stage(alert.id, Stage.SENT)
-        self._sent(alert)
-
-    def _sent(self, alert: QueuedAlert) -> None:
-        self._metrics.alerts_sent.inc()
-        self._metrics.alert_backlog.set(self._store.alert_backlog())
-        log.info("alert delivered", extra={"event_id": alert.event_id, "attempts": alert.attempts})

@@ -34,6 +34,7 @@ from homesec.contract import (
 )
 from homesec.pins import PinKind, Pins
 from homesec.state import SystemStateView
+from homesec_slack_gateway.access import Access
 from homesec_slack_gateway.alerts import format_time
 from homesec_slack_gateway.buttons import (
     LABEL_BY_ACTION,
@@ -106,6 +107,8 @@ class Gateway:
         self.pins = Pins(settings.pins_dir, on_error=metrics.pin_errors.inc)
         self.bot = bot
         self.camera = settings.default_camera
+        self.access = Access(settings.allowed_users, settings.admin_users)
+        self.access.log_policy()
         self.workers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="slack-work")
 
     def close(self) -> None:
@@ -126,19 +129,19 @@ class Gateway:
             self.metrics.commands.labels("unknown", "usage").inc()
             return ephemeral(f"{exc}\n\n{USAGE}")
         name = parsed.action.value
-        if self.settings.allowed_users and cmd.user_id not in self.settings.allowed_users:
+        refusal = self.access.command_refusal(cmd.user_id, parsed.action)
+        if refusal is not None:
             self.metrics.commands.labels(name, "denied").inc()
             log.warning("command denied", extra={"user": cmd.user_id, "command": name})
-            return ephemeral("Sorry, you are not allowed to control homesec.")
+            return ephemeral(refusal)
         try:
             reply = self._dispatch(parsed, cmd)
         except Exception:
             self.metrics.commands.labels(name, "error").inc()
             log.exception("command failed", extra={"command": name})
             return ephemeral(f"`{name}` failed inside the gateway; see its logs.")
-        outcome = "denied" if reply.pop("_denied", False) else "ok"
-        self.metrics.commands.labels(name, outcome).inc()
-        log.info("command", extra={"user": cmd.user_id, "command": name, "outcome": outcome})
+        self.metrics.commands.labels(name, "ok").inc()
+        log.info("command", extra={"user": cmd.user_id, "command": name, "outcome": "ok"})
         return reply
 
     def _dispatch(self, parsed: Parsed, cmd: SlashCommand) -> dict[str, Any]:
@@ -167,10 +170,6 @@ class Gateway:
                 f"tilt {parsed.tilt}°…"
             )
         if action is Action.INITIALIZE:
-            if cmd.user_id not in self.settings.admin_users:
-                reply = ephemeral("Only the configured admin users may run `initialize`.")
-                reply["_denied"] = True
-                return reply
             suffix = "".join(
                 self._set(s, True, source)
                 for s in (SystemSetting.ARMED, SystemSetting.NOTIFICATIONS, SystemSetting.AUTO_ARM)
@@ -336,6 +335,19 @@ class Gateway:
         backlog = self.store.alert_backlog()
         if backlog:
             lines.append(f"• Alerts waiting for Slack: {backlog}")
+        parked, newest = self.store.parked_alerts(limit=1)
+        if parked:
+            last = newest[0]
+            outcome = (
+                "posted as text"
+                if last.fallback_error is None
+                else f"NOT posted, not even as text ({last.fallback_error[:80]})"
+            )
+            lines.append(
+                f"• Alerts Slack refused (last 14 days): {parked}; newest: event {last.event_id} "
+                f"on {last.camera} at {format_time(last.created_at)} ({last.reason[:80]}), "
+                f"{outcome}"
+            )
         return "\n".join(lines)
 
     # ---- interactivity -----------------------------------------------------------------------
@@ -361,9 +373,14 @@ class Gateway:
         if label is not expected:
             raise InteractionError("button value does not match its action")
         user = actions.user.id
-        if self.settings.allowed_users and user not in self.settings.allowed_users:
+        refusal = self.access.button_refusal(user)
+        if refusal is not None:
             self.metrics.commands.labels("label", "denied").inc()
-            return ephemeral("Sorry, you are not allowed to label homesec events.")
+            log.warning("button denied", extra={"user": user, "event_id": event_id})
+            # also through the response_url: the reply Slack shows the user who clicked
+            answer = {**ephemeral(refusal), "replace_original": False}
+            self.workers.submit(self.respond, actions.response_url, answer)
+            return answer
         self.pins.pin(PinKind.LABEL, camera, event_id)  # kept until the uploader has it
         self.labels.add(
             TrainingLabel(

@@ -22,9 +22,17 @@ class GatewayMetrics:
         )
         self.alerts_failed = Counter(
             "homesec_slack_alerts_failed",
-            "Failed attempts to deliver an alert (it stays queued and is retried)",
+            "Failed attempts to deliver an alert (retried, or parked if Slack refuses it for good)",
             registry=registry,
         )
+        self.alerts_parked = Counter(
+            "homesec_slack_alerts_parked",
+            "Alerts Slack refused for good and parked, by whether their text fallback was posted",
+            ["fallback"],
+            registry=registry,
+        )
+        for fallback in ("posted", "failed"):  # exported as 0 from the start
+            self.alerts_parked.labels(fallback)
         self.alerts_suppressed = Counter(
             "homesec_slack_alerts_suppressed",
             "Alert events not posted because of the per-camera rate limit",

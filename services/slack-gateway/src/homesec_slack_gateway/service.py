@@ -79,12 +79,12 @@ class GatewayService:
         self.socket: SocketModeRunner | None = None
         self.ready = threading.Event()
 
-    def _alert_health(self, error: str | None) -> None:
-        """Degraded while alerts cannot reach Slack, ok again after the next delivery."""
-        if error is None:
+    def _alert_health(self, problem: str | None) -> None:
+        """Degraded (with the sender's reason) while alerts are in trouble, ok once one goes out."""
+        if problem is None:
             self.bus.set_status(ServiceState.OK, "")
         else:
-            self.bus.set_status(ServiceState.DEGRADED, f"alerts cannot reach Slack: {error}")
+            self.bus.set_status(ServiceState.DEGRADED, problem[:500])
 
     @property
     def http_port(self) -> int | None:

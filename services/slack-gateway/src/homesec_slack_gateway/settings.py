@@ -67,10 +67,13 @@ class SlackGatewaySettings(ServiceSettings):
         10.0, ge=0, description="Per camera: alerts closer than this are not posted"
     )
     allowed_users: Annotated[list[str], NoDecode] = Field(
-        default_factory=list, description="Slack user ids allowed to use the gateway (empty: all)"
+        default_factory=list,
+        description="Slack user ids allowed to use commands and buttons; '*': everyone in the "
+        "workspace; empty: nobody (only help answers)",
     )
     admin_users: Annotated[list[str], NoDecode] = Field(
-        default_factory=list, description="Slack user ids allowed to run /initialize"
+        default_factory=list,
+        description="Slack user ids (also allowed users) who may run initialize; '*': all of them",
     )
     snapshot_wait_seconds: float = Field(
         2.0, ge=0, le=20, description="How long to wait for a fresh snapshot before using the last"

@@ -81,5 +81,5 @@ def describe_error(exc: Exception) -> str:
     """Short, secret-free description of a Slack call failure."""
     if isinstance(exc, SlackApiError) and exc.response is not None:
         error = exc.response.get("error") if isinstance(exc.response.data, dict) else None
-        return f"slack api error {exc.response.status_code}: {error or 'no error field'}"
+        return f"slack api error {exc.response.status_code}: {str(error or 'no error field')[:200]}"
     return f"{type(exc).__name__}: {str(exc)[:200]}"

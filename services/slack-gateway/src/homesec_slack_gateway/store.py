@@ -3,7 +3,12 @@
 A row is marked done only after the remote side confirmed it, so a gateway restart, a Slack
 outage or a broker outage loses nothing. Alerts are delivered in insertion order; an alert
 whose image was uploaded but whose button message was not remembers that (``stage``), so a
-retry never posts the image twice.
+retry never posts the image twice. An alert Slack refuses for good is *parked* (with the reason
+and whether its text fallback went out) so the alerts behind it go on.
+
+Writes are ``synchronous=FULL``: a row the bus handler stored survives a power cut, because the
+broker forgets the message once the handler returned. Schema changes are numbered migrations
+(``PRAGMA user_version``).
 """
 
 from __future__ import annotations
@@ -11,6 +16,8 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import IntEnum
 from pathlib import Path
@@ -40,12 +47,25 @@ CREATE TABLE IF NOT EXISTS labels (
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
+_MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
+    (
+        1,
+        (
+            "ALTER TABLE alerts ADD COLUMN parked_reason TEXT",
+            "ALTER TABLE alerts ADD COLUMN fallback_error TEXT",
+            "ALTER TABLE alerts ADD COLUMN parked_at REAL",
+        ),
+    ),
+)
+"""``(user_version, statements)``: applied in order to a file older than that version."""
+
 
 class Stage(IntEnum):
     SUPPRESSED = -1  # rate-limited: remembered so later updates of the event do not alert
     QUEUED = 0
     UPLOADED = 1  # image posted, button message still to post
     SENT = 2
+    PARKED = 3  # Slack refused it for good; see parked_reason / fallback_error
 
 
 UNSETTLED_STAGES = (Stage.QUEUED, Stage.UPLOADED)
@@ -65,6 +85,16 @@ class QueuedAlert:
     attempts: int
 
 
+@dataclass(frozen=True)
+class ParkedAlert:
+    event_id: str
+    camera: str
+    created_at: float
+    reason: str  # why Slack refused the full alert
+    fallback_error: str | None  # None: the text fallback was posted
+    parked_at: float
+
+
 AddResult = Literal["queued", "duplicate", "rate_limited"]
 
 
@@ -77,8 +107,30 @@ class Store:
         self._lock = threading.Lock()
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
+        for target, statements in _MIGRATIONS:
+            if version >= target:
+                continue
+            with self._transaction():
+                for statement in statements:
+                    self._db.execute(statement)
+                self._db.execute(f"PRAGMA user_version={target:d}")
+            version = target
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
 
     def close(self) -> None:
         with self._lock:
@@ -115,12 +167,25 @@ class Store:
             )
             return "rate_limited" if limited else "queued"
 
+    def has_alert(self, event_id: str) -> bool:
+        """Whether this event already has a row (queued, sent, parked or suppressed)."""
+        with self._lock:
+            row = self._db.execute("SELECT 1 FROM alerts WHERE event_id=?", (event_id,)).fetchone()
+        return row is not None
+
     def next_alert(self) -> QueuedAlert | None:
         """The oldest alert not yet delivered."""
+        return self._alert("stage IN (0, 1) ORDER BY id LIMIT 1", ())
+
+    def get_alert(self, alert_id: int) -> QueuedAlert | None:
+        return self._alert("id=?", (alert_id,))
+
+    def _alert(self, where: str, args: tuple[object, ...]) -> QueuedAlert | None:
         with self._lock:
             row = self._db.execute(
                 "SELECT id, event_id, camera, created_at, text, training, image, stage, attempts"
-                " FROM alerts WHERE stage IN (0, 1) ORDER BY id LIMIT 1"
+                f" FROM alerts WHERE {where}",
+                args,
             ).fetchone()
         if row is None:
             return None
@@ -146,6 +211,42 @@ class Store:
             else:
                 self._db.execute("UPDATE alerts SET stage=? WHERE id=?", (stage, alert_id))
 
+    def park(self, alert_id: int, reason: str, fallback_error: str | None) -> None:
+        """Take a refused alert out of the queue, keeping why (and whether its text went out)."""
+        with self._lock:
+            self._db.execute(
+                "UPDATE alerts SET stage=?, image=NULL, parked_reason=?, fallback_error=?,"
+                " parked_at=? WHERE id=?",
+                (
+                    Stage.PARKED,
+                    reason[:500],
+                    None if fallback_error is None else fallback_error[:500],
+                    time.time(),
+                    alert_id,
+                ),
+            )
+
+    def parked_alerts(self, limit: int = 5) -> tuple[int, list[ParkedAlert]]:
+        """How many alerts are parked, and the newest ``limit`` of them."""
+        with self._lock:
+            count = self._db.execute("SELECT COUNT(*) FROM alerts WHERE stage=3").fetchone()[0]
+            rows = self._db.execute(
+                "SELECT event_id, camera, created_at, parked_reason, fallback_error, parked_at"
+                " FROM alerts WHERE stage=3 ORDER BY id DESC LIMIT ?",
+                (limit,),
+            ).fetchall()
+        return int(count), [
+            ParkedAlert(
+                event_id=r[0],
+                camera=r[1],
+                created_at=r[2],
+                reason=r[3] or "",
+                fallback_error=r[4],
+                parked_at=r[5] or 0.0,
+            )
+            for r in rows
+        ]
+
     def alert_settled(self, camera: str, event_id: str) -> bool:
         """True once the event's alert is settled (posted, suppressed, parked): its media is no
         longer owed to Slack. False while it is queued, and for an event not received yet."""
@@ -168,11 +269,11 @@ class Store:
         return int(row[0])
 
     def prune(self, older_than_seconds: float = 14 * 24 * 3600) -> None:
-        """Forget delivered/suppressed alerts and published labels older than the horizon."""
+        """Forget delivered/suppressed/parked alerts and published labels older than the horizon."""
         cutoff = time.time() - older_than_seconds
         with self._lock:
             self._db.execute(
-                "DELETE FROM alerts WHERE stage IN (-1, 2) AND created_at < ?", (cutoff,)
+                "DELETE FROM alerts WHERE stage IN (-1, 2, 3) AND created_at < ?", (cutoff,)
             )
             self._db.execute(
                 "DELETE FROM labels WHERE published_at IS NOT NULL AND created_at < ?", (cutoff,)
@@ -201,13 +302,24 @@ class Store:
 
     # ---- small key/value facts ---------------------------------------------------------------
 
+    def note_event(self, started_at: float, camera: str) -> None:
+        """Remember the newest event seen (a redelivered older one does not move it back)."""
+        with self._lock, self._transaction():
+            row = self._db.execute("SELECT value FROM meta WHERE key='last_event_at'").fetchone()
+            if row is None or float(row[0]) <= started_at:
+                self._put_meta("last_event_at", repr(started_at))
+                self._put_meta("last_event_camera", camera)
+
     def set_meta(self, key: str, value: str) -> None:
         with self._lock:
-            self._db.execute(
-                "INSERT INTO meta (key, value) VALUES (?, ?)"
-                " ON CONFLICT(key) DO UPDATE SET value=excluded.value",
-                (key, value),
-            )
+            self._put_meta(key, value)
+
+    def _put_meta(self, key: str, value: str) -> None:
+        self._db.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?)"
+            " ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+            (key, value),
+        )
 
     def get_meta(self, key: str) -> str | None:
         with self._lock:

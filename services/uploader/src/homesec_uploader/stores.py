@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -28,6 +26,7 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
+from homesec.files import atomic_write
 from homesec.media import resolve_inside
 from homesec_uploader.settings import UploaderSettings
 
@@ -211,18 +210,7 @@ class LocalStore:
     def put(self, key: str, data: bytes, content_type: str, metadata: dict[str, str]) -> Stored:
         try:
             self.root.mkdir(parents=True, exist_ok=True)
-            target = self._path(key)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".part-")
-            try:
-                with os.fdopen(fd, "wb") as fh:
-                    fh.write(data)
-                    fh.flush()
-                    os.fsync(fh.fileno())
-                os.replace(tmp, target)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            atomic_write(self._path(key), data)
         except OSError as exc:
             raise DestinationError(f"local folder {self.root}: {exc}") from None
         return Stored(len(data), md5_hex(data))

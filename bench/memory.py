@@ -1,0 +1,183 @@
+"""Memory of the whole local stack: resident (RSS) and proportional (PSS) set size per service.
+
+    uv run python bench/memory.py                 # steady state (demo person walked in)
+    uv run python bench/memory.py --minutes 10    # and again after 10 minutes (no growth)
+    uv run python bench/memory.py --json
+
+Starts the stack as `make run` does (`homesec run`: a private Mosquitto, every service, the demo
+camera at 640x480 10 fps, the person model on), waits until the demo person has walked in and
+the detector has run its person check, then reads ``/proc/<pid>/smaps_rollup`` of each
+service. PSS divides every shared page among the processes that map it, so the total is what
+the stack really costs the machine (RSS would count shared libraries once per process).
+Figures only; the guard test (tests/core/test_memory_budget.py) compares against
+``bench/memory_budget.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from soak import children
+
+from homesec.broker import free_port, port_open
+from homesec.services import CATALOGUE
+
+SERVICES = [info.name for info in CATALOGUE]
+
+
+@dataclass(frozen=True)
+class Memory:
+    rss_bytes: int
+    pss_bytes: int
+
+
+def memory(pid: int) -> Memory | None:
+    """RSS and PSS of a process from smaps_rollup (kB in the file)."""
+    values: dict[str, int] = {}
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            parts = line.split()
+            if len(parts) >= 2 and parts[0] in ("Rss:", "Pss:"):
+                values[parts[0]] = int(parts[1]) * 1024
+    except OSError:
+        return None
+    return Memory(values.get("Rss:", 0), values.get("Pss:", 0))
+
+
+def service_pids(runner: int) -> dict[str, int]:
+    """Service name -> pid among the runner's children (the broker left out)."""
+    return {name: pid for name, pid in children(runner).items() if name in SERVICES}
+
+
+def metric(port: int, name: str) -> float:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=3) as resp:
+            text = resp.read().decode()
+    except OSError:
+        return 0.0
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name) and not line.startswith("#"):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+class Stack:
+    """`homesec run` with private ports and a throwaway data folder."""
+
+    def __init__(self, env_extra: dict[str, str] | None = None) -> None:
+        self.data_dir = Path(tempfile.mkdtemp(prefix="homesec-memory-"))
+        self.port = free_port()
+        self.metrics_ports = {name: free_port() for name in SERVICES}
+        env = {
+            k: v for k, v in os.environ.items() if not k.startswith(("HOMESEC_", "SLACK_", "AWS_"))
+        }
+        env.update(HOMESEC_BROKER_PORT=str(self.port), HOMESEC_DATA_DIR=str(self.data_dir))
+        for info in CATALOGUE:
+            env[f"{info.env_prefix}METRICS_PORT"] = str(self.metrics_ports[info.name])
+            env[f"{info.env_prefix}METRICS_HOST"] = "127.0.0.1"
+        env["HOMESEC_SLACK_GATEWAY_PORT"] = str(free_port())
+        env.update(env_extra or {})
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "homesec.cli", "run"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+    def wait_steady(self, timeout: float = 120.0) -> None:
+        """Until every service runs and the detector has run person checks (demo walk-in)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            pids = service_pids(self.proc.pid)
+            checks = metric(self.metrics_ports["detector"], "homesec_detector_person_checks_total")
+            if len(pids) == len(SERVICES) and port_open("127.0.0.1", self.port) and checks > 0:
+                time.sleep(5)  # let the event end and buffers settle
+                return
+            time.sleep(1)
+        raise TimeoutError("the stack did not reach a steady state (no person check ran)")
+
+    def sample(self) -> dict[str, Memory]:
+        found: dict[str, Memory] = {}
+        for name, pid in service_pids(self.proc.pid).items():
+            measured = memory(pid)
+            if measured is not None:
+                found[name] = measured
+        return found
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+
+def measure(minutes: float = 0.0, env_extra: dict[str, str] | None = None) -> dict[str, object]:
+    """Steady-state figures (and after ``minutes`` more) of every service."""
+    stack = Stack(env_extra)
+    try:
+        stack.wait_steady()
+        first = stack.sample()
+        later: dict[str, Memory] = {}
+        if minutes > 0:
+            time.sleep(minutes * 60)
+            later = stack.sample()
+    finally:
+        stack.stop()
+    return {
+        "steady": {name: asdict(m) for name, m in sorted(first.items())},
+        "later": {name: asdict(m) for name, m in sorted(later.items())},
+        "minutes": minutes,
+    }
+
+
+def mb(value: int) -> str:
+    return f"{value / 2**20:.1f}"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--minutes", type=float, default=0.0, help="sample again after this")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    result = measure(args.minutes)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    steady: dict[str, dict[str, int]] = result["steady"]  # type: ignore[assignment]
+    later: dict[str, dict[str, int]] = result["later"]  # type: ignore[assignment]
+    header = f"{'service':<14} {'RSS MB':>8} {'PSS MB':>8}"
+    if later:
+        header += f" {'PSS MB after':>13} {'growth':>8}"
+    print(header)
+    for name, m in steady.items():
+        line = f"{name:<14} {mb(m['rss_bytes']):>8} {mb(m['pss_bytes']):>8}"
+        if name in later:
+            after = later[name]["pss_bytes"]
+            line += f" {mb(after):>13} {(after - m['pss_bytes']) / max(1, m['pss_bytes']):>+8.1%}"
+        print(line)
+    total_rss = sum(m["rss_bytes"] for m in steady.values())
+    total_pss = sum(m["pss_bytes"] for m in steady.values())
+    line = f"{'total':<14} {mb(total_rss):>8} {mb(total_pss):>8}"
+    if later:
+        after_total = sum(m["pss_bytes"] for m in later.values())
+        line += f" {mb(after_total):>13} {(after_total - total_pss) / max(1, total_pss):>+8.1%}"
+    print(line)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
