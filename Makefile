@@ -40,6 +40,7 @@ test: lint typecheck unit
 
 bench: install
 	$(UV) run python bench/detector.py
+	$(UV) run homesec eval --report
 
 clean:
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache

@@ -5,7 +5,8 @@ Pure logic (no clock, no broker): the caller passes each frame's time and findin
 
 * start: ``>= min_occupied_fraction`` of the last ``window_frames`` frames occupied (original:
   60% of 30; default 60% of 10, which fires whenever the original does — 18 occupied frames
-  out of 30 put at least 6 into one of its three 10-frame thirds — and 1.2 s sooner);
+  out of 30 put at least 6 into one of its three 10-frame thirds — and 1.2 s sooner), or at once
+  when the person evidence is confirmed (person mode on): a person does not wait for the window;
 * update: the largest motion area grows by ``box_growth``, the person score improves by
   ``person_score_step``, or the decision changes;
 * end: ``quiet_seconds`` without an occupied frame.
@@ -21,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from pydantic import BaseModel, Field
 
@@ -76,7 +77,9 @@ class PersonFinding:
     score: float
     box: BoxXYWH | None = None
     confirmed: bool = False
-    """The pipeline's confirmation rule held (see ``CameraPipeline``)."""
+    """The person evidence is confirmed (see ``homesec_detector.evidence``)."""
+    reason: str = ""
+    """What the evidence adds up to, for people (e.g. ``median 0.81 over 3 checks``)."""
 
 
 @dataclass(frozen=True)
@@ -229,7 +232,10 @@ class EventTracker:
         out: list[MotionEvent] = []
         ev = self._event
         if ev is None:
-            if self.occupied_fraction() >= self.settings.min_occupied_fraction:
+            person_now = (
+                person is not None and person.confirmed and inputs.person_mode is not PersonMode.OFF
+            )
+            if person_now or self.occupied_fraction() >= self.settings.min_occupied_fraction:
                 ev = self._event = _OpenEvent(
                     event_id=make_event_id(self.camera, now, seq),
                     started_at=now,
@@ -291,11 +297,12 @@ class EventTracker:
             ev.box = motion.largest_box
         if person is not None:
             old = ev.person
-            confirmed = person.confirmed or (old is not None and old.confirmed)
-            if old is None or person.score > old.score:
-                ev.person = PersonFinding(person.score, person.box, confirmed)
+            if old is None or (person.confirmed and not old.confirmed):
+                ev.person = person
+            elif old.confirmed or person.score <= old.score:
+                ev.person = replace(old, confirmed=old.confirmed or person.confirmed)
             else:
-                ev.person = PersonFinding(old.score, old.box, confirmed)
+                ev.person = replace(person, confirmed=old.confirmed or person.confirmed)
         return grew
 
     def _decide(self, ev: _OpenEvent, inputs: DecisionInputs, now: float) -> AlertDecision:

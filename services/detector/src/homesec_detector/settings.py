@@ -12,9 +12,11 @@ from homesec.codes import CodeSettings
 from homesec.contract import Identifier, PersonMode, SystemSetting
 from homesec.settings import ServiceSettings, settings_config
 from homesec_detector.events import EventSettings
+from homesec_detector.evidence import EvidenceSettings
 from homesec_detector.media_writer import MediaSettings
 from homesec_detector.motion import MotionSettings
 from homesec_detector.person import PersonModelSettings
+from homesec_detector.person_verify import VerifierSettings
 
 
 class DetectorSettings(ServiceSettings):
@@ -30,6 +32,14 @@ class DetectorSettings(ServiceSettings):
     events: EventSettings = Field(default_factory=EventSettings)
     media: MediaSettings = Field(default_factory=MediaSettings)
     person: PersonModelSettings = Field(default_factory=PersonModelSettings)
+    verifier: VerifierSettings = Field(
+        default_factory=VerifierSettings,
+        description="The second model, run on the first model's candidates",
+    )
+    evidence: EvidenceSettings = Field(
+        default_factory=EvidenceSettings,
+        description="How person checks add up to a confirmed person (docs/detection.md)",
+    )
     person_mode: PersonMode = Field(
         PersonMode.REQUIRE,
         description="off: never run the model; annotate: report scores, alert on motion; "
@@ -50,13 +60,6 @@ class DetectorSettings(ServiceSettings):
     )
     person_decode_width: int = Field(
         640, ge=64, description="Frames wider than twice this are decoded reduced for the model"
-    )
-    person_confirm_frames: int = Field(
-        3,
-        ge=1,
-        le=100,
-        description="A person is confirmed when the median score of this many consecutive "
-        "checked frames (pre-roll + event) reaches person.score_threshold",
     )
     person_min_overlap: float = Field(
         0.3,
