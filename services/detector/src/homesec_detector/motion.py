@@ -58,6 +58,14 @@ class MotionSettings(BaseModel):
         description="A contour larger than this fraction of the frame makes it occupied "
         "(original: min_area 5000 px on 500x375 = 0.0267)",
     )
+    check_area_fraction: float = Field(
+        0.003,
+        ge=0,
+        le=1,
+        description="A contour larger than this fraction of the frame gets a person check even "
+        "when it is too small to make the frame occupied (a person far away); 0: only "
+        "occupied frames are checked",
+    )
     contrast_normalize: bool = Field(
         False, description="Stretch each small frame to 0-255 before blurring"
     )
@@ -71,6 +79,14 @@ class MotionSettings(BaseModel):
         le=1,
         description="More than this fraction of the frame changing at once re-learns the "
         "background instead of reporting motion (0 disables)",
+    )
+    relight_delta_thresh: int = Field(
+        6,
+        ge=0,
+        le=254,
+        description="On a global change, the frame is matched to the old background in "
+        "brightness and contrast; pixels still differing by more than this are reported as "
+        "relit regions for the person check (0: check the whole frame instead)",
     )
     night_mean_below: float = Field(
         0.0, ge=0, le=255, description="Mean grey level under which the night profile applies"
@@ -103,6 +119,19 @@ class MotionResult:
     """Fraction of (unmasked) pixels above the threshold."""
     reset: bool = False
     """True when the background was (re)learnt from this frame (first frame or guard)."""
+    global_change: bool = False
+    """The global-change guard fired on this frame (lights, IR switch): no motion reported."""
+    check_boxes: list[BoxXYWH] = field(default_factory=list)
+    """Boxes of contours above ``check_area_fraction`` (``boxes`` included), largest first: where
+    the person check looks."""
+    relit_boxes: list[BoxXYWH] = field(default_factory=list)
+    """On a global change: regions that still differ from the old background once brightness
+    and contrast are matched (full-frame pixels, largest first); empty when none do."""
+    relit_whole: bool = False
+    """On a global change: matching failed (most of the frame still differs): look at all of it."""
+    relight: tuple[float, float] | None = None
+    """On a global change: (gain, offset) that map this frame's grey levels to the old
+    background's; the person check applies it so the model sees the scene as it was lit."""
     profile: str = "day"
     size: tuple[int, int] = (0, 0)
     """Full frame (width, height)."""
@@ -223,16 +252,43 @@ class MotionDetector:
             cv2.bitwise_and(self._thresh, self._mask, dst=self._thresh)
         changed = cv2.countNonZero(self._thresh) / self._mask_pixels
         if s.global_change_fraction and changed > s.global_change_fraction:
+            relit, whole, relight = self._relit(full_size)
             self._avg[:] = self._blur
             self.background_resets += 1
             return MotionResult(
                 occupied=False,
                 changed_fraction=changed,
                 reset=True,
+                global_change=True,
+                relit_boxes=relit,
+                relit_whole=whole,
+                relight=relight,
                 profile=profile,
                 size=full_size,
             )
 
+        min_frac = s.min_area_fraction
+        if profile == "night" and s.night_min_area_fraction is not None:
+            min_frac = s.night_min_area_fraction
+        check_frac = min(min_frac, s.check_area_fraction) if s.check_area_fraction else min_frac
+        regions = self._regions(check_frac, full_size)
+        min_px = min_frac * w * h
+        found = [(area, box) for area, box in regions if area > min_px]
+        return MotionResult(
+            occupied=bool(found),
+            boxes=[b for _, b in found],
+            check_boxes=[b for _, b in regions],
+            largest_area=found[0][0] / (w * h) if found else 0.0,
+            changed_fraction=changed,
+            profile=profile,
+            size=full_size,
+        )
+
+    def _regions(self, min_frac: float, full_size: tuple[int, int]) -> list[tuple[float, BoxXYWH]]:
+        """Dilate ``_thresh``; (area px, full-frame box) of contours above ``min_frac`` of the
+        frame, largest first."""
+        s = self.settings
+        h, w = self._thresh.shape
         if s.dilate_iterations:
             cv2.dilate(
                 self._thresh, self._kernel, dst=self._dilated, iterations=s.dilate_iterations
@@ -241,9 +297,6 @@ class MotionDetector:
         else:
             binary = self._thresh
         contours, _ = cv2.findContours(binary, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-        min_frac = s.min_area_fraction
-        if profile == "night" and s.night_min_area_fraction is not None:
-            min_frac = s.night_min_area_fraction
         min_px = min_frac * w * h
         sx, sy = full_size[0] / w, full_size[1] / h
         found: list[tuple[float, BoxXYWH]] = []
@@ -254,14 +307,45 @@ class MotionDetector:
                 box = (int(x * sx), int(y * sy), int(round(bw * sx)), int(round(bh * sy)))
                 found.append((area, box))
         found.sort(key=lambda item: item[0], reverse=True)
-        return MotionResult(
-            occupied=bool(found),
-            boxes=[b for _, b in found],
-            largest_area=found[0][0] / (w * h) if found else 0.0,
-            changed_fraction=changed,
-            profile=profile,
-            size=full_size,
-        )
+        return found
+
+    def _relit(
+        self, full_size: tuple[int, int]
+    ) -> tuple[list[BoxXYWH], bool, tuple[float, float] | None]:
+        """Regions of the new frame that differ from the old background once the new frame's
+        brightness and contrast are matched to it (a lamp, clouds, the IR switch change the
+        whole frame alike; a person entering meanwhile does not). Uses ``_avg8``/``_blur``
+        before the background is re-learnt; ``(boxes, look at the whole frame, (gain, offset))``."""
+        s = self.settings
+        if not s.relight_delta_thresh:
+            return [], True, None
+        # clipped pixels (a sky going white, a room going black) follow no gain: left out
+        usable = cv2.inRange(self._blur, 6, 249)
+        if self._mask is not None:
+            cv2.bitwise_and(usable, self._mask, dst=usable)
+        pixels = max(1, cv2.countNonZero(usable))
+        mask = usable
+        for _ in range(2):  # fit, then refit on the pixels the first fit explains
+            mean_new, std_new = cv2.meanStdDev(self._blur, mask=mask)
+            mean_old, std_old = cv2.meanStdDev(self._avg8, mask=mask)
+            gain = float(std_old[0, 0]) / max(float(std_new[0, 0]), 1.0)
+            offset = float(mean_old[0, 0]) - gain * float(mean_new[0, 0])
+            # saturating gain * new + offset, minus the old background
+            cv2.addWeighted(self._blur, gain, self._blur, 0.0, offset, dst=self._delta)
+            cv2.absdiff(self._delta, self._avg8, dst=self._delta)
+            cv2.threshold(
+                self._delta, s.relight_delta_thresh, 255, cv2.THRESH_BINARY, dst=self._thresh
+            )
+            cv2.bitwise_and(self._thresh, usable, dst=self._thresh)
+            mask = cv2.bitwise_and(cv2.bitwise_not(self._thresh), usable)
+            if cv2.countNonZero(mask) < pixels // 4:
+                break  # most of the frame is unexplained: keep the first fit's verdict
+        still = cv2.countNonZero(self._thresh) / pixels
+        if pixels < self._mask_pixels // 4 or still > s.global_change_fraction / 2:
+            return [], True, None
+        check_frac = min(s.min_area_fraction, s.check_area_fraction or 1.0)
+        boxes = [box for _, box in self._regions(check_frac, full_size)]
+        return boxes, False, (gain, offset)
 
     def _profile(self) -> str:
         s = self.settings

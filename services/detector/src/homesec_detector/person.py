@@ -25,6 +25,7 @@ from homesec_detector.person_decoders import (
     Decoder,
     Detection,
     FastestDetDecoder,
+    Outputs,
     make_decoder,
     register_decoder,
 )
@@ -53,7 +54,7 @@ class PersonModelSettings(BaseModel):
 
     model_path: Path | None = None  # None -> the bundled FastestDet
     labels_path: Path | None = None  # None -> <model>.names or coco.names beside the model
-    decoder: Literal["fastestdet"] = "fastestdet"
+    decoder: Literal["fastestdet", "yolox", "nanodet"] = "fastestdet"
     input_size: int = Field(352, ge=32)
     score_threshold: float = Field(0.5, ge=0.0, le=1.0)  # empty indoor scenes score 0.3-0.37
     nms_threshold: float = Field(0.45, ge=0.0, le=1.0)
@@ -156,6 +157,7 @@ class PersonDetector:
             self._net = cv2.dnn.readNetFromONNX(str(self.model_path))
         except cv2.error as exc:
             raise ValueError(f"cannot load person model {self.model_path}: {exc}") from exc
+        self._outputs = list(self._net.getUnconnectedOutLayersNames())
         self.labels = _read_labels(settings, self.model_path)
         self.decoder: Decoder = make_decoder(
             settings.decoder,
@@ -181,20 +183,26 @@ class PersonDetector:
 
         ~0.2 ms for 352x352 where ``cv2.dnn.blobFromImage`` takes ~1.3 ms on opencv 5.0 for
         the same values (measured; see docs/performance-person.md)."""
-        canvas = self._canvas[:, :, ::-1] if self.decoder.swap_rb else self._canvas
-        np.multiply(
-            canvas.transpose(2, 0, 1),
-            np.float32(self.decoder.input_scale),
-            out=self._blob[0],
-            casting="unsafe",
-        )
+        d = self.decoder
+        canvas = self._canvas[:, :, ::-1] if d.swap_rb else self._canvas
+        planes = canvas.transpose(2, 0, 1)
+        mean, std = getattr(d, "input_mean", None), getattr(d, "input_std", None)
+        if mean is None and std is None:
+            np.multiply(planes, np.float32(d.input_scale), out=self._blob[0], casting="unsafe")
+            return self._blob
+        mean, std = mean or (0.0, 0.0, 0.0), std or (1.0, 1.0, 1.0)
+        for c in range(3):
+            np.subtract(planes[c], np.float32(mean[c]), out=self._blob[0, c], casting="unsafe")
+            self._blob[0, c] *= np.float32(d.input_scale / std[c])
         return self._blob
 
-    def _forward(self) -> np.ndarray:
-        """Run the model on the canvas; the raw output tensor."""
+    def _forward(self) -> Outputs:
+        """Run the model on the canvas; the raw output tensor(s)."""
         self._net.setInput(self._fill_blob())
-        out: np.ndarray = self._net.forward()
-        return out
+        if len(self._outputs) == 1:
+            out: np.ndarray = self._net.forward()
+            return out
+        return list(self._net.forward(self._outputs))
 
     def _fill_canvas(self, image: np.ndarray, region: SquareRegion) -> None:
         """Resize the image part of ``region`` into the model-input canvas; pad the rest black."""

@@ -30,17 +30,18 @@ from homesec_detector.events import (
     PersonFinding,
     make_event_id,
 )
+from homesec_detector.evidence import Candidate, Check, PersonEvidence
 from homesec_detector.media_writer import BufferedFrame, MediaWriter, PrerollBuffer
 from homesec_detector.motion import BoxXYWH, MotionDetector, MotionResult
-from homesec_detector.person import CpuBudget, PersonDetector
+from homesec_detector.person import CpuBudget, PersonDetector, PersonModelSettings
+from homesec_detector.person_verify import Detects, VerifiedDetector
 from homesec_detector.settings import DetectorSettings
 
 log = logging.getLogger("homesec_detector.pipeline")
 
 StateGetter = Callable[[SystemSetting], bool]
-
-HISTORY_LIMIT = 64
-"""Checked-frame scores kept for the person confirmation rule."""
+ZoneGetter = Callable[[int, int], Callable[[BoxXYWH | None], bool] | None]
+"""The alarm mode's zone test for a frame of (width, height); None: the whole frame counts."""
 
 
 @dataclass
@@ -64,18 +65,29 @@ class PersonChecker:
 
     def __init__(
         self,
-        detector: PersonDetector,
+        detector: Detects,
         budget: CpuBudget,
         decode_width: int = 640,
         min_overlap: float = 0.3,
+        nominal_seconds: float | None = None,
     ) -> None:
         self.min_overlap = min_overlap
+        self.nominal_seconds = nominal_seconds
+        """Charge the budget this much per check instead of the time measured (evaluation:
+        results that do not depend on the machine's load)."""
         self.detector = detector
         self.budget = budget
         self.decode_width = decode_width
 
-    def check(self, frame: BufferedFrame, roi: BoxXYWH | None) -> PersonFinding:
-        """Best person in ``frame`` (score 0 when none); stores the result on the frame."""
+    def check(
+        self,
+        frame: BufferedFrame,
+        roi: BoxXYWH | None,
+        relight: tuple[float, float] | None = None,
+    ) -> list[Candidate]:
+        """Person candidates in ``frame`` (full-frame pixels, best first; with ``roi`` only those
+        lying in it); stores the best score (0 when none) and box on the frame. ``relight``
+        (gain, offset) is applied first: the frame as lit before a sudden light change."""
         factor, flag = 1, cv2.IMREAD_COLOR
         if frame.width >= 4 * self.decode_width:
             factor, flag = 4, cv2.IMREAD_REDUCED_COLOR_4
@@ -84,10 +96,13 @@ class PersonChecker:
         started = time.perf_counter()
         image = cv2.imdecode(np.frombuffer(frame.jpeg, np.uint8), flag)
         if image is None:
-            return PersonFinding(0.0)
+            return []
+        if relight is not None:
+            cv2.addWeighted(image, relight[0], image, 0.0, relight[1], dst=image)
         small_roi = None if roi is None else tuple(v // factor for v in roi)
         found = self.detector.detect(image, small_roi)  # type: ignore[arg-type]
-        self.budget.record(time.perf_counter() - started)
+        spent = time.perf_counter() - started
+        self.budget.record(spent if self.nominal_seconds is None else self.nominal_seconds)
         if small_roi is not None:
             # the crop around the motion shows more than the motion: a person must be IN it
             found = [
@@ -95,21 +110,22 @@ class PersonChecker:
                 for d in found
                 if _overlap(d.box, small_roi) >= self.min_overlap  # type: ignore[arg-type]
             ]
-        if not found:
-            frame.person_score = 0.0
-            return PersonFinding(0.0)
-        best = max(found, key=lambda d: d.score)
-        box = tuple(v * factor for v in best.box)
-        frame.person_score = float(best.score)
-        frame.person_box = box  # type: ignore[assignment]
-        return PersonFinding(float(best.score), box)  # type: ignore[arg-type]
+        out = [
+            Candidate(float(d.score), tuple(v * factor for v in d.box))  # type: ignore[arg-type]
+            for d in found
+        ]
+        frame.person_score = out[0].score if out else 0.0
+        frame.person_box = out[0].box if out else None
+        return out
 
 
 def build_person_checker(
-    settings: DetectorSettings, clock: Callable[[], float] = time.monotonic
+    settings: DetectorSettings,
+    clock: Callable[[], float] = time.monotonic,
+    nominal_seconds: float | None = None,
 ) -> PersonChecker | None:
     """The person model with its CPU budget (None when ``person_mode`` is off). The model
-    reports scores from ``person_report_threshold`` up; confirmation uses its own threshold.
+    reports scores from ``person_report_threshold`` up; the evidence rule decides what counts.
     ``clock`` paces the budget (the evaluation passes its simulated frame clock)."""
     if settings.person_mode is PersonMode.OFF:
         return None
@@ -121,11 +137,20 @@ def build_person_checker(
         }
     )
     return PersonChecker(
-        PersonDetector(model_settings),
+        _detector(settings, model_settings),
         CpuBudget(fraction=settings.person_cpu_fraction, clock=clock),
         settings.person_decode_width,
         settings.person_min_overlap,
+        nominal_seconds,
     )
+
+
+def _detector(settings: DetectorSettings, first: PersonModelSettings) -> Detects:
+    """The first model, verified by the second where ``verifier.enabled``."""
+    model = PersonDetector(first)
+    if not settings.verifier.enabled:
+        return model
+    return VerifiedDetector(model, PersonDetector(settings.verifier), settings.verifier)
 
 
 class CameraPipeline:
@@ -141,11 +166,13 @@ class CameraPipeline:
         media: MediaWriter | None = None,
         score_all: bool = False,
         on_message: Callable[[MotionEvent], None] | None = None,
+        zones: ZoneGetter | None = None,
     ) -> None:
         self.camera = camera
         self.on_message = on_message
         self.settings = settings
         self.state = state
+        self.zones = zones
         self.person = person if settings.person_mode is not PersonMode.OFF else None
         self.media = media if settings.media.enabled else None
         self.score_all = score_all
@@ -155,15 +182,15 @@ class CameraPipeline:
         )
         self.ring = PrerollBuffer(settings.media.preroll_frames + 1)
         self._quiet_since: float | None = None
-        self._event_scores: dict[int, float] = {}
-        self._sticky = False
+        self.evidence = PersonEvidence(settings.evidence)
+        self._before: list[BoxXYWH] = []
         self._last: BufferedFrame | None = None
         self.frames = 0
         self.undecodable = 0
 
     @property
     def threshold(self) -> float:
-        return self.settings.person.score_threshold
+        return self.settings.evidence.confirm_median
 
     def _inputs(self) -> DecisionInputs:
         return DecisionInputs(
@@ -171,7 +198,14 @@ class CameraPipeline:
             notifications=self.state(SystemSetting.NOTIFICATIONS),
             person_mode=self.settings.person_mode,
             person_threshold=self.threshold,
+            zone=self._zone(),
         )
+
+    def _zone(self) -> Callable[[BoxXYWH | None], bool] | None:
+        last = self._last
+        if self.zones is None or last is None:
+            return None
+        return self.zones(last.width, last.height)
 
     # ---- per frame ------------------------------------------------------------------------
 
@@ -203,7 +237,7 @@ class CameraPipeline:
         self._last = buf
 
         t2 = time.perf_counter()
-        finding, checks = self._person_checks(buf, result)
+        finding, checks = self._person_checks(buf, result, now)
         if checks:
             stages["person"] = time.perf_counter() - t2
 
@@ -211,6 +245,8 @@ class CameraPipeline:
         messages = self.tracker.step(
             now, frame.seq, frame.captured_at, result, finding, self._inputs()
         )
+        if was_active and not self.tracker.active:
+            self.evidence.clear()  # the event ended: its evidence goes with it
         t3 = time.perf_counter()
         labels = self._media(buf, messages, was_active, now, result)
         stages["media"] = time.perf_counter() - t3
@@ -249,12 +285,13 @@ class CameraPipeline:
     # ---- person ---------------------------------------------------------------------------
 
     def _person_checks(
-        self, buf: BufferedFrame, result: MotionResult
+        self, buf: BufferedFrame, result: MotionResult, now: float
     ) -> tuple[PersonFinding | None, int]:
-        """Run the model where it pays; returns the finding to feed the tracker and the count.
+        """Run the model where it pays, feed the evidence; returns its finding and the count.
 
-        * every frame with motion, while no person is confirmed for the open/coming event and
-          the CPU budget allows (frames before the start become the scored pre-roll);
+        * every frame with motion, or whose light changed at once (the guard re-learns the
+          background: the relit regions, else the whole frame), while no person is confirmed
+          for the open/coming event and the CPU budget allows;
         * when this frame starts an event: up to ``person_preroll_checks`` pre-roll frames with
           motion that were not checked yet (newest first);
         * ``score_all`` (evaluation of the model itself): every frame, whole image, no budget.
@@ -262,62 +299,46 @@ class CameraPipeline:
         person = self.person
         if person is None:
             return None, 0
+        evidence = self.evidence
+        if not self.tracker.active:
+            evidence.forget_before(now - self.settings.evidence.keep_seconds)
         checks = 0
         if self.score_all:
-            person.check(buf, None)
+            self._feed(buf, person.check(buf, None), result.check_boxes)
             checks += 1
-        elif result.occupied and not self._confirmed() and person.budget.allow():
-            person.check(buf, result.union_box)
-            checks += 1
-        if self.tracker.active:
-            if buf.person_score is None:
-                return None, checks
-            return PersonFinding(buf.person_score, buf.person_box, self._confirmed()), checks
-        if not self.score_all and self.tracker.would_start_with(result.occupied):
-            extra = 0
-            for old in reversed(self.ring.frames()[:-1]):
-                if extra >= self.settings.person_preroll_checks or self._confirmed():
-                    break
-                if old.occupied and old.person_score is None and person.budget.allow():
-                    person.check(old, _union(old.boxes))
-                    extra += 1
-            checks += extra
-        scored = [f for f in self.ring.frames() if f.person_score is not None]
-        if not scored:
+        else:
+            wanted, roi = _check_region(result, self._before)
+            self._before = result.check_boxes
+            if wanted and not evidence.verdict.confirmed and person.budget.allow():
+                motion = result.check_boxes or result.relit_boxes
+                self._feed(buf, person.check(buf, roi, result.relight), motion)
+                checks += 1
+            if not self.tracker.active and self.tracker.would_start_with(result.occupied):
+                extra = 0
+                for old in reversed(self.ring.frames()[:-1]):
+                    if extra >= self.settings.person_preroll_checks or evidence.verdict.confirmed:
+                        break
+                    if old.occupied and old.person_score is None and person.budget.allow():
+                        self._feed(old, person.check(old, _union(old.boxes)), old.boxes)
+                        extra += 1
+                checks += extra
+        if not evidence.checks:
             return None, checks
-        best = max(scored, key=lambda f: f.person_score or 0.0)
-        return PersonFinding(best.person_score or 0.0, best.person_box, self._confirmed()), checks
+        verdict = evidence.verdict
+        return PersonFinding(verdict.score, verdict.box, verdict.confirmed, verdict.reason), checks
 
-    def _history(self) -> list[float]:
-        """Scores of the checked frames that count for the open or coming event, in frame
-        order: the pre-roll ring (the original's ``person_last_30``) plus the event's frames.
-        Only the most recent ones are kept: older windows were judged when they were new."""
-        if not self.tracker.active:
-            self._event_scores.clear()
-        for f in self.ring.frames():
-            if f.person_score is not None:
-                self._event_scores[f.seq] = f.person_score
-        if len(self._event_scores) > HISTORY_LIMIT:
-            for seq in sorted(self._event_scores)[:-HISTORY_LIMIT]:
-                del self._event_scores[seq]
-        return [score for _, score in sorted(self._event_scores.items())]
-
-    def _confirmed(self) -> bool:
-        """Confirmed when the median score of ``person_confirm_frames`` consecutive checked
-        frames reaches the threshold: a person scores high frame after frame, a pet or a bin
-        only now and then. Sticky for the rest of an open event."""
-        if not self.tracker.active:
-            self._sticky = False
-        elif self._sticky:
-            return True
-        scores = self._history()
-        n = self.settings.person_confirm_frames
-        found = any(
-            sorted(scores[start : start + n])[n // 2] >= self.threshold
-            for start in range(len(scores) - n + 1)
+    def _feed(
+        self, frame: BufferedFrame, candidates: list[Candidate], motion: list[BoxXYWH]
+    ) -> None:
+        self.evidence.add(
+            Check(
+                frame.seq,
+                frame.captured_at,
+                (frame.width, frame.height),
+                tuple(candidates),
+                tuple(motion),
+            )
         )
-        self._sticky = found and self.tracker.active
-        return found
 
     # ---- media ----------------------------------------------------------------------------
 
@@ -353,12 +374,16 @@ class CameraPipeline:
                     then=self._emitter(msg),
                 )
                 media.add_frame(self.camera, msg.event_id, buf)
+                if msg.decision.alert:
+                    media.mark_alerting(self.camera, msg.event_id)
             elif msg.type is EventType.END:
                 self._finish(msg)
             else:
                 emit = self._emitter(msg)
                 if emit is not None:
                     media.call(emit, essential=True)  # keep order behind the start
+                if msg.decision.alert:
+                    media.mark_alerting(self.camera, msg.event_id)
         if was_active and self.tracker.active and self.tracker.event_id:
             media.add_frame(self.camera, self.tracker.event_id, buf)
             if any(m.type is EventType.UPDATE and m.person_box for m in messages):
@@ -368,6 +393,8 @@ class CameraPipeline:
 
     def _finish(self, msg: MotionEvent) -> None:
         if self.media is not None:
+            if msg.decision.alert:
+                self.media.mark_alerting(self.camera, msg.event_id)
             self.media.finish_event(
                 self.camera, msg.event_id, _meta(msg, None), then=self._emitter(msg)
             )
@@ -419,6 +446,18 @@ class CameraPipeline:
                 source="detector",
             )
         ]
+
+
+def _check_region(result: MotionResult, before: list[BoxXYWH]) -> tuple[bool, BoxXYWH | None]:
+    """(check this frame?, region; None = the whole frame) for a frame's motion result;
+    ``before``: the previous frame's check boxes."""
+    if result.occupied or result.check_boxes:
+        return True, _union(result.check_boxes or result.boxes)
+    if result.global_change:
+        if result.relit_whole:  # no telling what changed: where motion just was, else all
+            return True, _union(before)
+        return bool(result.relit_boxes), _union(result.relit_boxes)
+    return False, None
 
 
 def _union(boxes: list[BoxXYWH]) -> BoxXYWH | None:

@@ -7,12 +7,16 @@ from collections.abc import Mapping
 
 from pydantic import Field
 
+from homesec.alarm import AlarmSettings
+from homesec.codes import CodeSettings
 from homesec.contract import Identifier, PersonMode, SystemSetting
 from homesec.settings import ServiceSettings, settings_config
 from homesec_detector.events import EventSettings
+from homesec_detector.evidence import EvidenceSettings
 from homesec_detector.media_writer import MediaSettings
 from homesec_detector.motion import MotionSettings
 from homesec_detector.person import PersonModelSettings
+from homesec_detector.person_verify import VerifierSettings
 
 
 class DetectorSettings(ServiceSettings):
@@ -28,6 +32,14 @@ class DetectorSettings(ServiceSettings):
     events: EventSettings = Field(default_factory=EventSettings)
     media: MediaSettings = Field(default_factory=MediaSettings)
     person: PersonModelSettings = Field(default_factory=PersonModelSettings)
+    verifier: VerifierSettings = Field(
+        default_factory=VerifierSettings,
+        description="The second model, run on the first model's candidates",
+    )
+    evidence: EvidenceSettings = Field(
+        default_factory=EvidenceSettings,
+        description="How person checks add up to a confirmed person (docs/detection.md)",
+    )
     person_mode: PersonMode = Field(
         PersonMode.REQUIRE,
         description="off: never run the model; annotate: report scores, alert on motion; "
@@ -49,18 +61,19 @@ class DetectorSettings(ServiceSettings):
     person_decode_width: int = Field(
         640, ge=64, description="Frames wider than twice this are decoded reduced for the model"
     )
-    person_confirm_frames: int = Field(
-        3,
-        ge=1,
-        le=100,
-        description="A person is confirmed when the median score of this many consecutive "
-        "checked frames (pre-roll + event) reaches person.score_threshold",
-    )
     person_min_overlap: float = Field(
         0.3,
         ge=0,
         le=1,
         description="A person box must lie this much inside the motion region to count",
+    )
+    alarm: AlarmSettings = Field(
+        default_factory=AlarmSettings,
+        description="Alarm modes (cameras, exit/entry delays), trigger time (docs/alarm.md)",
+    )
+    codes: CodeSettings = Field(
+        default_factory=CodeSettings,
+        description="Optional alarm code for alarm/set (Home Assistant, Node-RED), lockout",
     )
     ha_discovery: bool = Field(
         True,
