@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 LOCAL = REPO / "docker" / "local" / "compose.local.yml"
@@ -20,22 +22,12 @@ DOCKERD = REPO / ".ci" / "dockerd.sh"
 SERVICES = ("camera", "detector", "slack-gateway", "presence", "uploader", "ptz")
 # per worktree, so two checkouts testing on one engine never run each other's images
 IMAGE_TAG = "test-" + hashlib.sha256(str(REPO).encode()).hexdigest()[:8]
-SECRET_NAMES = (
-    *(
-        f"mqtt_password_{u}"
-        for u in (
-            "camera detector slack_gateway presence uploader ptz homeassistant nodered admin"
-        ).split()
-    ),
-    "slack_bot_token",
-    "slack_signing_secret",
-    "slack_app_token",
-    "router_password",
-    "aws_access_key_id",
-    "aws_secret_access_key",
-    "alarm_code",
-    "grafana_admin_password",
-)
+
+
+def secret_names() -> list[str]:
+    """The top-level secrets docker-compose.yml declares."""
+    doc = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+    return sorted(doc["secrets"])
 
 
 def run(
@@ -159,6 +151,6 @@ def compose_env(**extra: str) -> dict[str, str]:
 
 def secrets_override(secrets_dir: Path, out: Path) -> Path:
     """A compose file pointing every secret at ``secrets_dir`` (JSON is YAML)."""
-    doc = {"secrets": {name: {"file": str(secrets_dir / name)} for name in SECRET_NAMES}}
+    doc = {"secrets": {name: {"file": str(secrets_dir / name)} for name in secret_names()}}
     out.write_text(json.dumps(doc, indent=2))
     return out
