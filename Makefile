@@ -1,4 +1,4 @@
-# homesec — two commands for a fresh machine (Python 3.11+ and mosquitto installed):
+# homesec — two commands for a fresh machine (Python 3.11+, mosquitto and libopenh264 installed):
 #   make run    the whole system locally (Mosquitto + every service, demo camera)
 #   make test   every check: lint, types, unit, integration, deployment checks
 SHELL := /bin/bash
@@ -16,6 +16,8 @@ $(CURDIR)/.tools/bin/uv:
 install: $(UV)
 	@command -v mosquitto >/dev/null || test -x /usr/sbin/mosquitto || { \
 	  echo "mosquitto is missing: sudo apt-get install mosquitto (macOS: brew install mosquitto)"; exit 1; }
+	@ldconfig -p 2>/dev/null | grep -q libopenh264 || ls /usr/lib/*/libopenh264.so* >/dev/null 2>&1 || { \
+	  echo "libopenh264 is missing (alert clips): sudo apt-get install libopenh264-7 (macOS: brew install openh264)"; exit 1; }
 	$(UV) sync --frozen
 
 run: install

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Create ./secrets for docker-compose.yml: a random password per MQTT user and for Grafana's
-# admin, and empty files for the Slack tokens, the router password and the AWS keys (fill those
-# in). Existing files are never overwritten, so running it again only adds what is missing.
+# admin, and empty files for the Slack tokens, the router password, the AWS keys and the alarm
+# code (fill those in; an empty alarm_code means no code). Existing files are never overwritten, so running it again only adds what is missing.
 #
 #   ./docker/make-secrets.sh [SECRETS_DIR]      (default: ./secrets next to docker-compose.yml)
 set -eu
@@ -32,7 +32,7 @@ if [ ! -e "$dir/grafana_admin_password" ]; then
     created="$created grafana_admin_password"
 fi
 for name in slack_bot_token slack_signing_secret slack_app_token router_password \
-    aws_access_key_id aws_secret_access_key; do
+    aws_access_key_id aws_secret_access_key alarm_code; do
     if [ ! -e "$dir/$name" ]; then
         : >"$dir/$name"
         created="$created $name"
@@ -48,5 +48,6 @@ echo "secrets in $dir"
 if [ -n "$created" ]; then echo "created:$created"; fi
 echo "fill in: slack_bot_token, slack_signing_secret (and slack_app_token for Socket Mode),"
 echo "         aws_access_key_id + aws_secret_access_key for S3 uploads,"
-echo "         router_password for the router presence backend."
+echo "         router_password for the router presence backend,"
+echo "         alarm_code for a disarm code on alarm/set (Home Assistant, Node-RED)."
 echo "Grafana login: admin / $(cat "$dir/grafana_admin_password")"

@@ -350,6 +350,15 @@ def test_deploy_compose_dockerfile_targets_and_entrypoints(
         pytest.skip(f"entrypoint modules not written yet: {sorted(set(not_yet))}")
 
 
+def test_deploy_detector_image_has_the_clip_encoder(stages: dict[str, list[str]]) -> None:
+    """The detector loads libopenh264 by soname: the image installs the package that has it."""
+    from homesec_detector.openh264 import LIBRARY_NAMES
+
+    text = " ".join(stages["detector"])
+    assert "apt-get install" in text and "libopenh264-7" in text
+    assert "libopenh264.so.7" in LIBRARY_NAMES  # the soname of bookworm's libopenh264-7
+
+
 def test_deploy_compose_pi_images_use_debian_packages(
     stages: dict[str, list[str]],
 ) -> None:

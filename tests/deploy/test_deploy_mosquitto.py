@@ -119,9 +119,13 @@ PUBLISH_CASES = [
             "homesec/motion/front/state",
             "homeassistant/alarm_control_panel/homesec/alarm/config",
             "homesec/training/labels",
+            "homesec/alarm/state",
+            "homesec/alarm/result",
+            "homesec/cam/front/alert/snapshot",
         ],
         [
             "homesec/cam/front/frames",
+            "homesec/alarm/set",
             "homesec/presence/home",
             "homesec/ptz/front/command",
             "homesec/camera/availability",
@@ -131,12 +135,14 @@ PUBLISH_CASES = [
         "slack-gateway",
         [
             "homesec/system/armed/set",
+            "homesec/alarm/service/set",
             "homesec/ptz/front/command",
             "homesec/training/labels",
             "homesec/cam/front/snapshot/request",
         ],
         [
             "homesec/system/armed",
+            "homesec/alarm/state",
             "homesec/motion/events",
             "homesec/uploader/state",
             "homeassistant/alarm_control_panel/homesec/alarm/config",
@@ -156,7 +162,7 @@ PUBLISH_CASES = [
     (
         "homeassistant",
         [
-            "homesec/system/armed/set",
+            "homesec/alarm/set",
             "homesec/system/training/set",
             "homesec/ptz/front/command",
             "homesec/cam/front/snapshot/request",
@@ -165,6 +171,9 @@ PUBLISH_CASES = [
         ],
         [
             "homesec/system/armed",
+            "homesec/system/armed/set",
+            "homesec/alarm/service/set",
+            "homesec/alarm/state",
             "homesec/motion/events",
             "homesec/presence/home",
             "homesec/cam/front/snapshot",
@@ -173,8 +182,14 @@ PUBLISH_CASES = [
     ),
     (
         "nodered",
-        ["homesec/system/armed/set", "homesec/ptz/front/command", "homesec/uploader/run"],
-        ["homesec/system/armed", "homesec/motion/front/state", "homeassistant/status"],
+        ["homesec/alarm/set", "homesec/ptz/front/command", "homesec/uploader/run"],
+        [
+            "homesec/system/armed",
+            "homesec/system/armed/set",
+            "homesec/alarm/service/set",
+            "homesec/motion/front/state",
+            "homeassistant/status",
+        ],
     ),
 ]
 
@@ -251,10 +266,14 @@ def test_deploy_mosquitto_websockets_listener_delivers(
 # ---- the ACL covers what the services' code publishes and subscribes -----------------------
 
 CALL_RE = re.compile(r"\.(publish|publish_confirmed|subscribe)\(\s*([A-Z][A-Z_]+)\b")
-HELPERS = {  # core helpers a service may host, and the channels they use
-    "SystemStateOwner": [("publish", "SYSTEM_STATE"), ("subscribe", "SYSTEM_STATE"),
-                         ("subscribe", "SYSTEM_SET")],
-    "SystemStateView": [("subscribe", "SYSTEM_STATE")],
+HELPERS = {  # core helpers a service may host (a pattern of the call), and their channels
+    r"SystemStateOwner\(": [("publish", "SYSTEM_STATE"), ("subscribe", "SYSTEM_STATE"),
+                            ("subscribe", "SYSTEM_SET"), ("publish", "ALARM_STATE"),
+                            ("subscribe", "ALARM_STATE"), ("subscribe", "ALARM_SET"),
+                            ("subscribe", "ALARM_SERVICE_SET"), ("publish", "ALARM_RESULT")],
+    r"SystemStateView\(": [("subscribe", "SYSTEM_STATE")],
+    r"SystemStateView\([^)]*alarm=True": [("subscribe", "ALARM_STATE")],
+    r"HomeAssistantDiscovery\(": [("subscribe", "PRESENCE"), ("subscribe", "PTZ_STATE")],
 }  # fmt: skip
 
 
@@ -264,7 +283,7 @@ def channel_uses(service_dir: Path) -> set[tuple[str, str]]:
         text = path.read_text()
         uses |= {(verb, name) for verb, name in CALL_RE.findall(text)}
         for helper, calls in HELPERS.items():
-            if re.search(rf"\b{helper}\(", text):
+            if re.search(rf"\b{helper}", text, re.DOTALL):
                 uses |= set(calls)
     return uses
 

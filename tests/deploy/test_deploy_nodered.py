@@ -1,5 +1,6 @@
-"""docs/node-red-flow.json uses only documented topics, sends valid payloads, is wired correctly
-and is allowed by the broker ACL of the ``nodered`` user."""
+"""docs/node-red-flow.json uses only documented topics, sends valid payloads, is wired correctly,
+is allowed by the broker ACL of the ``nodered`` user, follows the alarm's states, and lets
+Node-RED give each instance its own client id."""
 
 from __future__ import annotations
 
@@ -11,11 +12,15 @@ import pytest
 from deploy_support import REPO, acl_allows
 
 from homesec.contract import (
+    ALARM_RESULT,
+    ALARM_SET,
+    ALARM_STATE,
     CHANNELS,
     MOTION_EVENTS,
     SNAPSHOT,
     SNAPSHOT_REQUEST,
-    SYSTEM_SET,
+    AlarmAction,
+    AlarmState,
     Channel,
     Codec,
 )
@@ -83,10 +88,41 @@ def test_deploy_nodered_flow_uses_documented_topics_and_payloads(
                 channel = channel_for(out["topic"])
                 assert node["payloadType"] == "json"
                 channel.decode(node["payload"].encode())  # raises on an invalid payload
-    # the three things the example is for
-    assert {SYSTEM_SET.name, MOTION_EVENTS.name, SNAPSHOT.name, SNAPSHOT_REQUEST.name} <= used
-    arm = [n for n in flow if n["type"] == "inject" and n["name"] == "Arm"]
-    assert arm and SYSTEM_SET.decode(arm[0]["payload"].encode()).value is True
+    # the things the example is for
+    assert {
+        ALARM_SET.name,
+        ALARM_STATE.name,
+        ALARM_RESULT.name,
+        MOTION_EVENTS.name,
+        SNAPSHOT.name,
+        SNAPSHOT_REQUEST.name,
+    } <= used
+    actions = {
+        ALARM_SET.decode(n["payload"].encode()).action
+        for n in flow
+        if n["type"] == "inject" and n["wires"][0] == ["out_alarm_set"]
+    }
+    assert actions == set(AlarmAction) - {AlarmAction.TRIGGER}
+
+
+def test_deploy_nodered_flow_follows_the_alarm_states(flow: list[dict[str, Any]]) -> None:
+    by_id = {n["id"]: n for n in flow}
+    (source,) = [n for n in flow if n["type"] == "mqtt in" and n["topic"] == "homesec/alarm/state"]
+    switch = by_id[source["wires"][0][0]]
+    assert switch["type"] == "switch" and switch["property"] == "payload.state"
+    named = [r["v"] for r in switch["rules"] if r["t"] == "eq"]
+    assert {"triggered", "pending", "arming"} <= set(named) <= {s.value for s in AlarmState}
+    assert switch["rules"][-1]["t"] == "else" and switch["outputs"] == len(switch["rules"])
+    assert all(out for out in switch["wires"]), "every state leads somewhere"
+
+
+def test_deploy_nodered_client_id_is_unique_per_instance(flow: list[dict[str, Any]]) -> None:
+    """A fixed client id makes two imports (or two Node-REDs) kick each other off the broker;
+    an empty one makes Node-RED generate its own."""
+    brokers = [n for n in flow if n["type"] == "mqtt-broker"]
+    assert len(brokers) == 1
+    assert brokers[0]["clientid"] == "" and brokers[0]["cleansession"] is True
+    assert brokers[0]["port"] == "1883"  # docs/node-red.md names it
 
 
 def test_deploy_nodered_flow_is_allowed_by_the_acl(flow: list[dict[str, Any]]) -> None:

@@ -95,15 +95,23 @@ def test_deploy_stack_runs_under_the_acl(
         }
         wait_until(lambda: expected <= set(admin.topics()), 30)
 
-        # Home Assistant arms the system: the detector reads /set and republishes the state
-        ha.publish("homesec/system/armed/set", b'{"value": true, "source": "home-assistant"}')
+        # Home Assistant arms the alarm: the detector reads alarm/set, republishes the alarm
+        # and its legacy mirror, and answers on alarm/result
+        ha.publish("homesec/alarm/set", b'{"action": "ARM_HOME", "source": "home-assistant"}')
+        wait_until(
+            lambda: (last_json(admin, "homesec/alarm/state") or {}).get("state") == "armed_home",
+            20,
+        )
         wait_until(
             lambda: (last_json(admin, "homesec/system/armed") or {}).get("value") is True, 20
         )
-        ha.publish("homesec/system/armed/set", b"OFF")
+        ha.publish("homesec/alarm/set", b"DISARM")
         wait_until(
             lambda: (last_json(admin, "homesec/system/armed") or {}).get("value") is False, 20
         )
+        assert (last_json(admin, "homesec/alarm/result") or {}).get("accepted") is True
+        # the code-less legacy switch is not Home Assistant's (mosquitto/acl)
+        ha.publish("homesec/system/armed/set", b"ON")
         # ... moves the camera head: ptz reads its command topic
         ha.publish("homesec/ptz/front/command", b'{"pan": 21, "tilt": -7}')
         wait_until(
@@ -119,6 +127,8 @@ def test_deploy_stack_runs_under_the_acl(
 
     log = (verbose_broker.proc.data_dir / "mosquitto.log").read_text()
     denied = sorted({line.split(": ", 1)[-1] for line in log.splitlines() if "Denied" in line})
+    assert any("homeassistant" in d and "system/armed/set" in d for d in denied), denied
+    denied = [d for d in denied if not ("homeassistant" in d and "system/armed/set" in d)]
     assert not denied, "the broker denied real service traffic:\n  " + "\n  ".join(denied)
     # mosquitto does not log refused subscriptions: check every one against the ACL
     subs = broker_subscriptions(log)

@@ -131,6 +131,19 @@ def test_decision_reasons() -> None:
     off = DecisionInputs(True, True, PersonMode.OFF, 0.5)
     assert decide(disarmed, yes, T0, None, 10).reason == "disarmed"
     assert decide(muted, yes, T0, None, 10).reason == "muted"
+    # muted or within the alert gap: no Slack alert, but it still counts for the alarm
+    assert decide(muted, yes, T0, None, 10).alarm
+    assert decide(ARMED, yes, T0, T0 - 1, 10).alarm
+    assert not decide(disarmed, yes, T0, None, 10).alarm
+    assert not decide(ARMED, finding, T0, None, 10).alarm
+    # the mode's zones: the person's box counts when there is one, else the motion's
+    upper = DecisionInputs(True, True, PersonMode.REQUIRE, 0.5, zone=lambda b: b == (1, 1, 1, 1))
+    placed = PersonFinding(0.84, (1, 1, 1, 1), confirmed=True)
+    assert decide(upper, placed, T0, None, 10, box=(9, 9, 9, 9)).alarm
+    outside = decide(upper, yes, T0, None, 10, box=(9, 9, 9, 9))
+    assert not outside.alert and not outside.alarm
+    assert outside.reason == "outside the alarm mode's zones"
+    assert decide(upper, yes, T0, None, 10, box=(1, 1, 1, 1)).alert
     no = decide(ARMED, finding, T0, None, 10)
     assert not no.alert and no.reason == "no person confirmed (best 0.21)"
     assert decide(ARMED, None, T0, None, 10).reason == "no person confirmed (not checked)"

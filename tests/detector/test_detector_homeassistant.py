@@ -65,13 +65,13 @@ def test_discovery_on_connect_new_camera_and_ha_birth(
     try:
         wait_until(lambda: ha.count("alarm_control_panel") >= 1)  # retained, from the connect
         panel = next(v for k, v in ha.docs.items() if "alarm_control_panel" in k)[-1]
-        assert panel["command_topic"] == "homesec/system/armed/set"
+        assert panel["command_topic"] == "homesec/alarm/set"
         assert ha.count("/camera/") == 0  # no camera seen yet
 
         camera = make_bus("camera")
         frame = Frame(camera="garage", seq=0, captured_at=1.0, width=8, height=8, jpeg=JPEG_GREY)
         camera.publish(FRAMES, frame, camera="garage")
-        wait_until(lambda: ha.count("garage") >= 2)  # motion binary_sensor + camera
+        wait_until(lambda: ha.count("garage") >= 5)  # motion, camera, event, image, button
         cam_doc = next(v for k, v in ha.docs.items() if "/camera/" in k)[-1]
         assert cam_doc["topic"] == "homesec/cam/garage/snapshot"
 
@@ -79,6 +79,6 @@ def test_discovery_on_connect_new_camera_and_ha_birth(
         ha.client.publish("homeassistant/status", b"online", qos=1).wait_for_publish(5)
         wait_until(lambda: ha.count("alarm_control_panel") > before)
         # the new camera is part of every later publication
-        wait_until(lambda: ha.count("garage") >= 4)
+        wait_until(lambda: ha.count("garage") >= 10)
     finally:
         ha.close()

@@ -33,6 +33,7 @@ SECRET_NAMES = (
     "router_password",
     "aws_access_key_id",
     "aws_secret_access_key",
+    "alarm_code",
     "grafana_admin_password",
 )
 

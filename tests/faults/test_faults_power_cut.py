@@ -11,7 +11,8 @@ lost:
 * both lost: the documented defaults (a fresh install).
 
 A watcher connected as soon as the broker listens records every value of the state topics; in
-the first three scenarios not one of them may say ``false`` for ``armed``.
+the first three scenarios not one of them may say ``false`` for ``armed``. A last scenario cuts
+the power while the alarm is triggered (timed states in tests/core/test_alarm_owner.py).
 """
 
 from __future__ import annotations
@@ -25,7 +26,19 @@ import pytest
 
 from homesec.broker import MosquittoProcess
 from homesec.bus import Bus
-from homesec.contract import SYSTEM_SET, SYSTEM_STATE, SetCommand, SystemSetting, SystemValue
+from homesec.contract import (
+    ALARM_SERVICE_SET,
+    ALARM_STATE,
+    SYSTEM_SET,
+    SYSTEM_STATE,
+    AlarmAction,
+    AlarmCommand,
+    AlarmState,
+    AlarmStatus,
+    SetCommand,
+    SystemSetting,
+    SystemValue,
+)
 from homesec.settings import BrokerSettings
 from homesec.state import DEFAULTS
 from support import Collector, ServiceProcess, wait_until
@@ -182,3 +195,46 @@ def test_both_lost_gives_the_documented_defaults(
             assert seen.value is value, setting
             assert seen.changed_by == "default"
         det.stop()
+
+
+def test_power_cut_while_triggered_comes_back_triggered_never_disarmed(
+    broker: MosquittoProcess, broker_settings: BrokerSettings, tmp_path: Path, make_bus, watchers
+) -> None:
+    """The alarm went off (an intruder, then the power): after the reboot, with the detector up
+    before the broker, the alarm resumes triggered for the rest of its trigger time and
+    neither ``alarm/state`` nor ``system/armed`` says disarmed for a moment."""
+    data_dir = tmp_path / "detector"
+    env = {"HOMESEC_DETECTOR_ALARM__TRIGGER_SECONDS": "600"}
+    alarm: Collector[AlarmStatus] = Collector()
+    with ServiceProcess("detector", broker_settings, data_dir, **DETECTOR_ENV, **env) as det:
+        client = make_bus("slack-gateway")
+        client.subscribe(ALARM_STATE, alarm).wait(10)
+        for action in (AlarmAction.ARM_AWAY, AlarmAction.TRIGGER):
+            assert client.publish_confirmed(
+                ALARM_SERVICE_SET, AlarmCommand(action=action, source="slack:U0OWNER")
+            )
+        wait_until(lambda: alarm.payloads and alarm.payloads[-1].state is AlarmState.TRIGGERED)
+        until = alarm.payloads[-1].until
+        client.stop(timeout=1)
+        time.sleep(2.5)  # past the broker's autosave
+        det.kill()
+        broker.kill()
+    det = ServiceProcess("detector", broker_settings, data_dir, **DETECTOR_ENV, **env)
+    try:
+        det.start(wait_online=False)
+        time.sleep(5)
+        broker.start()
+        watchers.append(watcher := StateWatcher(broker_settings))
+        after: Collector[AlarmStatus] = Collector()
+        watcher.bus.subscribe(ALARM_STATE, after).wait(10)
+        det.wait_online(30)
+        time.sleep(3)
+        assert_never_disarmed(watcher)
+        states = [s.state for s in after.payloads]
+        assert states and set(states) == {AlarmState.TRIGGERED}, states
+        assert after.payloads[-1].until == until  # the rest of the trigger time
+        det.stop()
+    except BaseException as exc:
+        det.__exit__(type(exc))
+        raise
+    det.__exit__(None)

@@ -20,6 +20,9 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from homesec.contract import (
+    ALARM_SERVICE_SET,
+    ALARM_SET,
+    ALARM_STATE,
     AVAILABILITY,
     FRAMES,
     MOTION_EVENTS,
@@ -79,6 +82,11 @@ SUBSCRIPTIONS: tuple[Sub, ...] = (
     Sub("detector", FRAMES),
     Sub("detector", SYSTEM_STATE),  # SystemStateOwner: retained values at start-up
     Sub("detector", SYSTEM_SET),
+    Sub("detector", ALARM_STATE),  # the alarm's owner: retained value at start-up
+    Sub("detector", ALARM_SET),
+    Sub("detector", ALARM_SERVICE_SET),
+    Sub("detector", PRESENCE),  # Home Assistant discovery: people to announce
+    Sub("detector", PTZ_STATE),  # ... and pan-tilt heads
     Sub("slack-gateway", AVAILABILITY),
     Sub("slack-gateway", SERVICE_STATUS),
     Sub("slack-gateway", PRESENCE),
@@ -87,6 +95,7 @@ SUBSCRIPTIONS: tuple[Sub, ...] = (
     Sub("slack-gateway", UPLOADER_STATUS),
     Sub("slack-gateway", MOTION_EVENTS),
     Sub("slack-gateway", SYSTEM_STATE),
+    Sub("slack-gateway", ALARM_STATE),
     Sub("presence", PRESENCE),  # its own retained state, restored at start
     Sub("presence", SYSTEM_STATE),
     Sub("uploader", TRAINING_LABELS),

@@ -49,6 +49,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from homesec.broker import MosquittoProcess
 from homesec.contract import (
+    ALARM_SET,
+    ALARM_STATE,
     AVAILABILITY,
     FRAMES,
     MAX_JPEG_BYTES,
@@ -239,9 +241,17 @@ def frame_messages(draw: st.DrawFn) -> Message:
 
 # ---- batches -------------------------------------------------------------------------------------
 
-COMMAND_CHANNELS = (SNAPSHOT_REQUEST, SYSTEM_SET, PTZ_COMMAND, TRAINING_LABELS, UPLOAD_REQUEST)
+COMMAND_CHANNELS = (
+    SNAPSHOT_REQUEST,
+    SYSTEM_SET,
+    ALARM_SET,
+    PTZ_COMMAND,
+    TRAINING_LABELS,
+    UPLOAD_REQUEST,
+)
 STATE_CHANNELS = (
     SYSTEM_STATE,
+    ALARM_STATE,
     PRESENCE,
     PTZ_STATE,
     AVAILABILITY,

@@ -80,6 +80,19 @@ def test_arrival_counts_at_once_departure_after_grace() -> None:
     ]
 
 
+def test_next_due_names_when_a_pending_departure_completes() -> None:
+    """A push backend observes nothing new by itself: the service observes again then."""
+    t = PresenceTracker(["alice", "bob"], grace_seconds=60)
+    t.observe(100, {"alice": True, "bob": True})
+    assert t.next_due() is None
+    t.observe(110, {"alice": False, "bob": True})
+    assert t.next_due() == 160  # absence counts from when she was last seen
+    assert t.observe(160, {"alice": False, "bob": True}) == [Change("alice", False)]
+    assert t.next_due() is None  # done
+    t.observe(180, {"alice": None, "bob": False})  # unknown keeps her state; bob pending
+    assert t.next_due() == 220
+
+
 def test_outage_freezes_and_restarts_the_grace_period() -> None:
     t = PresenceTracker(["alice"], grace_seconds=600)
     t.observe(0, {"alice": True})

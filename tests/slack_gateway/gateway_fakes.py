@@ -69,6 +69,15 @@ class Fault:
     sticky: bool = False  # answer every matching call so, until clear_faults()
 
 
+@dataclass(frozen=True)
+class SharedFile:
+    """A file Slack took: the name given to getUploadURLExternal, its bytes, the complete call."""
+
+    name: str
+    data: bytes
+    complete: dict[str, Any]
+
+
 def refusal(error: str, **options: Any) -> Fault:
     """Slack's answer to a call it refuses: HTTP 200, ``{"ok": false, "error": error}``."""
     return Fault(200, {"ok": False, "error": error}, **options)
@@ -177,6 +186,18 @@ class FakeSlack:
             files = json.loads(call.args["files"])
             out.append((call.args, self.uploads[files[0]["id"]]))
         return out
+
+    def shared_files(self) -> list[SharedFile]:
+        """Every file shared by a successful completeUploadExternal, in order."""
+        out = []
+        for call in self.calls_to("files.completeUploadExternal"):
+            for file in json.loads(call.args["files"]):
+                name = self._filenames.get(file["id"], "")
+                out.append(SharedFile(name, self.uploads[file["id"]], call.args))
+        return out
+
+    def files_named(self, suffix: str) -> list[SharedFile]:
+        return [f for f in self.shared_files() if f.name.endswith(suffix)]
 
     # ---- HTTP handlers -----------------------------------------------------------------------
 
@@ -352,6 +373,8 @@ class Harness:
             "alert_min_interval_seconds": 0,
             "retry_initial_seconds": 0.05,
             "retry_max_seconds": 0.2,
+            "alert_clips": False,  # the clip tests turn it on
+            "clip_poll_seconds": 0.05,
             "snapshot_wait_seconds": 1.0,
             "ptz_wait_seconds": 3.0,
             "allowed_users": ["U0OWNER"],
@@ -435,10 +458,13 @@ def motion_event(
     alert: bool = True,
     camera: str = "front",
     snapshot: str | None = "default",
+    media: bool = False,
 ) -> MotionEvent:
-    """A detector's motion event; ``snapshot="default"`` names the file write_snapshot writes."""
+    """A detector's motion event; ``snapshot="default"`` names the file write_snapshot writes;
+    ``media``: the detector saved the event's media (its folder may get a clip)."""
     rel = f"{camera}/{event_id}/snapshot.jpg" if snapshot == "default" else snapshot
     return MotionEvent(
+        media_dir=f"{camera}/{event_id}" if media else None,
         type=kind,
         event_id=event_id,
         camera=camera,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from homesec_slack_gateway.store import Stage, Store
+from homesec_slack_gateway.store import ClipStage, Stage, Store
 
 
 def test_store_orders_dedupes_rate_limits_and_prunes(tmp_path: Path) -> None:
@@ -87,7 +87,30 @@ def test_a_queue_file_of_the_previous_version_is_migrated_in_place(tmp_path: Pat
     assert queued is not None and queued.event_id == "old-1"
     store.park(queued.id, "invalid_blocks", fallback_error="msg_too_long")
     assert store.parked_alerts()[1][0].fallback_error == "msg_too_long"
+    assert store.waiting_clips() == []  # the clips table came with the migration
     store.close()
     again = Store(path)  # opening a migrated file changes nothing
     assert again.parked_alerts()[0] == 1
     again.close()
+
+
+def test_a_clip_is_owed_with_its_alert_until_settled(tmp_path: Path) -> None:
+    store = Store(tmp_path / "q.sqlite3")
+    common = {"camera": "front", "text": "t", "training": False, "image": None}
+    assert store.add_alert(event_id="front-1", min_interval=60, clip=True, now=100.0, **common)
+    assert store.add_alert(event_id="front-2", min_interval=60, clip=True, now=110.0, **common)
+    assert store.clip_stage("front-2") is None  # rate-limited: no alert, no clip
+    (waiting,) = store.waiting_clips()
+    assert (waiting.event_id, waiting.alert_stage) == ("front-1", Stage.QUEUED)
+    alert = store.next_alert()
+    assert alert is not None
+    store.set_stage(alert.id, Stage.SENT)
+    assert store.waiting_clips()[0].alert_stage is Stage.SENT
+    assert not store.alert_settled("front", "front-1")  # the clip is still owed
+    store.record_clip_failure("front-1", "internal_error")
+    assert store.waiting_clips()[0].attempts == 1
+    store.settle_clip("front-1", ClipStage.SENT)
+    assert store.alert_settled("front", "front-1") and store.waiting_clips() == []
+    store.prune(older_than_seconds=0)
+    assert store.clip_stage("front-1") is None
+    store.close()

@@ -1,6 +1,6 @@
 """The whole system as a user meets it: `homesec run` with the demo camera, a fake Slack and
-moto S3. Arm over Slack, a person walks in, exactly one alert with the snapshot, the Occupied
-click becomes a label whose media lands in S3, status reports it all, every service's metrics
+moto S3. Arm over Slack, a person walks in, exactly one alert with the snapshot and then its
+clip, the Occupied click becomes a label whose media lands in S3, status reports it all, every service's metrics
 show the counts; disarmed, the next walk-in alerts nobody.
 
 Demo timeline (services/camera/README.md, period 50 s): the person walks in at 8 s, leaves at
@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
+import cv2
 import pytest
 from gateway_fakes import button_payload
 
@@ -41,6 +43,15 @@ def button_value(call, action_id: str) -> str:
     raise AssertionError(f"no button {action_id} in {blocks}")
 
 
+def decoded_frames(data: bytes, path: Path) -> int:
+    path.write_bytes(data)
+    capture = cv2.VideoCapture(str(path))
+    count = 0
+    while capture.read()[0]:
+        count += 1
+    return count
+
+
 def all_texts(slack) -> str:
     return "\n".join(json.dumps(r) for r in slack.responses)
 
@@ -65,16 +76,21 @@ def test_arm_alert_label_upload_status_disarm(stack, make_bus, slack, s3):
     assert alerted, "an alert was posted but no alerting event was seen on the bus"
     event_id = alerted[0].event_id
     assert alerted[0].person_score and alerted[0].person_score >= 0.5
-    uploads = slack.completed_uploads()
-    assert len(uploads) == 1
-    assert uploads[0][1][:2] == b"\xff\xd8", "the alert image is not a JPEG"
+    stills = slack.files_named(".jpg")
+    assert len(stills) == 1
+    assert stills[0].data[:2] == b"\xff\xd8", "the alert image is not a JPEG"
+
+    # Then its clip: the 3 s pre-roll and the event's first 3 s, H.264, every frame decodable.
+    (clip,) = wait_until(lambda: slack.files_named(".mp4"), timeout=30)
+    assert clip.name == f"{event_id}.mp4"
+    assert decoded_frames(clip.data, stack.data_dir / "clip-from-slack.mp4") == 30 + 30
 
     # The event ends (quiet time) and still exactly one alert was posted for it.
     wait_until(
         lambda: any(e.type == "end" and e.event_id == event_id for e in events.payloads), timeout=60
     )
     assert len(alert_messages(slack)) == 1
-    assert len(slack.completed_uploads()) == 1
+    assert [f.name for f in slack.shared_files()] == [f"{event_id}.jpg", f"{event_id}.mp4"]
 
     # The owner clicks Occupied; the click is signed like Slack signs it.
     call = alert_messages(slack)[0]
@@ -95,6 +111,7 @@ def test_arm_alert_label_upload_status_disarm(stack, make_bus, slack, s3):
     )
     assert all(k.startswith("training/occupied/front/") for k in keys), keys
     assert any(k.endswith("snapshot.jpg") for k in keys), keys
+    assert any(k.endswith("clip.mp4") for k in keys), keys
     assert any("/preroll/" in k for k in keys), keys
     assert any(k.endswith("label.json") for k in keys), keys
 
@@ -110,6 +127,7 @@ def test_arm_alert_label_upload_status_disarm(stack, make_bus, slack, s3):
     assert stack.metric("detector", "homesec_detector_motion_events_total") >= 1
     assert stack.metric("detector", "homesec_detector_alerts_total") >= 1
     assert stack.metric("slack-gateway", "homesec_slack_alerts_sent_total") == 1
+    assert stack.metric("slack-gateway", "homesec_slack_clips_sent_total") == 1
     assert stack.metric("slack-gateway", "homesec_slack_labels_total") == 1
     assert stack.metric("uploader", "homesec_uploader_uploaded_objects_total") >= 3
     assert stack.metric("presence", "homesec_presence_polls_total") >= 1
@@ -128,4 +146,4 @@ def test_arm_alert_label_upload_status_disarm(stack, make_bus, slack, s3):
     assert not later[0].decision.alert and "disarm" in later[0].decision.reason.lower()
     time.sleep(3)
     assert len(alert_messages(slack)) == 1
-    assert len(slack.completed_uploads()) == 1
+    assert len(slack.shared_files()) == 2  # the one alert's still and clip

@@ -42,9 +42,26 @@ treat it the same way on both ends:
   logged, counted in `homesec_mqtt_invalid_messages_total` and skipped.
 
 ## Who owns the system state
-The **detector** service is the one writer of `system/armed`, `system/notifications`,
-`system/auto_arm` and `system/training`. Slack (via the gateway), the presence service, Home
-Assistant and Node-RED change them only through `system/<setting>/set`.
+The **detector** service is the one writer of `alarm/state`, `system/armed`,
+`system/notifications`, `system/auto_arm` and `system/training`. Slack (via the gateway), the
+presence service, Home Assistant and Node-RED change them only through their `/set` topics.
+
+## The alarm
+`alarm/state` is the alarm: `disarmed`, `arming` (exit delay), `armed_away`, `armed_home`,
+`armed_night`, `pending` (entry delay), `triggered`. Each mode selects the cameras that alert;
+see [alarm.md](alarm.md) for the transitions, the delays, the code and what a restart resumes.
+Commands go to one of three topics, by who sends them:
+- `alarm/set` — Home Assistant, Node-RED, any client. With a code configured, `DISARM` and
+  `ACK` need it (and `ARM_*` with `HOMESEC_DETECTOR_CODES__ARM_REQUIRED`); wrong codes count
+  towards a lockout.
+- `alarm/service/set` — the slack-gateway, which authorises each Slack user itself; no code.
+- `system/armed/set` — the legacy switch, kept for existing users and services: `ON` arms the
+  legacy mode (`HOMESEC_DETECTOR_ALARM__LEGACY_MODE`, default away) when disarmed and does
+  nothing when already armed; `OFF` disarms. No code, so the shipped ACL lets only the
+  slack-gateway and presence (and admin) write it.
+
+Every command is answered on `alarm/result`. `system/armed` mirrors the alarm, fail secure:
+`true` in every state but `disarmed` (also while arming, pending and triggered).
 
 ## Topics
 

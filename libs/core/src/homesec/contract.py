@@ -22,8 +22,10 @@ from pydantic import (
     ConfigDict,
     Field,
     RootModel,
+    SecretStr,
     StringConstraints,
     ValidationError,
+    field_validator,
     model_validator,
 )
 
@@ -171,6 +173,11 @@ class AlertDecision(Payload):
 
     alert: bool
     reason: str = Field(max_length=300)
+    alarm: bool = Field(
+        False,
+        description="The event counts for the alarm (camera armed in the mode, person "
+        "confirmed where required), even when Slack is muted or within the alert gap",
+    )
 
 
 class MotionEvent(Payload):
@@ -247,6 +254,125 @@ class SetCommand(Payload):
         if word in _FALSE_WORDS:
             return cls(value=False)
         return cls.model_validate_json(text)
+
+
+# --------------------------------------------------------------------------------------------
+# Alarm (owned by the detector service; the state machine is homesec.alarm)
+# --------------------------------------------------------------------------------------------
+
+
+class AlarmMode(StrEnum):
+    """An armed mode: each selects which cameras alert and with which delays."""
+
+    AWAY = "away"
+    HOME = "home"
+    NIGHT = "night"
+
+
+class AlarmState(StrEnum):
+    """The alarm's state; the names are Home Assistant's alarm panel states."""
+
+    DISARMED = "disarmed"
+    ARMING = "arming"
+    ARMED_AWAY = "armed_away"
+    ARMED_HOME = "armed_home"
+    ARMED_NIGHT = "armed_night"
+    PENDING = "pending"
+    TRIGGERED = "triggered"
+
+
+ARMED_STATES: dict[AlarmMode, AlarmState] = {
+    AlarmMode.AWAY: AlarmState.ARMED_AWAY,
+    AlarmMode.HOME: AlarmState.ARMED_HOME,
+    AlarmMode.NIGHT: AlarmState.ARMED_NIGHT,
+}
+
+
+class AlarmAction(StrEnum):
+    """What a command asks for; the names are Home Assistant's alarm panel payloads (plus
+    ``ACK``: stop a pending or triggered alarm and stay armed)."""
+
+    ARM_AWAY = "ARM_AWAY"
+    ARM_HOME = "ARM_HOME"
+    ARM_NIGHT = "ARM_NIGHT"
+    DISARM = "DISARM"
+    TRIGGER = "TRIGGER"
+    ACK = "ACK"
+
+
+ARM_ACTIONS: dict[AlarmAction, AlarmMode] = {
+    AlarmAction.ARM_AWAY: AlarmMode.AWAY,
+    AlarmAction.ARM_HOME: AlarmMode.HOME,
+    AlarmAction.ARM_NIGHT: AlarmMode.NIGHT,
+}
+
+
+class AlarmStatus(Payload):
+    """The alarm (retained, one writer: the detector service)."""
+
+    state: AlarmState
+    mode: AlarmMode | None = Field(
+        None,
+        description="The armed mode in force or being armed (arming, pending and triggered "
+        "keep it); null when disarmed or for a panic trigger from disarmed",
+    )
+    changed_at: float = Field(default_factory=now, description="When `state` last changed")
+    changed_by: str = Field("default", max_length=100, description="Who or what changed it")
+    until: float | None = Field(
+        None,
+        description="Unix seconds when this state ends by itself: arming → armed, "
+        "pending → triggered, triggered → armed again; null: until a command",
+    )
+    camera: CameraId | None = Field(None, description="Camera that caused pending/triggered")
+    event_id: EventId | None = Field(None, description="Motion event that caused it")
+
+
+class AlarmCommand(Payload):
+    """Ask the alarm to arm, disarm, trigger or acknowledge. Besides JSON, a bare action word
+    (``ARM_AWAY``, ``disarm`` ...) is accepted. ``code`` is checked by homesec when a code is
+    configured; it is never logged or echoed."""
+
+    action: AlarmAction
+    code: SecretStr | None = Field(None, description="The alarm code, when one is configured")
+    source: str = Field("mqtt", max_length=100, description="Who asked")
+    request_id: str | None = Field(None, max_length=100)
+
+    @field_validator("action", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.strip().upper() if isinstance(value, str) else value
+
+    @field_validator("code", mode="before")
+    @classmethod
+    def _blank_is_none(cls, value: Any) -> Any:
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+    @classmethod
+    def from_wire(cls, raw: bytes) -> AlarmCommand:
+        text = raw.decode("utf-8").strip()
+        word = text.strip('"').strip().upper()
+        if word in AlarmAction.__members__:
+            return cls(action=AlarmAction(word))
+        return cls.model_validate_json(text)
+
+
+class AlarmResult(Payload):
+    """The answer to one alarm command: accepted, or refused and why (a wrong code, a
+    lockout, an action the current state does not allow)."""
+
+    action: AlarmAction
+    accepted: bool
+    error: str | None = Field(None, max_length=300)
+    state: AlarmState = Field(description="The alarm state after the command")
+    source: str = Field("mqtt", max_length=100)
+    request_id: str | None = Field(None, max_length=100)
+    attempts_left: int | None = Field(
+        None, ge=0, description="Wrong codes left before the lockout (after a wrong code)"
+    )
+    locked_until: float | None = Field(None, description="Unix seconds the lockout ends")
+    at: float = Field(default_factory=now)
 
 
 # --------------------------------------------------------------------------------------------
@@ -483,6 +609,8 @@ class Channel(Generic[M]):
                 return self.model.model_validate(raw.decode("utf-8").strip())
             if self.model is SetCommand:
                 return SetCommand.from_wire(raw)  # type: ignore[return-value]
+            if self.model is AlarmCommand:
+                return AlarmCommand.from_wire(raw)  # type: ignore[return-value]
             return self.model.model_validate_json(raw)
         except InvalidPayload:
             raise
@@ -574,6 +702,23 @@ SNAPSHOT: Channel[Frame] = Channel(
     params={"camera": "camera id"},
 )
 
+ALERT_SNAPSHOT: Channel[Frame] = Channel(
+    name="alert_snapshot",
+    template="cam/{camera}/alert/snapshot",
+    model=Frame,
+    qos=1,
+    retain=True,
+    codec=Codec.JPEG,
+    description=(
+        "The snapshot of the camera's last alerting event, retained (published once per "
+        "alert, when the event first alerts). Home Assistant's `image` entity shows it."
+    ),
+    publisher="detector",
+    subscribers=("home-assistant", "node-red"),
+    example="<JPEG bytes>; same user properties as frames (seq and time of the event's frame)",
+    params={"camera": "camera id"},
+)
+
 SNAPSHOT_REQUEST: Channel[SnapshotRequest] = Channel(
     name="snapshot_request",
     template="cam/{camera}/snapshot/request",
@@ -644,7 +789,8 @@ SYSTEM_STATE: Channel[SystemValue] = Channel(
     retain=True,
     codec=Codec.JSON,
     description=(
-        "Runtime switches: `armed` (alerts on motion), `notifications` (Slack alerts on/off), "
+        "Runtime switches: `armed` (the legacy mirror of `alarm/state`: true in every alarm "
+        "state but `disarmed`), `notifications` (Slack alerts on/off), "
         "`auto_arm` (presence arms/disarms), `training` (alerts carry label buttons). Retained; "
         "the detector service is the only writer and applies `/set` commands."
     ),
@@ -663,12 +809,101 @@ SYSTEM_SET: Channel[SetCommand] = Channel(
     codec=Codec.JSON,
     description=(
         "Change a runtime switch. JSON as below, or a bare `ON`/`OFF`/`true`/`false`. Never "
-        "retain these: the detector applies each once and republishes the state topic."
+        "retain these: the detector applies each once and republishes the state topic. "
+        "`armed/set` is the legacy alarm switch (ON arms the legacy mode when disarmed, OFF "
+        "disarms; no code: the ACL lets only the slack-gateway and presence write it)."
     ),
     publisher="slack-gateway, presence, any client",
     subscribers=("detector",),
     example={"value": True, "source": "slack:U024BE7LH", "request_id": "4f1c"},
     params={"setting": "one of " + ", ".join(s.value for s in SystemSetting)},
+)
+
+ALARM_STATE: Channel[AlarmStatus] = Channel(
+    name="alarm_state",
+    template="alarm/state",
+    model=AlarmStatus,
+    qos=1,
+    retain=True,
+    codec=Codec.JSON,
+    description=(
+        "The alarm: `disarmed`, `arming` (exit delay), `armed_away`, `armed_home`, "
+        "`armed_night`, `pending` (entry delay), `triggered`. Retained; the detector service "
+        "is the only writer. `system/armed` mirrors it: `false` only while `disarmed`."
+    ),
+    publisher="detector",
+    subscribers=("slack-gateway", "home-assistant", "node-red"),
+    example={
+        "state": "pending",
+        "mode": "away",
+        "changed_at": _ts,
+        "changed_by": "camera:front",
+        "until": _ts + 30,
+        "camera": "front",
+        "event_id": "front-20261125-213000-0001",
+    },
+)
+
+ALARM_SET: Channel[AlarmCommand] = Channel(
+    name="alarm_set",
+    template="alarm/set",
+    model=AlarmCommand,
+    qos=1,
+    retain=False,
+    codec=Codec.JSON,
+    description=(
+        "Arm, disarm, trigger or acknowledge from Home Assistant, Node-RED or any client. "
+        "With a code configured, `DISARM` and `ACK` (and the `ARM_*` actions with "
+        "`code_arm_required`) need it; repeated wrong codes lock this topic out for a while. "
+        "Each command is answered on `alarm/result`. Never retain these."
+    ),
+    publisher="home-assistant, node-red, any client",
+    subscribers=("detector",),
+    example={"action": "DISARM", "code": "1234", "source": "home-assistant", "request_id": "9b1"},
+)
+
+ALARM_SERVICE_SET: Channel[AlarmCommand] = Channel(
+    name="alarm_service_set",
+    template="alarm/service/set",
+    model=AlarmCommand,
+    qos=1,
+    retain=False,
+    codec=Codec.JSON,
+    description=(
+        "The same commands from homesec services that authorise their own users (the "
+        "slack-gateway: `ALLOWED_USERS`); no code. The broker ACL lets only those services "
+        "write it, like `system/armed/set`."
+    ),
+    publisher="slack-gateway",
+    subscribers=("detector",),
+    example={"action": "ARM_HOME", "source": "slack:U024BE7LH", "request_id": "c3d"},
+)
+
+ALARM_RESULT: Channel[AlarmResult] = Channel(
+    name="alarm_result",
+    template="alarm/result",
+    model=AlarmResult,
+    qos=1,
+    retain=False,
+    codec=Codec.JSON,
+    description=(
+        "The answer to every alarm command (`alarm/set`, `alarm/service/set`, "
+        "`system/armed/set`): accepted, or refused with the reason. A wrong code says how "
+        "many tries are left; a lockout says until when. The code itself never appears."
+    ),
+    publisher="detector",
+    subscribers=("slack-gateway", "home-assistant", "node-red"),
+    example={
+        "action": "DISARM",
+        "accepted": False,
+        "error": "wrong code",
+        "state": "armed_away",
+        "source": "home-assistant",
+        "request_id": "9b1",
+        "attempts_left": 4,
+        "locked_until": None,
+        "at": _ts,
+    },
 )
 
 PRESENCE: Channel[PresenceState] = Channel(
@@ -821,10 +1056,15 @@ CHANNELS: tuple[Channel[Any], ...] = (
     FRAMES,
     SNAPSHOT,
     SNAPSHOT_REQUEST,
+    ALERT_SNAPSHOT,
     MOTION_EVENTS,
     MOTION_STATE,
     SYSTEM_STATE,
     SYSTEM_SET,
+    ALARM_STATE,
+    ALARM_SET,
+    ALARM_SERVICE_SET,
+    ALARM_RESULT,
     PRESENCE,
     PTZ_COMMAND,
     PTZ_STATE,

@@ -3,6 +3,8 @@
     <media_dir>/<camera>/<event_id>/
         event.json        metadata (the final MotionEvent as JSON, plus detector figures)
         snapshot.jpg      the alert image (boxes drawn when enabled)
+        clip.mp4          H.264 clip of the pre-roll and the event's first frames (alerting
+                          events; written a few seconds after the event started)
         preroll/000000.jpg ...   frames before the event started (oldest first)
         frames/000000.jpg  ...   frames during the event
 
@@ -29,6 +31,7 @@ from homesec.contract import is_identifier
 
 EVENT_META = "event.json"
 SNAPSHOT = "snapshot.jpg"
+CLIP = "clip.mp4"
 PREROLL_DIR = "preroll"
 FRAMES_DIR = "frames"
 

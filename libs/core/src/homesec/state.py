@@ -1,10 +1,13 @@
-"""System state (armed, notifications, auto-arm, training) over retained MQTT topics.
+"""System state (the alarm, notifications, auto-arm, training) over retained MQTT topics.
 
 * :class:`SystemStateOwner` — the ONE writer. At start it restores the newer of its local copy
-  and the retained value of each setting, whatever the start order of it and the broker
-  (:mod:`homesec.restore`); it applies ``system/<setting>/set`` commands (QoS 1, persistent
-  session: commands sent while it was down are applied when it returns) and republishes the
-  retained state. The detector service hosts it.
+  and the retained value of each setting and of the alarm, whatever the start order of it and
+  the broker (:mod:`homesec.restore`); it applies ``system/<setting>/set`` commands and the
+  alarm's commands (QoS 1, persistent session: commands sent while it was down are applied when
+  it returns) and republishes the retained state. The detector service hosts it.
+  ``system/armed`` is the legacy mirror of the alarm (:mod:`homesec.alarm_owner`): true in
+  every alarm state but ``disarmed``; ``system/armed/set`` ON arms the legacy mode when
+  disarmed, OFF disarms.
 * :class:`SystemStateView` — a read-only mirror for every other service.
 """
 
@@ -12,19 +15,27 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from homesec.alarm import AlarmSettings, legacy_armed
+from homesec.alarm_owner import AlarmOwner
 from homesec.bus import Ack, Bus, Received
+from homesec.codes import CodeSettings
 from homesec.contract import (
+    ALARM_STATE,
     SYSTEM_SET,
     SYSTEM_STATE,
+    AlarmAction,
+    AlarmCommand,
+    AlarmStatus,
     ServiceState,
     SetCommand,
     SystemSetting,
     SystemValue,
 )
-from homesec.restore import LocalCopy, RetainedRestore, key_of, newest
+from homesec.restore import LocalCopy, RetainedRestore, key_of, newest, wait_together
 
 log = logging.getLogger("homesec.state")
 
@@ -40,16 +51,32 @@ ChangeListener = Callable[[SystemSetting, SystemValue], None]
 
 
 class SystemStateView:
-    """Mirror of the retained system state; thread-safe reads, optional change listeners."""
+    """Mirror of the retained system state; thread-safe reads, optional change listeners.
+    With ``alarm=True`` it mirrors ``alarm/state`` too (the subscriber needs the ACL's read
+    right on it)."""
 
-    def __init__(self, bus: Bus, defaults: Mapping[SystemSetting, bool] = DEFAULTS) -> None:
+    def __init__(
+        self, bus: Bus, defaults: Mapping[SystemSetting, bool] = DEFAULTS, *, alarm: bool = False
+    ) -> None:
         self._values: dict[SystemSetting, SystemValue] = {
             key: SystemValue(value=value) for key, value in defaults.items()
         }
         self._known: set[SystemSetting] = set()
+        self._alarm: AlarmStatus | None = None
         self._lock = threading.Lock()
         self._listeners: list[ChangeListener] = []
         bus.subscribe(SYSTEM_STATE, self._on_state)
+        if alarm:
+            bus.subscribe(ALARM_STATE, self._on_alarm)
+
+    def alarm(self) -> AlarmStatus | None:
+        """The retained alarm status; None until it arrived (or without ``alarm=True``)."""
+        with self._lock:
+            return self._alarm
+
+    def _on_alarm(self, msg: Received[AlarmStatus]) -> None:
+        with self._lock:
+            self._alarm = msg.payload
 
     def on_change(self, listener: ChangeListener) -> None:
         self._listeners.append(listener)
@@ -103,6 +130,10 @@ class SystemStateOwner:
         defaults: Mapping[SystemSetting, bool] = DEFAULTS,
         restore_wait_seconds: float = 1.0,
         state_path: Path | None = None,
+        *,
+        alarm: AlarmSettings | None = None,
+        codes: CodeSettings | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._bus = bus
         self._lock = threading.RLock()
@@ -118,7 +149,8 @@ class SystemStateOwner:
         self._restored = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._local_failing = False
+        self._local_failing: set[str] = set()
+        self._mirrored: SystemValue | None = None
         self._restore = RetainedRestore(
             bus,
             SYSTEM_STATE,
@@ -126,6 +158,19 @@ class SystemStateOwner:
             window_seconds=restore_wait_seconds,
             after=self._on_state_after_restore,
         )
+        self.alarm = AlarmOwner(
+            bus,
+            alarm or AlarmSettings(),
+            codes or CodeSettings(),
+            lock=self._lock,
+            mirror=self._mirror_locked,
+            published=self._publish_mirror,
+            clock=clock,
+            restore_wait_seconds=restore_wait_seconds,
+            state_path=state_path.with_name("alarm.json") if state_path is not None else None,
+            legacy=self._values[SystemSetting.ARMED],  # the local copy, else the default
+        )
+        self.alarm.save_error = lambda exc: self._report_save("alarm", exc)
         bus.subscribe(SYSTEM_SET, self._on_set)
 
     def on_change(self, listener: ChangeListener) -> None:
@@ -153,9 +198,23 @@ class SystemStateOwner:
 
     def stop(self) -> None:
         self._stop.set()
+        self.alarm.stop()
 
-    def set(self, setting: SystemSetting, value: bool, source: str) -> SystemValue:
-        """Apply a change (same path as a ``/set`` command): local copy, then publish."""
+    def camera_alerts(self, camera: str) -> bool:
+        """Whether motion on ``camera`` alerts in the alarm's current state and mode."""
+        return self.alarm.camera_alerts(camera)
+
+    def detection(self, camera: str, event_id: str | None) -> AlarmStatus:
+        """A motion event that counts for the alarm (see :meth:`AlarmOwner.detection`)."""
+        return self.alarm.detection(camera, event_id)
+
+    def set(
+        self, setting: SystemSetting, value: bool, source: str, request_id: str | None = None
+    ) -> SystemValue:
+        """Apply a change (same path as a ``/set`` command): local copy, then publish.
+        ``armed`` goes through the alarm: ON arms its legacy mode when disarmed, OFF disarms."""
+        if setting is SystemSetting.ARMED:
+            return self._set_armed(value, source, request_id)
         with self._lock:
             current = self._values[setting]
             if current.value == value and current.changed_by != "default":
@@ -177,9 +236,11 @@ class SystemStateOwner:
     # ---- restore ---------------------------------------------------------------------------
 
     def _run_restore(self) -> None:
-        retained = self._restore.wait(self._stop)
-        if retained is None:
+        both = wait_together([self._restore, self.alarm.restore], self._stop)
+        if both is None:
             return
+        retained: dict[str, SystemValue] = both[0]
+        alarm_retained: dict[str, AlarmStatus] = both[1]
         sources: dict[str, str] = {}
         changed: list[tuple[SystemSetting, SystemValue]] = []
         with self._lock:
@@ -201,6 +262,15 @@ class SystemStateOwner:
                 if value.value != self._values[setting].value:
                     changed.append((setting, value))
                 self._values[setting] = value
+            # the alarm next (it may correct the legacy armed value it mirrors)
+            armed_before = self._values[SystemSetting.ARMED]
+            alarm_source, alarm_seen = self.alarm.restore_locked(alarm_retained, armed_before)
+            self._mirrored = None
+            armed = self._values[SystemSetting.ARMED]
+            if armed is not armed_before:
+                changed = [c for c in changed if c[0] is not SystemSetting.ARMED]
+                if armed.value != armed_before.value:
+                    changed.append((SystemSetting.ARMED, armed))
             values = dict(self._values)
             self._save_locked()
             self._restored.set()
@@ -211,8 +281,9 @@ class SystemStateOwner:
         log.info("system state restored", extra={"from": sources})
         for setting, value in changed:
             self._notify(setting, value)
+        self.alarm.after_restore(alarm_seen, alarm_source)
         for cmd, setting, ack in held:
-            self.set(setting, cmd.value, cmd.source)
+            self.set(setting, cmd.value, cmd.source, cmd.request_id)
             ack()
 
     def _on_state_after_restore(self, key: str, msg: Received[SystemValue]) -> None:
@@ -244,7 +315,52 @@ class SystemStateOwner:
                 # only then (a crash before it leaves the command on the broker)
                 self._held.append((msg.payload, setting, msg.hold()))
                 return
-        self.set(setting, msg.payload.value, msg.payload.source)
+        self.set(setting, msg.payload.value, msg.payload.source, msg.payload.request_id)
+
+    # ---- the alarm's legacy mirror -----------------------------------------------------------
+
+    def _set_armed(self, value: bool, source: str, request_id: str | None) -> SystemValue:
+        """``system/armed/set``: a trusted command (only the gateway and presence may send it,
+        see mosquitto/acl). ON while armed in any mode changes nothing."""
+        if not value:
+            self.alarm.command(
+                AlarmCommand(action=AlarmAction.DISARM, source=source, request_id=request_id),
+                checked=False,
+            )
+        elif not legacy_armed(self.alarm.status.state):
+            action = AlarmAction("ARM_" + self.alarm.settings.legacy_mode.name)
+            self.alarm.command(
+                AlarmCommand(action=action, source=source, request_id=request_id), checked=False
+            )
+        with self._lock:
+            current = self._values[SystemSetting.ARMED]
+        self._bus.publish(SYSTEM_STATE, current, setting=SystemSetting.ARMED.value)
+        return current
+
+    def _mirror_locked(self, status: AlarmStatus) -> None:
+        """Keep ``system/armed`` in step with the alarm (called under the lock)."""
+        value = legacy_armed(status.state)
+        current = self._values[SystemSetting.ARMED]
+        if current.value == value and (
+            current.changed_by != "default" or status.changed_by == "default"
+        ):
+            return
+        new = SystemValue(value=value, changed_at=status.changed_at, changed_by=status.changed_by)
+        self._values[SystemSetting.ARMED] = new
+        self._save_locked()
+        self._mirrored = new
+
+    def _publish_mirror(self) -> None:
+        with self._lock:
+            new, self._mirrored = self._mirrored, None
+        if new is None:
+            return
+        self._bus.publish(SYSTEM_STATE, new, setting=SystemSetting.ARMED.value)
+        log.info(
+            "system setting applied",
+            extra={"setting": "armed", "value": new.value, "source": new.changed_by},
+        )
+        self._notify(SystemSetting.ARMED, new)
 
     # ---- helpers ---------------------------------------------------------------------------
 
@@ -254,22 +370,31 @@ class SystemStateOwner:
         try:
             self._local.save({s.value: v for s, v in self._values.items()})
         except OSError as exc:
-            # Fail secure: the change still applies and is published; the owner is told.
-            if not self._local_failing:
-                self._local_failing = True
-                log.error(
-                    "local copy of the system state cannot be written",
-                    extra={"path": str(self._local.path), "error": str(exc)},
-                )
-                self._bus.set_status(
-                    ServiceState.DEGRADED,
-                    f"system state cannot be saved locally ({exc.strerror}); a restart "
-                    "relies on the broker's retained copy",
-                )
+            self._report_save("system", exc)
             return
-        if self._local_failing:
-            self._local_failing = False
-            self._bus.set_status(ServiceState.OK)
+        self._report_save("system", None)
+
+    def _report_save(self, what: str, exc: OSError | None) -> None:
+        """Fail secure: a change that cannot be saved still applies and is published; the
+        owner is told (degraded status) until saving works again."""
+        if exc is None:
+            if what in self._local_failing:
+                self._local_failing.discard(what)
+                if not self._local_failing:
+                    self._bus.set_status(ServiceState.OK)
+            return
+        if what in self._local_failing:
+            return
+        self._local_failing.add(what)
+        log.error(
+            "local copy of the system state cannot be written",
+            extra={"copy": what, "error": str(exc)},
+        )
+        self._bus.set_status(
+            ServiceState.DEGRADED,
+            f"{what} state cannot be saved locally ({exc.strerror}); a restart "
+            "relies on the broker's retained copy",
+        )
 
     def _notify(self, setting: SystemSetting, value: SystemValue) -> None:
         for listener in self._listeners:

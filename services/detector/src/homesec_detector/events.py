@@ -11,9 +11,10 @@ Pure logic (no clock, no broker): the caller passes each frame's time and findin
   ``person_score_step``, or the decision changes;
 * end: ``quiet_seconds`` without an occupied frame.
 
-The decision alerts only when armed AND notifications are on AND (person mode off/annotate, or
-require and a person was confirmed) AND the last alert of this camera is ``min_notify_seconds``
-old. Once an event alerted it stays alerted.
+The decision alerts only when armed (the alarm selects this camera) AND (person mode
+off/annotate, or require and a person was confirmed) AND notifications are on AND the last alert
+of this camera is ``min_notify_seconds`` old; the first two alone make it count for the alarm
+(``decision.alarm``). Once an event alerted it stays alerted.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from dataclasses import dataclass, replace
 
 from pydantic import BaseModel, Field
 
+from homesec.alarm import ZoneCheck
 from homesec.contract import (
     AlertDecision,
     Box,
@@ -88,6 +90,8 @@ class DecisionInputs:
     notifications: bool
     person_mode: PersonMode
     person_threshold: float
+    zone: ZoneCheck | None = None
+    """The alarm mode's zones for this camera (None: the whole frame counts)."""
 
 
 def make_event_id(camera: str, started_at: float, seq: int, kind: str = "") -> str:
@@ -107,26 +111,37 @@ def decide(
     now: float,
     last_alert_at: float | None,
     min_notify_seconds: float,
+    box: BoxXYWH | None = None,
 ) -> AlertDecision:
-    """Whether to alert, and a reason a person can read."""
+    """Whether to alert, and a reason a person can read. ``box`` is the motion's largest box;
+    the zones test the person's box when there is one, else it."""
     confirmed = person is not None and person.confirmed
     best = "not checked" if person is None else f"best {person.score:.2f}"
     if not inputs.armed:
         return AlertDecision(alert=False, reason="disarmed")
-    if not inputs.notifications:
-        return AlertDecision(alert=False, reason="muted")
+    if inputs.zone is not None:
+        where = person.box if person is not None and person.box is not None else box
+        if not inputs.zone(where):
+            return AlertDecision(alert=False, reason="outside the alarm mode's zones")
     if inputs.person_mode is PersonMode.REQUIRE and not confirmed:
         return AlertDecision(alert=False, reason=f"no person confirmed ({best})")
+    # from here on the event counts for the alarm, whether or not Slack is told
+    if not inputs.notifications:
+        return AlertDecision(alert=False, reason="muted", alarm=True)
     if last_alert_at is not None and now - last_alert_at < min_notify_seconds:
         return AlertDecision(
-            alert=False, reason=f"within {min_notify_seconds:g} s of the previous alert"
+            alert=False,
+            reason=f"within {min_notify_seconds:g} s of the previous alert",
+            alarm=True,
         )
     if confirmed:
         assert person is not None
-        return AlertDecision(alert=True, reason=f"armed, person confirmed ({person.score:.2f})")
+        return AlertDecision(
+            alert=True, reason=f"armed, person confirmed ({person.score:.2f})", alarm=True
+        )
     if inputs.person_mode is PersonMode.OFF:
-        return AlertDecision(alert=True, reason="armed, motion (person check off)")
-    return AlertDecision(alert=True, reason=f"armed, motion (person {best})")
+        return AlertDecision(alert=True, reason="armed, motion (person check off)", alarm=True)
+    return AlertDecision(alert=True, reason=f"armed, motion (person {best})", alarm=True)
 
 
 @dataclass
@@ -292,7 +307,7 @@ class EventTracker:
 
     def _decide(self, ev: _OpenEvent, inputs: DecisionInputs, now: float) -> AlertDecision:
         decision = decide(
-            inputs, ev.person, now, self.last_alert_at, self.settings.min_notify_seconds
+            inputs, ev.person, now, self.last_alert_at, self.settings.min_notify_seconds, ev.box
         )
         if decision.alert:
             self.last_alert_at = now

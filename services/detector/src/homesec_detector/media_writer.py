@@ -1,8 +1,15 @@
 """Event media on disk: pre-roll ring buffer and a writer thread.
 
 Layout (``homesec.media``): ``<media_dir>/<camera>/<event_id>/{event.json, snapshot.jpg,
-preroll/000000.jpg..., frames/000000.jpg...}``. Frames are stored as the camera's own JPEG bytes
-(no re-encoding); only the snapshot is re-encoded when boxes are drawn on it.
+clip.mp4, preroll/000000.jpg..., frames/000000.jpg...}``. Frames are stored as the camera's own
+JPEG bytes (no re-encoding); only the snapshot is re-encoded when boxes are drawn on it.
+
+The clip (:mod:`homesec_detector.clip`: the pre-roll and the event's first
+``clip_event_frames`` frames as H.264 MP4) is encoded on a thread of its own once those frames
+were seen (or the event ended) and the event alerts (or ``clip_all_events``); its file, and then
+the end's event.json, are written back here in order. The folder stays open until then, so
+retention never takes it and the uploader (which waits for an event.json with ``ended_at``)
+finds the clip with the rest.
 
 All writing happens on one worker thread, in submission order, so the detector can queue "write
 the snapshot" and then "publish the event" and the event never names a file that does not exist
@@ -30,9 +37,19 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from homesec.files import atomic_write
-from homesec.media import EVENT_META, FRAMES_DIR, PREROLL_DIR, SNAPSHOT, event_dir, frame_name
+from homesec.media import (
+    CLIP,
+    EVENT_META,
+    FRAMES_DIR,
+    PREROLL_DIR,
+    SNAPSHOT,
+    event_dir,
+    frame_name,
+)
 from homesec.pins import PinKind, Pins
+from homesec_detector.clip import Clip, ClipFrame, ClipWorker
 from homesec_detector.motion import BoxXYWH
+from homesec_detector.openh264 import OpenH264Unavailable, load_library
 from homesec_detector.retention import MediaIndex
 
 log = logging.getLogger("homesec_detector.media")
@@ -70,6 +87,37 @@ class MediaSettings(BaseModel):
         description="Save an 'unoccupied' sample after this long without motion (0: never)",
     )
     queue_size: int = Field(5000, ge=10, description="Write jobs waiting before frames are shed")
+    clip_enabled: bool = Field(
+        True,
+        description="Save clip.mp4 (H.264) with each alerting event: the pre-roll and the "
+        "event's first frames; the gateway posts it after the alert",
+    )
+    clip_all_events: bool = Field(
+        False, description="Also make clips of events that do not alert (CPU on every event)"
+    )
+    clip_event_frames: int = Field(
+        30,
+        ge=1,
+        le=600,
+        description="Frames after the event's start in the clip (after the pre-roll)",
+    )
+    clip_max_width: int = Field(
+        640, ge=64, le=3840, description="Wider frames are scaled down to this width in the clip"
+    )
+    clip_bitrate_kbps: int = Field(
+        600,
+        ge=50,
+        le=20000,
+        description="Bitrate cap of the clip: 600 keeps a 6 s clip under ~450 KB",
+    )
+    clip_nice: int = Field(
+        10, ge=0, le=19, description="Niceness of the clip encoder thread (Linux, per thread)"
+    )
+    clip_library: str | None = Field(
+        None,
+        description="Path of libopenh264 (default: the system's libopenh264.so.7; e.g. Cisco's "
+        "binary build)",
+    )
 
 
 @dataclass
@@ -104,6 +152,21 @@ class PrerollBuffer:
 
 
 Job = Callable[[], None]
+ClipReport = Callable[[Clip | None, str | None], None]
+"""Told of each clip made (or why none could be made), on the media writer thread."""
+
+
+@dataclass
+class _PendingClip:
+    """An event's clip while its frames are collected and encoded (media writer thread only)."""
+
+    frames: list[ClipFrame]
+    event_frames: int = 0
+    alerting: bool = False
+    submitted: bool = False
+    ended: bool = False  # finish_event ran: write the end's event.json and close once settled
+    final_meta: dict[str, Any] | None = None
+    info: dict[str, Any] = field(default_factory=dict)
 
 
 class MediaWriter:
@@ -117,6 +180,7 @@ class MediaWriter:
         threaded: bool = True,
         on_error: Callable[[], None] | None = None,
         pins: Pins | None = None,
+        on_clip: ClipReport | None = None,
     ) -> None:
         self.media_dir = media_dir
         self.settings = settings
@@ -132,6 +196,27 @@ class MediaWriter:
         self._last_error_log = -ERROR_LOG_INTERVAL
         self._idle = threading.Event()
         self._idle.set()
+        self._on_clip = on_clip
+        self._pending: dict[Path, _PendingClip] = {}
+        self._clip_info: dict[Path, dict[str, Any]] = {}
+        self.clips = self._clip_worker(settings, threaded)
+
+    @staticmethod
+    def _clip_worker(settings: MediaSettings, threaded: bool) -> ClipWorker | None:
+        if not settings.enabled or not settings.clip_enabled:
+            return None
+        try:
+            load_library(settings.clip_library)
+        except OpenH264Unavailable as exc:
+            log.warning("alert clips are off", extra={"reason": str(exc)[:300]})
+            return None
+        return ClipWorker(
+            max_width=settings.clip_max_width,
+            bitrate_kbps=settings.clip_bitrate_kbps,
+            library=settings.clip_library,
+            nice=settings.clip_nice,
+            threaded=threaded,
+        )
 
     # ---- lifecycle ------------------------------------------------------------------------
 
@@ -139,21 +224,32 @@ class MediaWriter:
         if self._threaded and self._thread is None:
             self._thread = threading.Thread(target=self._run, name="media-writer", daemon=True)
             self._thread.start()
+        if self.clips is not None:
+            self.clips.start()
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Finish queued jobs and stop the thread."""
+        """Finish queued jobs (clips first: they end in writes) and stop the threads."""
+        if self.clips is not None:
+            self.clips.stop(timeout)
         if self._thread is not None:
             self._queue.put(None)
             self._thread.join(timeout)
             self._thread = None
 
     def flush(self, timeout: float = 10.0) -> bool:
-        """Wait until every queued job ran."""
+        """Wait until every queued job ran, and every clip queued by them was written."""
         if not self._threaded:
             return True
-        done = threading.Event()
-        self.call(done.set, essential=True)
-        return done.wait(timeout)
+        deadline = time.monotonic() + timeout
+        while True:
+            done = threading.Event()
+            self.call(done.set, essential=True)
+            if not done.wait(max(0.0, deadline - time.monotonic())):
+                return False
+            if self.clips is None or self.clips.idle():
+                return True
+            if not self.clips.wait_idle(max(0.0, deadline - time.monotonic())):
+                return False
 
     def _run(self) -> None:
         while True:
@@ -219,9 +315,13 @@ class MediaWriter:
         folder = self.folder(camera, event_id)
         jpeg = snapshot.jpeg
 
+        preroll = list(preroll)
+
         def write_start() -> None:
             self.index.open(folder)  # before the folder exists: retention never sees it closed
             self._counts[folder] = 0
+            if self.clips is not None:
+                self._pending[folder] = _PendingClip([_clip_frame(f) for f in preroll])
             folder.mkdir(parents=True, exist_ok=True)
             self._write(folder, SNAPSHOT, jpeg)
             self._write(folder, EVENT_META, _json(meta))
@@ -229,7 +329,7 @@ class MediaWriter:
         self.call(write_start, essential=True)
         if then is not None:
             self.call(then, essential=True)
-        self.save_preroll(folder, list(preroll))
+        self.save_preroll(folder, preroll)
         if self.settings.draw_boxes and (snapshot.boxes or snapshot.person_box):
             self.call(lambda: self._draw_snapshot(folder, snapshot))
 
@@ -247,6 +347,7 @@ class MediaWriter:
         folder = self.folder(camera, event_id)
 
         def write() -> None:
+            self._collect(folder, frame)
             index = self._counts.get(folder, 0)
             if index >= self.settings.max_event_frames:
                 return
@@ -258,6 +359,18 @@ class MediaWriter:
             self._counts[folder] = index + 1
 
         self.call(write)
+
+    def mark_alerting(self, camera: str, event_id: str) -> None:
+        """The event alerts: its clip is made (queued after the frames already submitted)."""
+        folder = self.folder(camera, event_id)
+
+        def mark() -> None:
+            pending = self._pending.get(folder)
+            if pending is not None:
+                pending.alerting = True
+                self._maybe_encode(folder, pending)
+
+        self.call(mark, essential=True)
 
     def update_person_box(self, camera: str, event_id: str, frame: BufferedFrame) -> None:
         """Redraw the snapshot with a newly found person box (when drawing is on)."""
@@ -276,13 +389,96 @@ class MediaWriter:
             meta["detector"] = {**meta.get("detector", {}), "frames": self._counts.get(folder, 0)}
             self._counts.pop(folder, None)
             self.index.open(folder)
-            folder.mkdir(parents=True, exist_ok=True)
-            self._write(folder, EVENT_META, _json(meta))
+            pending = self._pending.get(folder)
+            if pending is not None:
+                # written once the clip is: the uploader then finds the folder complete
+                pending.ended, pending.final_meta = True, meta
+                self._maybe_encode(folder, pending)
+                if pending.submitted:
+                    return
+                del self._pending[folder]  # no clip for this event
+            self._write_meta(folder, meta)
 
         self.call(write, essential=True)
         if then is not None:
             self.call(then, essential=True)
-        self.call(lambda: self.index.close(folder), essential=True)
+        self.call(lambda: self._close(folder), essential=True)
+
+    def _write_meta(self, folder: Path, meta: dict[str, Any]) -> None:
+        clip = self._clip_info.pop(folder, None)
+        if clip is not None:
+            meta["detector"] = {**meta.get("detector", {}), "clip": clip}
+        folder.mkdir(parents=True, exist_ok=True)
+        self._write(folder, EVENT_META, _json(meta))
+
+    def _close(self, folder: Path) -> None:
+        """Close the folder for retention, unless its clip is still being made."""
+        if folder not in self._pending:
+            self.index.close(folder)
+
+    # ---- clips (every method below runs on the media writer thread) -------------------------
+
+    def _collect(self, folder: Path, frame: BufferedFrame) -> None:
+        pending = self._pending.get(folder)
+        if pending is None or pending.submitted:
+            return
+        if pending.event_frames < self.settings.clip_event_frames:
+            pending.frames.append(_clip_frame(frame))
+            pending.event_frames += 1
+        self._maybe_encode(folder, pending)
+
+    def _maybe_encode(self, folder: Path, pending: _PendingClip) -> None:
+        """Hand the frames to the encoder once they are all there and the clip is wanted."""
+        wanted = pending.alerting or self.settings.clip_all_events
+        complete = pending.ended or pending.event_frames >= self.settings.clip_event_frames
+        if pending.submitted or not wanted or not complete or self.clips is None:
+            return
+        pending.submitted = True
+        preroll = len(pending.frames) - pending.event_frames
+        frames, pending.frames = pending.frames, []
+
+        def done(clip: Clip | None, error: str | None) -> None:  # on the encoder's thread
+            self.call(lambda: self._write_clip(folder, clip, error, preroll), essential=True)
+            self.call(lambda: self._settle_clip(folder), essential=True)
+
+        self.clips.submit(frames, done)
+
+    def _write_clip(self, folder: Path, clip: Clip | None, error: str | None, preroll: int) -> None:
+        pending = self._pending.get(folder)
+        if pending is None:
+            return
+        pending.info = {"error": error or "clip.mp4 could not be written"}
+        if self._on_clip is not None:
+            self._on_clip(clip, error)
+        if clip is None:
+            log.warning("no clip for event", extra={"folder": str(folder), "error": error})
+            return
+        self._write(folder, CLIP, clip.data)
+        pending.info = {
+            "file": CLIP,
+            "frames": clip.frames,
+            "preroll_frames": preroll,
+            "undecodable_frames": clip.skipped,
+            "width": clip.width,
+            "height": clip.height,
+            "seconds": round(clip.duration, 3),
+            "bytes": len(clip.data),
+            "cpu_seconds": round(clip.cpu_seconds, 4),
+        }
+        log.info("clip written", extra={"folder": str(folder), **pending.info})
+
+    def _settle_clip(self, folder: Path) -> None:
+        """The clip is written (or failed): write the end's event.json and close if it ended."""
+        pending = self._pending.pop(folder, None)
+        if pending is None:
+            return
+        self._clip_info[folder] = pending.info
+        if pending.ended:
+            try:
+                if pending.final_meta is not None:
+                    self._write_meta(folder, pending.final_meta)
+            finally:
+                self.index.close(folder)
 
     def save_sample(
         self,
@@ -329,6 +525,10 @@ class MediaWriter:
         )
         if ok:
             self._write(folder, SNAPSHOT, buf.tobytes())
+
+
+def _clip_frame(frame: BufferedFrame) -> ClipFrame:
+    return ClipFrame(frame.jpeg, frame.captured_at)
 
 
 def _json(meta: dict[str, Any]) -> bytes:

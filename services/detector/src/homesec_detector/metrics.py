@@ -121,3 +121,21 @@ class DetectorMetrics:
             "Retention passes that failed (retried at the next interval)",
             registry=r,
         )
+        self.clips = Counter(
+            "homesec_detector_clips",
+            "Alert clips (clip.mp4): made, or failed (frames undecodable, encoder error)",
+            ["outcome"],
+            registry=r,
+        )
+        self.clip_cpu_seconds = Histogram(
+            "homesec_detector_clip_cpu_seconds",
+            "CPU seconds per clip (decode + H.264 encode + MP4), on the clip encoder's thread",
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=r,
+        )
+        self.clip_bytes = Histogram(
+            "homesec_detector_clip_bytes",
+            "Size of each clip.mp4",
+            buckets=(10e3, 25e3, 50e3, 100e3, 250e3, 500e3, 1e6, 2.5e6, 5e6),
+            registry=r,
+        )

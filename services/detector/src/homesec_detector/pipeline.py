@@ -40,6 +40,8 @@ from homesec_detector.settings import DetectorSettings
 log = logging.getLogger("homesec_detector.pipeline")
 
 StateGetter = Callable[[SystemSetting], bool]
+ZoneGetter = Callable[[int, int], Callable[[BoxXYWH | None], bool] | None]
+"""The alarm mode's zone test for a frame of (width, height); None: the whole frame counts."""
 
 
 @dataclass
@@ -164,11 +166,13 @@ class CameraPipeline:
         media: MediaWriter | None = None,
         score_all: bool = False,
         on_message: Callable[[MotionEvent], None] | None = None,
+        zones: ZoneGetter | None = None,
     ) -> None:
         self.camera = camera
         self.on_message = on_message
         self.settings = settings
         self.state = state
+        self.zones = zones
         self.person = person if settings.person_mode is not PersonMode.OFF else None
         self.media = media if settings.media.enabled else None
         self.score_all = score_all
@@ -194,7 +198,14 @@ class CameraPipeline:
             notifications=self.state(SystemSetting.NOTIFICATIONS),
             person_mode=self.settings.person_mode,
             person_threshold=self.threshold,
+            zone=self._zone(),
         )
+
+    def _zone(self) -> Callable[[BoxXYWH | None], bool] | None:
+        last = self._last
+        if self.zones is None or last is None:
+            return None
+        return self.zones(last.width, last.height)
 
     # ---- per frame ------------------------------------------------------------------------
 
@@ -363,12 +374,16 @@ class CameraPipeline:
                     then=self._emitter(msg),
                 )
                 media.add_frame(self.camera, msg.event_id, buf)
+                if msg.decision.alert:
+                    media.mark_alerting(self.camera, msg.event_id)
             elif msg.type is EventType.END:
                 self._finish(msg)
             else:
                 emit = self._emitter(msg)
                 if emit is not None:
                     media.call(emit, essential=True)  # keep order behind the start
+                if msg.decision.alert:
+                    media.mark_alerting(self.camera, msg.event_id)
         if was_active and self.tracker.active and self.tracker.event_id:
             media.add_frame(self.camera, self.tracker.event_id, buf)
             if any(m.type is EventType.UPDATE and m.person_box for m in messages):
@@ -378,6 +393,8 @@ class CameraPipeline:
 
     def _finish(self, msg: MotionEvent) -> None:
         if self.media is not None:
+            if msg.decision.alert:
+                self.media.mark_alerting(self.camera, msg.event_id)
             self.media.finish_event(
                 self.camera, msg.event_id, _meta(msg, None), then=self._emitter(msg)
             )

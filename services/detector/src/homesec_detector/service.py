@@ -14,9 +14,14 @@ import logging
 import threading
 import time
 
+import cv2
+import numpy as np
+
 from homesec.bus import Bus, Received
 from homesec.contract import (
+    ALERT_SNAPSHOT,
     FRAMES,
+    MAX_JPEG_BYTES,
     MOTION_EVENTS,
     MOTION_STATE,
     TRAINING_LABELS,
@@ -25,17 +30,25 @@ from homesec.contract import (
     MotionEvent,
     OnOff,
     ServiceState,
+    SystemSetting,
     TrainingLabel,
     is_identifier,
 )
 from homesec.homeassistant import HomeAssistantDiscovery
 from homesec.latest import LatestSlot
+from homesec.media import UnsafePath, resolve_inside
 from homesec.metrics import ServiceMetrics
 from homesec.pins import PinKind, Pins
 from homesec.state import SystemStateOwner
+from homesec_detector.clip import Clip
 from homesec_detector.media_writer import MediaWriter
 from homesec_detector.metrics import DetectorMetrics
-from homesec_detector.pipeline import CameraPipeline, PersonChecker, build_person_checker
+from homesec_detector.pipeline import (
+    CameraPipeline,
+    PersonChecker,
+    StateGetter,
+    build_person_checker,
+)
 from homesec_detector.retention import Retention, RetentionReport
 from homesec_detector.settings import DetectorSettings
 
@@ -55,12 +68,14 @@ class CameraWorker:
         self.pipeline = CameraPipeline(
             camera,
             service.settings,
-            service.state.get,
+            service.state_for(camera),
             person=service.person,
             media=service.media,
             on_message=lambda msg: service.publish_event(msg, self),
+            zones=lambda width, height: service.state.alarm.zone_check(camera, width, height),
         )
         self.alerted: set[str] = set()
+        self.alarmed: set[str] = set()
         self._resets_seen = 0
         self._stop = threading.Event()
         self.thread = threading.Thread(target=self._run, name=f"detector-{camera}", daemon=True)
@@ -122,16 +137,25 @@ class DetectorService:
             settings.state_defaults(),
             restore_wait_seconds=settings.restore_wait_seconds,
             state_path=settings.data_dir / "state" / "system.json",
+            alarm=settings.alarm,
+            codes=settings.codes,
         )
         self.discovery: HomeAssistantDiscovery | None = None
         if settings.ha_discovery:
             self.discovery = HomeAssistantDiscovery(
-                bus, settings.cameras, discovery_prefix=settings.ha_discovery_prefix
+                bus,
+                settings.cameras,
+                discovery_prefix=settings.ha_discovery_prefix,
+                codes=settings.codes,
             )
             self.discovery.install()
         self.pins = Pins(settings.pins_dir, on_error=self.metrics.pin_errors.inc)
         self.media = MediaWriter(
-            settings.media_dir, settings.media, on_error=self._on_media_error, pins=self.pins
+            settings.media_dir,
+            settings.media,
+            on_error=self._on_media_error,
+            pins=self.pins,
+            on_clip=self._on_clip,
         )
         m = settings.media
         self.retention = Retention(
@@ -200,6 +224,17 @@ class DetectorService:
 
     # ---- frames ---------------------------------------------------------------------------
 
+    def state_for(self, camera: str) -> StateGetter:
+        """The pipeline's view of the system state: ``armed`` means "the alarm selects this
+        camera now" (armed, pending or triggered in a mode that includes it)."""
+
+        def get(setting: SystemSetting) -> bool:
+            if setting is SystemSetting.ARMED:
+                return self.state.camera_alerts(camera)
+            return self.state.get(setting)
+
+        return get
+
     def worker(self, camera: str) -> CameraWorker | None:
         with self._lock:
             if self._closed:
@@ -237,6 +272,10 @@ class DetectorService:
         first_alert = msg.decision.alert and msg.event_id not in worker.alerted
         if first_alert and msg.media_dir is not None:  # the gateway releases it once posted
             self.pins.pin(PinKind.ALERT, camera, msg.event_id)
+        if msg.decision.alarm and msg.event_id not in worker.alarmed:
+            # the alarm moves first, so its new state (pending...) is out before the event
+            worker.alarmed.add(msg.event_id)
+            self.state.detection(camera, msg.event_id)
         self.bus.publish(MOTION_EVENTS, msg)
         if msg.type is not EventType.END:
             m.event_latency.labels(camera).observe(max(0.0, time.time() - msg.frame_captured_at))
@@ -247,6 +286,8 @@ class DetectorService:
         if first_alert:
             worker.alerted.add(msg.event_id)
             m.alerts.labels(camera).inc()
+            self._publish_alert_snapshot(msg)
+
         log.info(
             "motion event",
             extra={
@@ -264,8 +305,33 @@ class DetectorService:
             ):
                 m.person_rejections.labels(camera).inc()
             worker.alerted.discard(msg.event_id)
+            worker.alarmed.discard(msg.event_id)
             m.motion_active.labels(camera).set(0)
             self.bus.publish(MOTION_STATE, OnOff("OFF"), camera=camera)
+
+    def _publish_alert_snapshot(self, msg: MotionEvent) -> None:
+        """The alert's snapshot, retained on ``cam/<camera>/alert/snapshot`` (Home Assistant's
+        image entity). Written before this runs (media thread); no media, no snapshot."""
+        if msg.snapshot is None:
+            return
+        try:
+            data = resolve_inside(self.settings.media_dir, msg.snapshot).read_bytes()
+        except (UnsafePath, OSError) as exc:
+            log.warning("alert snapshot unreadable", extra={"error": str(exc)[:200]})
+            return
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE)
+        if image is None or len(data) > MAX_JPEG_BYTES:
+            return
+        height, width = image.shape[:2]
+        frame = Frame(
+            camera=msg.camera,
+            seq=msg.frame_seq,
+            captured_at=msg.frame_captured_at,
+            width=min(16384, width),
+            height=min(16384, height),
+            jpeg=data,
+        )
+        self.bus.publish(ALERT_SNAPSHOT, frame, camera=msg.camera)
 
     # ---- status ---------------------------------------------------------------------------
 
@@ -302,6 +368,15 @@ class DetectorService:
                 "event media cannot be written (disk full or read-only?)",
                 media_dir=str(self.settings.media_dir),
             )
+
+    def _on_clip(self, clip: Clip | None, error: str | None) -> None:
+        m = self.metrics
+        if clip is None:
+            m.clips.labels("failed").inc()
+            return
+        m.clips.labels("made").inc()
+        m.clip_cpu_seconds.observe(clip.cpu_seconds)
+        m.clip_bytes.observe(len(clip.data))
 
     def _media_recovered(self) -> None:
         if self._media_failing and time.monotonic() - self._media_error_at > MEDIA_RECOVERY_SECONDS:

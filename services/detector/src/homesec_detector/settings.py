@@ -7,6 +7,8 @@ from collections.abc import Mapping
 
 from pydantic import Field
 
+from homesec.alarm import AlarmSettings
+from homesec.codes import CodeSettings
 from homesec.contract import Identifier, PersonMode, SystemSetting
 from homesec.settings import ServiceSettings, settings_config
 from homesec_detector.events import EventSettings
@@ -64,6 +66,14 @@ class DetectorSettings(ServiceSettings):
         ge=0,
         le=1,
         description="A person box must lie this much inside the motion region to count",
+    )
+    alarm: AlarmSettings = Field(
+        default_factory=AlarmSettings,
+        description="Alarm modes (cameras, exit/entry delays), trigger time (docs/alarm.md)",
+    )
+    codes: CodeSettings = Field(
+        default_factory=CodeSettings,
+        description="Optional alarm code for alarm/set (Home Assistant, Node-RED), lockout",
     )
     ha_discovery: bool = Field(
         True,

@@ -91,6 +91,8 @@ class PresenceService:
         self._clock = clock
         self.watch = settings.watchlist()
         self.backend = backend if backend is not None else make_backend(settings, bus)
+        self._changed = threading.Event()  # a push backend learnt something: observe now
+        self.backend.wake_on_change(self._changed)
         self.tracker = PresenceTracker(self.watch.names, settings.away_grace_seconds)
         self.policy = AutoArmPolicy()
         self.metrics = PresenceMetrics(metrics)
@@ -124,15 +126,21 @@ class PresenceService:
     # ---- loop ------------------------------------------------------------------------------
 
     def run(self, stop: threading.Event) -> None:
-        """Restore, then poll every ``poll_seconds`` until ``stop`` is set."""
+        """Restore, then poll every ``poll_seconds`` (and at once when a push backend says
+        something changed) until ``stop`` is set."""
         try:
             if not self._restore(stop):
                 return
             next_poll = 0.0
             while not stop.is_set():
-                if time.monotonic() >= next_poll:
+                if self._changed.is_set() or time.monotonic() >= next_poll:
+                    self._changed.clear()
                     next_poll = time.monotonic() + self._settings.poll_seconds
                     self.poll_once()
+                    due = self.tracker.next_due()
+                    if due is not None:  # a departure completes before the next poll
+                        left = max(0.0, due - self._clock())
+                        next_poll = min(next_poll, time.monotonic() + left)
                 if self._auto_arm_enabled.is_set():
                     self._auto_arm_enabled.clear()
                     self._on_auto_arm_enabled()

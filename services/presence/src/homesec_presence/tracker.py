@@ -23,6 +23,7 @@ class PersonTrack:
     home: bool | None = None  # None: unknown yet
     last_seen: float | None = None
     absence_clock: float | None = None  # absence is measured from here
+    away_seen: bool = False  # the last observation said "not there"
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,7 @@ class PresenceTracker:
             observed = seen.get(name)
             if observed is None:
                 continue
+            track.away_seen = not observed
             if observed:
                 track.last_seen = now
                 track.absence_clock = now
@@ -75,6 +77,16 @@ class PresenceTracker:
                 track.home = False
                 changes.append(Change(name, False))
         return changes
+
+    def next_due(self) -> float | None:
+        """When the earliest pending departure takes effect if nothing changes (a push backend
+        observes nothing new by itself, so the service observes again then); None: none."""
+        due = [
+            t.absence_clock + self.grace
+            for t in self.people.values()
+            if t.away_seen and t.home is not False and t.absence_clock is not None
+        ]
+        return min(due, default=None)
 
     def occupancy(self) -> bool | None:
         """True: someone is home; False: everybody is known to be away; None: not known

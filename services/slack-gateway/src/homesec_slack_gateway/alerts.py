@@ -20,7 +20,14 @@ from slack_sdk import WebClient
 
 from homesec.backoff import Backoff
 from homesec.bus import Bus, Received
-from homesec.contract import MAX_JPEG_BYTES, MOTION_EVENTS, MotionEvent, SystemSetting
+from homesec.contract import (
+    MAX_JPEG_BYTES,
+    MOTION_EVENTS,
+    AlarmState,
+    AlarmStatus,
+    MotionEvent,
+    SystemSetting,
+)
 from homesec.media import UnsafePath, resolve_inside
 from homesec.state import SystemStateView
 from homesec_slack_gateway.buttons import label_blocks
@@ -41,16 +48,33 @@ def format_time(ts: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(ts))
 
 
-def alert_text(event: MotionEvent) -> str:
-    """The alert's message: camera, time, detector figures and the reason."""
+def alert_text(
+    event: MotionEvent, alarm: AlarmStatus | None = None, now: float | None = None
+) -> str:
+    """The alert's message: camera, time, detector figures and the reason; while the alarm
+    is pending, how long until it triggers."""
     figures = [f"motion {event.motion_score:.0%}", f"area {event.area:.1%}"]
     if event.person_score is not None:
         figures.insert(0, f"person {event.person_score:.0%}")
     return (
         f":rotating_light: *Motion on {event.camera}* at {format_time(event.started_at)}\n"
         f"{' · '.join(figures)} · {event.decision.reason}\n"
-        f"Event `{event.event_id}`"
+        f"Event `{event.event_id}`" + _alarm_note(alarm, now)
     )
+
+
+def _alarm_note(alarm: AlarmStatus | None, now: float | None) -> str:
+    if alarm is None:
+        return ""
+    if alarm.state is AlarmState.PENDING and alarm.until is not None:
+        left = max(0, round(alarm.until - (time.time() if now is None else now)))
+        return (
+            f"\n:hourglass: *The alarm triggers in {left} s* (entry delay) unless disarmed: "
+            "`/homesec disarm`"
+        )
+    if alarm.state is AlarmState.TRIGGERED:
+        return "\n:rotating_light: *The alarm is triggered*: `/homesec ack` or `/homesec disarm`"
+    return ""
 
 
 def fallback_text(alert: QueuedAlert, failure: Failure) -> str:
@@ -79,7 +103,9 @@ class AlertIntake:
         media_dir: Path,
         min_interval: float,
         wake: threading.Event,
+        clips: bool = False,
     ) -> None:
+        self._clips = clips
         self._store = store
         self._mirror = mirror
         self._state = state
@@ -99,10 +125,11 @@ class AlertIntake:
         result = self._store.add_alert(
             event_id=event.event_id,
             camera=event.camera,
-            text=alert_text(event),
+            text=alert_text(event, self._state.alarm()),
             training=self._state.get(SystemSetting.TRAINING),
             image=image,
             min_interval=self._min_interval,
+            clip=self._clips and event.media_dir is not None,
         )
         if result == "rate_limited":
             self._metrics.alerts_suppressed.inc()

@@ -17,7 +17,11 @@ MAIN_COMMAND = "/homesec"
 
 class Action(StrEnum):
     ARM = "arm"
+    ARM_AWAY = "arm_away"
+    ARM_HOME = "arm_home"
+    ARM_NIGHT = "arm_night"
     DISARM = "disarm"
+    ACK = "ack"
     STATUS = "status"
     SNAPSHOT = "snapshot"
     MUTE = "mute"
@@ -34,7 +38,11 @@ class Action(StrEnum):
 
 SUBCOMMANDS: dict[str, Action] = {
     "arm": Action.ARM,
+    "arm away": Action.ARM_AWAY,
+    "arm home": Action.ARM_HOME,
+    "arm night": Action.ARM_NIGHT,
     "disarm": Action.DISARM,
+    "ack": Action.ACK,
     "status": Action.STATUS,
     "snapshot": Action.SNAPSHOT,
     "mute": Action.MUTE,
@@ -71,8 +79,10 @@ _ANGLE = re.compile(r"^[+-]?\d{1,4}$")
 
 USAGE = """\
 *homesec* — `/homesec <command>`:
-• `arm` / `disarm` — alerts on motion on or off
-• `status` — switches, who is home, services, last event, camera fps
+• `arm` / `disarm` — alerts on motion on or off (`arm` arms the default mode, away)
+• `arm away` / `arm home` / `arm night` — arm a mode (each mode has its cameras and delays)
+• `ack` — stop a pending or triggered alarm and stay armed
+• `status` — the alarm and who changed it, switches, who is home, services, last event, fps
 • `snapshot` — post the camera's latest image here
 • `mute` / `unmute` — Slack alerts off / on
 • `auto on` / `auto off` — presence-based arming on / off

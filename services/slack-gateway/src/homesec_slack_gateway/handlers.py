@@ -21,10 +21,15 @@ from slack_sdk import WebClient
 
 from homesec.bus import Bus
 from homesec.contract import (
+    ALARM_SERVICE_SET,
     PTZ_COMMAND,
     SERVICES,
     SNAPSHOT_REQUEST,
     SYSTEM_SET,
+    AlarmAction,
+    AlarmCommand,
+    AlarmState,
+    AlarmStatus,
     Label,
     PtzCommand,
     SetCommand,
@@ -62,6 +67,24 @@ SWITCHES: dict[Action, tuple[SystemSetting, bool, str]] = {
     Action.AUTO_OFF: (SystemSetting.AUTO_ARM, False, ":house: Presence auto-arming off"),
     Action.TRAIN_ON: (SystemSetting.TRAINING, True, ":mortar_board: Training buttons on"),
     Action.TRAIN_OFF: (SystemSetting.TRAINING, False, ":mortar_board: Training buttons off"),
+}
+
+ALARM_COMMANDS: dict[Action, tuple[AlarmAction, str]] = {
+    Action.ARM_AWAY: (AlarmAction.ARM_AWAY, ":lock: Arming *away*"),
+    Action.ARM_HOME: (AlarmAction.ARM_HOME, ":lock: Arming *home*"),
+    Action.ARM_NIGHT: (AlarmAction.ARM_NIGHT, ":crescent_moon: Arming *night*"),
+    Action.ACK: (AlarmAction.ACK, ":ok_hand: Acknowledging the alarm"),
+}
+"""Alarm commands beyond the legacy arm/disarm switch, sent on ``alarm/service/set``."""
+
+ALARM_WORDS: dict[AlarmState, str] = {
+    AlarmState.DISARMED: ":unlock: disarmed",
+    AlarmState.ARMING: ":hourglass_flowing_sand: arming",
+    AlarmState.ARMED_AWAY: ":lock: armed away",
+    AlarmState.ARMED_HOME: ":lock: armed home",
+    AlarmState.ARMED_NIGHT: ":crescent_moon: armed night",
+    AlarmState.PENDING: ":hourglass: PENDING",
+    AlarmState.TRIGGERED: ":rotating_light: TRIGGERED",
 }
 
 THERMAL_ZONE = Path("/sys/class/thermal/thermal_zone0/temp")
@@ -152,6 +175,11 @@ class Gateway:
             return in_channel(
                 f"{title} (requested by <@{cmd.user_id}>)" + self._set(setting, value, source)
             )
+        if action in ALARM_COMMANDS:
+            alarm_action, title = ALARM_COMMANDS[action]
+            return in_channel(
+                f"{title} (requested by <@{cmd.user_id}>)" + self._alarm(alarm_action, source)
+            )
         if action is Action.HELP:
             return ephemeral(USAGE)
         if action is Action.STATUS:
@@ -189,6 +217,15 @@ class Gateway:
         command = SetCommand(value=value, source=source, request_id=uuid.uuid4().hex[:12])
         self.bus.publish(SYSTEM_SET, command, setting=setting.value)
         note = f"\n• {setting.value}: {_on_off(before)} → {_on_off(value)}"
+        if not self.bus.connected:
+            note += " (broker unreachable: queued, applied when it is back)"
+        return note
+
+    def _alarm(self, action: AlarmAction, source: str) -> str:
+        command = AlarmCommand(action=action, source=source, request_id=uuid.uuid4().hex[:12])
+        self.bus.publish(ALARM_SERVICE_SET, command)
+        status = self.state.alarm()
+        note = f"\n• alarm: {alarm_line(status)}" if status is not None else ""
         if not self.bus.connected:
             note += " (broker unreachable: queued, applied when it is back)"
         return note
@@ -287,6 +324,14 @@ class Gateway:
         """Switches, who is home, services, last event, camera fps, position, uploader."""
         values = self.state.snapshot()
         lines = ["*homesec status*"]
+        alarm = self.state.alarm()
+        if alarm is None:
+            lines.append("• Alarm: unknown (detector not heard yet)")
+        else:
+            lines.append(
+                f"• Alarm: *{alarm_line(alarm)}*, by {alarm.changed_by} at "
+                f"{format_time(alarm.changed_at)}"
+            )
         for setting, title in (
             (SystemSetting.ARMED, "Armed"),
             (SystemSetting.NOTIFICATIONS, "Notifications"),
@@ -419,6 +464,26 @@ class Gateway:
             except Exception as exc:
                 log.warning("chat.update failed", extra={"error": describe_error(exc)})
         self.respond(response_url, {"replace_original": True, "text": text, "blocks": blocks})
+
+
+def alarm_line(status: AlarmStatus, now: float | None = None) -> str:
+    """The alarm in a few words: state, mode, what caused it and what is left of a delay."""
+    text = ALARM_WORDS[status.state]
+    if status.mode is not None and status.state in (
+        AlarmState.ARMING,
+        AlarmState.PENDING,
+        AlarmState.TRIGGERED,
+    ):
+        text += f" ({status.mode.value})"
+    if status.camera is not None and status.state in (AlarmState.PENDING, AlarmState.TRIGGERED):
+        text += f" on {status.camera}"
+    if status.until is not None:
+        left = max(0, round(status.until - (time.time() if now is None else now)))
+        verb = {AlarmState.ARMING: "armed", AlarmState.PENDING: "triggers"}.get(
+            status.state, "ends"
+        )
+        text += f", {verb} in {left} s"
+    return text
 
 
 def _cpu_temperature() -> float | None:

@@ -80,3 +80,20 @@ class GatewayMetrics:
             "Training labels stored but not yet acknowledged by the broker",
             registry=registry,
         )
+        self.clips_sent = Counter(
+            "homesec_slack_clips_sent", "Alert clips posted to Slack", registry=registry
+        )
+        self.clips_given_up = Counter(
+            "homesec_slack_clips_given_up",
+            "Alert clips not posted: no clip in time (missing), a bad file (unusable), or "
+            "Slack refused it (refused)",
+            ["reason"],
+            registry=registry,
+        )
+        for reason in ("missing", "unusable", "refused"):
+            self.clips_given_up.labels(reason)
+        self.clip_backlog = Gauge(
+            "homesec_slack_clip_backlog",
+            "Alert clips waiting: for their file, their alert, or Slack",
+            registry=registry,
+        )

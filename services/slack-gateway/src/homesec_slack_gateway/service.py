@@ -14,6 +14,7 @@ from homesec.bus import Bus
 from homesec.contract import ServiceState
 from homesec.state import SystemStateView
 from homesec_slack_gateway.alerts import AlertIntake, AlertSender
+from homesec_slack_gateway.clips import ClipSender
 from homesec_slack_gateway.handlers import Gateway
 from homesec_slack_gateway.http_app import create_app
 from homesec_slack_gateway.labels import LabelOutbox
@@ -39,7 +40,7 @@ class GatewayService:
         self.registry = registry
         self.metrics = GatewayMetrics(registry)
         self.store = Store(settings.state_dir / "outbox.sqlite3")
-        self.state = SystemStateView(bus)
+        self.state = SystemStateView(bus, alarm=True)
         self.mirror = Mirror(bus)
         self.wake = threading.Event()
         bot_token = SlackGatewaySettings.reveal(settings.slack_bot_token)
@@ -59,6 +60,7 @@ class GatewayService:
             settings.media_dir,
             settings.alert_min_interval_seconds,
             self.wake,
+            clips=settings.alert_clips,
         )
         self.sender = AlertSender(
             self.store,
@@ -69,6 +71,18 @@ class GatewayService:
             settings.retry_initial_seconds,
             settings.retry_max_seconds,
             on_health=self._alert_health,
+        )
+        self.clips = ClipSender(
+            self.store,
+            self.bot,
+            settings.alert_channel,
+            settings.media_dir,
+            self.metrics,
+            wait=settings.clip_wait_seconds,
+            max_bytes=settings.clip_max_bytes,
+            poll=settings.clip_poll_seconds,
+            initial_delay=settings.retry_initial_seconds,
+            max_delay=settings.retry_max_seconds,
         )
         self.pin_release = AlertPinRelease(self.gateway.pins, self.store, self.metrics)
         # Socket Mode needs no HTTP app (and no signing secret)
@@ -96,6 +110,7 @@ class GatewayService:
     def run(self, stop: threading.Event) -> None:
         """Serve until ``stop`` is set, then shut everything down."""
         self.sender.start(stop)
+        self.clips.start(stop)
         self.labels.start(stop)
         self.pin_release.start(stop)
         server_thread: threading.Thread | None = None
@@ -145,6 +160,7 @@ class GatewayService:
             if self.socket is not None:
                 self.socket.close()
             self.sender.join(5)
+            self.clips.join(5)
             self.labels.join(5)
             self.pin_release.join(5)
             self.gateway.close()

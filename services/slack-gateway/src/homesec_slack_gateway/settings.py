@@ -81,6 +81,20 @@ class SlackGatewaySettings(ServiceSettings):
     ptz_wait_seconds: float = Field(
         5.0, ge=0, le=25, description="How long rotate waits for the PTZ state to confirm"
     )
+    alert_clips: bool = Field(
+        True,
+        description="Post each alert's clip (the detector's clip.mp4) as the next message once "
+        "it exists; the alert itself never waits for it",
+    )
+    clip_wait_seconds: float = Field(
+        60.0, ge=0, le=3600, description="An alert's clip not there this long after it: none"
+    )
+    clip_poll_seconds: float = Field(
+        1.0, gt=0, le=60, description="How often waiting clips are looked for"
+    )
+    clip_max_bytes: int = Field(
+        16 * 1024 * 1024, ge=1024, description="A larger clip.mp4 is not posted"
+    )
     initialize_pan: float = Field(40.0, ge=-90, le=90)
     initialize_tilt: float = Field(10.0, ge=-90, le=90)
 

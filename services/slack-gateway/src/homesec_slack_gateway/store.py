@@ -4,7 +4,9 @@ A row is marked done only after the remote side confirmed it, so a gateway resta
 outage or a broker outage loses nothing. Alerts are delivered in insertion order; an alert
 whose image was uploaded but whose button message was not remembers that (``stage``), so a
 retry never posts the image twice. An alert Slack refuses for good is *parked* (with the reason
-and whether its text fallback went out) so the alerts behind it go on.
+and whether its text fallback went out) so the alerts behind it go on. An alert's clip has a row
+of its own (``clips``): it waits for the detector's clip.mp4 and is posted after the alert, by
+its own sender, so it never holds up an alert.
 
 Writes are ``synchronous=FULL``: a row the bus handler stored survives a power cut, because the
 broker forgets the message once the handler returned. Schema changes are numbered migrations
@@ -56,6 +58,20 @@ _MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
             "ALTER TABLE alerts ADD COLUMN parked_at REAL",
         ),
     ),
+    (
+        2,
+        (
+            "CREATE TABLE clips ("
+            " event_id TEXT PRIMARY KEY,"
+            " camera TEXT NOT NULL,"
+            " created_at REAL NOT NULL,"
+            " stage INTEGER NOT NULL DEFAULT 0,"
+            " attempts INTEGER NOT NULL DEFAULT 0,"
+            " last_error TEXT,"
+            " settled_at REAL)",
+            "CREATE INDEX clips_stage ON clips (stage)",
+        ),
+    ),
 )
 """``(user_version, statements)``: applied in order to a file older than that version."""
 
@@ -70,6 +86,12 @@ class Stage(IntEnum):
 
 UNSETTLED_STAGES = (Stage.QUEUED, Stage.UPLOADED)
 """Stages of an alert Slack still owes something; any other stage is settled for good."""
+
+
+class ClipStage(IntEnum):
+    WAITING = 0  # for the clip file, for its alert to go out first, or for Slack
+    SENT = 1
+    GIVEN_UP = 2  # no clip came in time, or Slack refused it; see last_error
 
 
 @dataclass(frozen=True)
@@ -93,6 +115,15 @@ class ParkedAlert:
     reason: str  # why Slack refused the full alert
     fallback_error: str | None  # None: the text fallback was posted
     parked_at: float
+
+
+@dataclass(frozen=True)
+class WaitingClip:
+    event_id: str
+    camera: str
+    created_at: float  # when its alert was queued
+    attempts: int
+    alert_stage: Stage
 
 
 AddResult = Literal["queued", "duplicate", "rate_limited"]
@@ -148,10 +179,12 @@ class Store:
         image: bytes | None,
         min_interval: float,
         now: float | None = None,
+        clip: bool = False,
     ) -> AddResult:
-        """Queue an alert once per event; suppress it when the camera alerted too recently."""
+        """Queue an alert once per event (with a clip to follow when ``clip``); suppress it when
+        the camera alerted too recently."""
         now = time.time() if now is None else now
-        with self._lock:
+        with self._lock, self._transaction():
             if self._db.execute("SELECT 1 FROM alerts WHERE event_id=?", (event_id,)).fetchone():
                 return "duplicate"
             row = self._db.execute(
@@ -165,6 +198,11 @@ class Store:
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (event_id, camera, now, text, int(training), None if limited else image, stage),
             )
+            if clip and not limited:
+                self._db.execute(
+                    "INSERT INTO clips (event_id, camera, created_at) VALUES (?, ?, ?)",
+                    (event_id, camera, now),
+                )
             return "rate_limited" if limited else "queued"
 
     def has_alert(self, event_id: str) -> bool:
@@ -248,13 +286,17 @@ class Store:
         ]
 
     def alert_settled(self, camera: str, event_id: str) -> bool:
-        """True once the event's alert is settled (posted, suppressed, parked): its media is no
-        longer owed to Slack. False while it is queued, and for an event not received yet."""
+        """True once the event's alert is settled (posted, suppressed, parked) and its clip too
+        (posted or given up): its media is no longer owed to Slack. False while either is
+        waiting, and for an event not received yet."""
         with self._lock:
             row = self._db.execute(
                 "SELECT stage FROM alerts WHERE event_id=? AND camera=?", (event_id, camera)
             ).fetchone()
-        return row is not None and int(row[0]) not in UNSETTLED_STAGES
+            clip = self._db.execute(
+                "SELECT 1 FROM clips WHERE event_id=? AND stage=?", (event_id, ClipStage.WAITING)
+            ).fetchone()
+        return row is not None and int(row[0]) not in UNSETTLED_STAGES and clip is None
 
     def record_failure(self, alert_id: int, error: str) -> None:
         with self._lock:
@@ -277,6 +319,40 @@ class Store:
             )
             self._db.execute(
                 "DELETE FROM labels WHERE published_at IS NOT NULL AND created_at < ?", (cutoff,)
+            )
+            self._db.execute("DELETE FROM clips WHERE stage!=0 AND created_at < ?", (cutoff,))
+
+    # ---- clips -------------------------------------------------------------------------------
+
+    def waiting_clips(self) -> list[WaitingClip]:
+        """Clips still to post, in the order of their alerts."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT c.event_id, c.camera, c.created_at, c.attempts, a.stage FROM clips c"
+                " JOIN alerts a ON a.event_id = c.event_id WHERE c.stage=0 ORDER BY a.id"
+            ).fetchall()
+        return [WaitingClip(r[0], r[1], r[2], r[3], Stage(r[4])) for r in rows]
+
+    def clip_stage(self, event_id: str) -> ClipStage | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT stage FROM clips WHERE event_id=?", (event_id,)
+            ).fetchone()
+        return None if row is None else ClipStage(row[0])
+
+    def record_clip_failure(self, event_id: str, error: str) -> None:
+        with self._lock:
+            self._db.execute(
+                "UPDATE clips SET attempts=attempts+1, last_error=? WHERE event_id=?",
+                (error[:500], event_id),
+            )
+
+    def settle_clip(self, event_id: str, stage: ClipStage, reason: str | None = None) -> None:
+        with self._lock:
+            self._db.execute(
+                "UPDATE clips SET stage=?, settled_at=?, last_error=COALESCE(?, last_error)"
+                " WHERE event_id=?",
+                (stage, time.time(), None if reason is None else reason[:500], event_id),
             )
 
     # ---- labels ------------------------------------------------------------------------------

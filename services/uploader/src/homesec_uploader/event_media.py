@@ -8,7 +8,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from homesec.media import EVENT_META, FRAMES_DIR, PREROLL_DIR, SNAPSHOT, event_dir, resolve_inside
+from homesec.media import (
+    CLIP,
+    EVENT_META,
+    FRAMES_DIR,
+    PREROLL_DIR,
+    SNAPSHOT,
+    event_dir,
+    resolve_inside,
+)
 
 _FRAME_NAME = re.compile(r"^\d{6}\.jpg$")
 
@@ -62,8 +70,9 @@ def inspect_event(media_dir: Path, camera: str, event_id: str) -> EventMedia:
             problem = f"{EVENT_META} unusable: {exc}"
     else:
         problem = f"{EVENT_META} missing"
-    if (folder / SNAPSHOT).is_file():
-        files.append(SNAPSHOT)
+    for name in (SNAPSHOT, CLIP):
+        if (folder / name).is_file():
+            files.append(name)
     for sub in (PREROLL_DIR, FRAMES_DIR):
         if (folder / sub).is_dir():
             names = sorted(p.name for p in (folder / sub).iterdir() if _FRAME_NAME.match(p.name))
@@ -95,7 +104,13 @@ def check_content(rel: str, data: bytes) -> None:
             json.loads(data)
         except ValueError as exc:
             raise CorruptFile(f"{rel}: invalid JSON ({exc})") from None
+    elif rel.endswith(".mp4"):
+        if data[4:8] != b"ftyp":
+            raise CorruptFile(f"{rel}: not an MP4 file (no ftyp box)")
+
+
+_CONTENT_TYPES = {".json": "application/json", ".mp4": "video/mp4"}
 
 
 def content_type(rel: str) -> str:
-    return "application/json" if rel.endswith(".json") else "image/jpeg"
+    return _CONTENT_TYPES.get(Path(rel).suffix, "image/jpeg")

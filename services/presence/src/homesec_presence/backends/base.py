@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from abc import ABC, abstractmethod
 
 from homesec_presence.devices import Device, Watchlist
@@ -27,6 +28,12 @@ class PresenceBackend(ABC):
 
     def close(self) -> None:
         """Release connections. Nothing to release by default."""
+        return None
+
+    def wake_on_change(self, wake: threading.Event) -> None:
+        """Set ``wake`` whenever the backend learns something new, so the service observes at
+        once instead of at its next poll (push backends such as MQTT). Polled backends ignore
+        it."""
         return None
 
 

@@ -1,0 +1,108 @@
+"""The alarm from Slack: `/homesec arm home|away|night`, `ack`, the status line with who
+changed it, a refused user, and an alert while pending that says when the alarm triggers."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from gateway_fakes import FakeSlack, Harness, Peers, image, motion_event, write_snapshot
+
+from homesec.contract import (
+    ALARM_STATE,
+    MOTION_EVENTS,
+    AlarmAction,
+    AlarmCommand,
+    AlarmMode,
+    AlarmState,
+    AlarmStatus,
+    EventType,
+)
+from homesec_slack_gateway.alerts import alert_text
+from homesec_slack_gateway.commands import Action, parse
+from homesec_slack_gateway.handlers import alarm_line
+from support import wait_until
+
+S = AlarmState
+
+
+@pytest.fixture
+def peers(make_bus) -> Peers:
+    return Peers(make_bus)
+
+
+def alarm_is(gateway: Harness, peers: Peers, state: S) -> None:
+    wait_until(lambda: peers.owner.alarm.status.state is state)
+    wait_until(lambda: (a := gateway.service.state.alarm()) is not None and a.state is state)
+
+
+def test_parse_alarm_commands() -> None:
+    assert parse("/homesec", "arm home").action is Action.ARM_HOME
+    assert parse("/homesec", "ARM  night").action is Action.ARM_NIGHT
+    assert parse("/homesec", "arm away").action is Action.ARM_AWAY
+    assert parse("/homesec", "ack").action is Action.ACK
+    assert parse("/homesec", "arm").action is Action.ARM  # the legacy switch stays
+
+
+def test_arm_modes_ack_and_status(gateway: Harness, peers: Peers) -> None:
+    for text, state in (("arm home", S.ARMED_HOME), ("arm night", S.ARMED_NIGHT)):
+        response, _ = gateway.command("/homesec", text)
+        body = response.json()
+        assert body["response_type"] == "in_channel" and "<@U0OWNER>" in body["text"]
+        alarm_is(gateway, peers, state)
+    status = gateway.command("/homesec", "status")[0].json()["text"]
+    assert "Alarm: *:crescent_moon: armed night*, by slack:U0OWNER" in status
+    peers.owner.alarm.command(AlarmCommand(action=AlarmAction.TRIGGER, source="ha"), checked=False)
+    alarm_is(gateway, peers, S.TRIGGERED)
+    status = gateway.command("/homesec", "status")[0].json()["text"]
+    assert "TRIGGERED (night), ends in " in status and "by ha" in status
+    gateway.command("/homesec", "ack")
+    alarm_is(gateway, peers, S.ARMED_NIGHT)
+    assert peers.owner.alarm.status.changed_by == "slack:U0OWNER"
+    # the legacy commands keep working on the legacy switch
+    gateway.command("/pycam_off")
+    alarm_is(gateway, peers, S.DISARMED)
+    gateway.command("/homesec", "arm")
+    alarm_is(gateway, peers, S.ARMED_AWAY)
+    assert gateway.metric("homesec_slack_commands_total", command="arm_home", outcome="ok") == 1
+
+
+def test_alarm_commands_need_an_allowed_user(gateway: Harness, peers: Peers) -> None:
+    body = gateway.command("/homesec", "arm home", user="U0STRANGER")[0].json()
+    assert body["response_type"] == "ephemeral" and "U0STRANGER" in body["text"]
+    gateway.command("/homesec", "ack", user="U0STRANGER")
+    time.sleep(0.5)
+    assert peers.owner.alarm.status.state is S.DISARMED
+
+
+def test_alert_while_pending_says_when_it_triggers(
+    gateway: Harness, make_bus, slack: FakeSlack
+) -> None:
+    detector = make_bus("detector")
+    until = time.time() + 30
+    pending = AlarmStatus(
+        state=S.PENDING, mode=AlarmMode.AWAY, changed_by="camera:front", until=until, camera="front"
+    )
+    detector.publish(ALARM_STATE, pending)
+    wait_until(lambda: gateway.service.state.alarm() == pending)
+    write_snapshot(gateway, "front", "front-0009", image(9))
+    detector.publish(MOTION_EVENTS, motion_event("front-0009", EventType.START, alert=True))
+    wait_until(lambda: slack.completed_uploads(), 15)
+    comment = slack.completed_uploads()[0][0]["initial_comment"]
+    assert "The alarm triggers in " in comment and "`/homesec disarm`" in comment
+    seconds = int(comment.split("triggers in ")[1].split(" s")[0])
+    assert 0 < seconds <= 30
+
+
+def test_alarm_texts() -> None:
+    t0 = 1_764_100_000.0
+    event = motion_event("front-0001", EventType.START)
+    pending = AlarmStatus(state=S.PENDING, mode=AlarmMode.AWAY, until=t0 + 25, camera="front")
+    assert "triggers in 25 s" in alert_text(event, pending, now=t0)
+    assert "The alarm is triggered" in alert_text(
+        event, pending.model_copy(update={"state": S.TRIGGERED})
+    )
+    assert alert_text(event) == alert_text(event, AlarmStatus(state=S.ARMED_AWAY))
+    assert alarm_line(pending, now=t0) == ":hourglass: PENDING (away) on front, triggers in 25 s"
+    arming = AlarmStatus(state=S.ARMING, mode=AlarmMode.HOME, until=t0 + 9)
+    assert alarm_line(arming, now=t0).endswith("arming (home), armed in 9 s")
