@@ -70,7 +70,9 @@ def _encode(image: np.ndarray) -> bytes:
     return cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])[1].tobytes()
 
 
-def _video(path: Path, step: float = 1.0, start: int = 0, stop: int | None = None) -> list:
+def _video(
+    path: Path, step: float = 1.0, start: int = 0, stop: int | None = None
+) -> list[np.ndarray]:
     """Frames of a video, every ``step``-th (fractional steps pick the nearest frame)."""
     cap = cv2.VideoCapture(str(path))
     frames = []
@@ -96,13 +98,17 @@ class Assets:
         self.root = root
         self._cache: dict[str, np.ndarray] = {}
 
-    def photo(self, name: str) -> np.ndarray:
-        if name not in self._cache:
-            image = cv2.imread(str(self.root / "images" / name), cv2.IMREAD_COLOR)
+    def image(self, relative: str) -> np.ndarray:
+        """An image of the assets folder (``images/x.jpg``, ``frames/...``), read once."""
+        if relative not in self._cache:
+            image = cv2.imread(str(self.root / relative), cv2.IMREAD_COLOR)
             if image is None:
-                raise FileNotFoundError(self.root / "images" / name)
-            self._cache[name] = image
-        return self._cache[name]
+                raise FileNotFoundError(self.root / relative)
+            self._cache[relative] = image
+        return self._cache[relative]
+
+    def photo(self, name: str) -> np.ndarray:
+        return self.image(f"images/{name}")
 
     def sprite(self, name: str) -> np.ndarray:
         photo, (x, y, w, h) = SPRITES[name]
@@ -112,7 +118,7 @@ class Assets:
         """Static street scenes at SIZE: first frames of the footage."""
         road = _video(self.root / "video" / "road_640x360.avi", stop=1)[0]
         traffic = _video(self.root / "video" / "traffic_320x240.avi", stop=1)[0]
-        highway = cv2.imread(str(self.root / "frames" / "bgs_highway" / "001.jpg"))
+        highway = self.image("frames/bgs_highway/001.jpg")
         scenes = {"road": road, "traffic": traffic, "highway": highway}
         return {k: cv2.resize(v, SIZE, interpolation=cv2.INTER_AREA) for k, v in scenes.items()}
 
@@ -127,7 +133,8 @@ class _Noise:
 
     def __call__(self, base: np.ndarray, i: int) -> np.ndarray:
         noisy = base.astype(np.int16) + self.patterns[i % len(self.patterns)]
-        return np.clip(noisy, 0, 255).astype(np.uint8)
+        out: np.ndarray = np.clip(noisy, 0, 255).astype(np.uint8)
+        return out
 
 
 _NOISE: dict[tuple[int, int, int], _Noise] = {}
@@ -239,7 +246,7 @@ def walk_in(
             canvas = cv2.convertScaleAbs(canvas, alpha=gain, beta=offset)
         frames.append(_encode(canvas))
         boxes.append(box)
-    people = boxes if kind == "person" else [None] * len(boxes)
+    people: list[BoxXYWH | None] = boxes if kind == "person" else [None] * len(boxes)
     return Clip(
         name,
         kind,
@@ -428,7 +435,8 @@ def build_clips(assets_dir: Path, seed: int = 0) -> list[Clip]:
         )
     )
     highway = sorted((a.root / "frames" / "bgs_highway").glob("*.jpg"))
-    clips.append(footage("traffic-bgs-highway", [cv2.imread(str(p)) for p in highway], "traffic"))
+    frames = [a.image(f"frames/bgs_highway/{p.name}") for p in highway]
+    clips.append(footage("traffic-bgs-highway", frames, "traffic"))
 
     # empty scenes, light changes of the kinds behind the original's false positives
     for j, scene in enumerate(("road", "highway", "traffic")):
@@ -476,7 +484,7 @@ def clips_from_folder(folder: Path, fps: float | None = None) -> list[Clip]:
             (0, 0, size[0], size[1]) if labels.get(i) else None for i in range(len(frames))
         ]
         prefix = path.stem.split("-", 1)[0]
-        kind: Kind = prefix if prefix in KINDS else ("person" if any(boxes) else "empty")  # type: ignore[assignment]
+        kind: Kind = prefix if prefix in KINDS else ("person" if any(boxes) else "empty")
         clips.append(
             Clip(
                 path.stem,
