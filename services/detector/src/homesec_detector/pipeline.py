@@ -123,12 +123,22 @@ def build_person_checker(
     settings: DetectorSettings,
     clock: Callable[[], float] = time.monotonic,
     nominal_seconds: float | None = None,
+    detector: Detects | None = None,
 ) -> PersonChecker | None:
     """The person model with its CPU budget (None when ``person_mode`` is off). The model
     reports scores from ``person_report_threshold`` up; the evidence rule decides what counts.
-    ``clock`` paces the budget (the evaluation passes its simulated frame clock)."""
+    ``clock`` paces the budget (the evaluation passes its simulated frame clock); ``detector``:
+    a model already loaded (``homesec tune`` loads it once for every replay)."""
     if settings.person_mode is PersonMode.OFF:
         return None
+    if detector is not None:
+        return PersonChecker(
+            detector,
+            CpuBudget(fraction=settings.person_cpu_fraction, clock=clock),
+            settings.person_decode_width,
+            settings.person_min_overlap,
+            nominal_seconds,
+        )
     model_settings = settings.person.model_copy(
         update={
             "score_threshold": min(
@@ -143,6 +153,18 @@ def build_person_checker(
         settings.person_min_overlap,
         nominal_seconds,
     )
+
+
+def load_person_model(settings: DetectorSettings) -> Detects:
+    """The configured person model(s), loaded once, reporting from the report threshold."""
+    first = settings.person.model_copy(
+        update={
+            "score_threshold": min(
+                settings.person_report_threshold, settings.person.score_threshold
+            )
+        }
+    )
+    return _detector(settings, first)
 
 
 def _detector(settings: DetectorSettings, first: PersonModelSettings) -> Detects:
@@ -167,6 +189,7 @@ class CameraPipeline:
         score_all: bool = False,
         on_message: Callable[[MotionEvent], None] | None = None,
         zones: ZoneGetter | None = None,
+        motion: MotionDetector | None = None,
     ) -> None:
         self.camera = camera
         self.on_message = on_message
@@ -176,7 +199,7 @@ class CameraPipeline:
         self.person = person if settings.person_mode is not PersonMode.OFF else None
         self.media = media if settings.media.enabled else None
         self.score_all = score_all
-        self.motion = MotionDetector(settings.motion)
+        self.motion = motion if motion is not None else MotionDetector(settings.motion)
         self.tracker = EventTracker(
             camera, settings.events, media=self.media is not None, person_mode=settings.person_mode
         )
