@@ -19,6 +19,7 @@ from homesec.contract import (
     EventType,
     Frame,
     Label,
+    MissedAlert,
     MotionEvent,
     PersonMode,
     SystemSetting,
@@ -31,7 +32,7 @@ from homesec_detector.events import (
     make_event_id,
 )
 from homesec_detector.evidence import Candidate, Check, PersonEvidence
-from homesec_detector.media_writer import BufferedFrame, MediaWriter, PrerollBuffer
+from homesec_detector.media_writer import BufferedFrame, MediaWriter, MissedBuffer, PrerollBuffer
 from homesec_detector.motion import BoxXYWH, MotionDetector, MotionResult
 from homesec_detector.person import CpuBudget, PersonDetector, PersonModelSettings
 from homesec_detector.person_verify import Detects, VerifiedDetector
@@ -204,6 +205,10 @@ class CameraPipeline:
             camera, settings.events, media=self.media is not None, person_mode=settings.person_mode
         )
         self.ring = PrerollBuffer(settings.media.preroll_frames + 1)
+        self.missed = MissedBuffer(
+            settings.media.missed_buffer_seconds if self.media is not None else 0.0,
+            settings.media.missed_buffer_fps,
+        )
         self._quiet_since: float | None = None
         self.evidence = PersonEvidence(settings.evidence)
         self._before: list[BoxXYWH] = []
@@ -257,6 +262,7 @@ class CameraPipeline:
             boxes=result.boxes,
         )
         self.ring.append(buf)
+        self.missed.append(buf)
         self._last = buf
 
         t2 = time.perf_counter()
@@ -469,6 +475,52 @@ class CameraPipeline:
                 source="detector",
             )
         ]
+
+
+def save_missed(
+    pipeline: CameraPipeline, request: MissedAlert, now: float
+) -> tuple[TrainingLabel | None, str]:
+    """Save the camera's last ``request.seconds`` (its missed-alert buffer) as an *occupied*
+    sample the system did not alert on: a folder like an unoccupied sample (snapshot, the
+    frames as pre-roll, event.json with their rate), then its label. ``(label, why not)``; a
+    request whose sample exists already (a redelivery) is answered with its label again."""
+    media, buffer, last = pipeline.media, pipeline.missed, pipeline._last
+    if media is None or buffer.seconds <= 0:
+        return None, "missed alerts are off (media off or media.missed_buffer_seconds 0)"
+    if last is None:
+        return None, "no frame from this camera yet"
+    seconds = min(request.seconds or buffer.seconds, buffer.seconds)
+    frames = buffer.since(last.captured_at - seconds)
+    if not frames:
+        return None, "the buffer holds no frame of that time"
+    event_id = request.event_id or make_event_id(pipeline.camera, now, last.seq, "miss")
+    label = TrainingLabel(
+        event_id=event_id,
+        camera=pipeline.camera,
+        label=Label.OCCUPIED,
+        labelled_by=request.requested_by,
+        labelled_at=now,
+        source="missed",
+    )
+    if media.folder(pipeline.camera, event_id).exists():
+        return label, ""
+    meta = {
+        "event_id": event_id,
+        "camera": pipeline.camera,
+        "type": "sample",
+        "label": Label.OCCUPIED.value,
+        "source": "missed",
+        "requested_by": request.requested_by,
+        "captured_at": frames[0].captured_at,
+        "frame_seq": last.seq,
+        "detector": {
+            "preroll_frames": len(frames),
+            "fps": buffer.rate(frames),
+            "seconds": round(frames[-1].captured_at - frames[0].captured_at, 3),
+        },
+    }
+    media.save_sample(pipeline.camera, event_id, frames[-1], frames, meta)
+    return label, ""
 
 
 def _check_region(result: MotionResult, before: list[BoxXYWH]) -> tuple[bool, BoxXYWH | None]:

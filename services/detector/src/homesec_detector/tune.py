@@ -27,10 +27,8 @@ from homesec_detector.evaluate import DEFAULT_CHECK_MS, camera_fps
 from homesec_detector.settings import DetectorSettings
 from homesec_detector.trainset import TrainingEvent, open_training_set
 from homesec_detector.tune_replay import EventOutcome, Replayer
+from homesec_detector.tune_result import RESULT_FILE
 from homesec_detector.tune_search import apply_env, env_diff, score, search
-
-RESULT_FILE = "tune/result.json"
-"""Under the data dir: the last recorded result, published by the detector (``training/tune``)."""
 
 
 class Progress:
