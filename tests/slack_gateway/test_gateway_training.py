@@ -211,3 +211,27 @@ def test_digest_and_weekly_report_match_the_labels(
     count = len(slack.posts())
     training.step(now + 60)
     assert len(slack.posts()) == count
+
+
+def test_schedule_slots_are_the_last_time_of_day_or_weekday() -> None:
+    from homesec_slack_gateway.training import last_slot
+
+    now = time.mktime((2026, 11, 25, 10, 30, 0, 0, 0, -1))  # a Wednesday, 10:30 local
+    assert time.localtime(last_slot(now, 9))[:5] == (2026, 11, 25, 9, 0)
+    assert time.localtime(last_slot(now, 11))[:5] == (2026, 11, 24, 11, 0)
+    assert time.localtime(last_slot(now, 9, weekday=2))[:5] == (2026, 11, 25, 9, 0)
+    assert time.localtime(last_slot(now, 11, weekday=2))[:5] == (2026, 11, 18, 11, 0)
+    assert time.localtime(last_slot(now, 9, weekday=0))[:5] == (2026, 11, 23, 9, 0)
+
+
+def test_missed_takes_minutes() -> None:
+    from homesec_slack_gateway.commands import Action, UsageError, parse
+
+    assert parse("/homesec", "missed").action is Action.MISSED
+    assert parse("/homesec", "missed 2.5").minutes == 2.5
+    for bad in ("missed 0", "missed 61", "missed x", "missed 1 2"):
+        try:
+            parse("/homesec", bad)
+        except UsageError:
+            continue
+        raise AssertionError(bad)
