@@ -147,3 +147,21 @@ def test_forget_before_and_clear() -> None:
 def test_below_min_score_is_no_evidence() -> None:
     checks = walking(5, S.min_score - 0.01)
     assert judge(checks, S).reason == "no person-like box"
+
+
+def test_after_missed_checks_a_person_continues_the_nearest_track() -> None:
+    """Seen at frames 0, 1, then 8 (checks in between found nothing): 28 px further on."""
+    checks = [
+        check(0, (0.7, (50, 200, 30, 80))),
+        check(1, (0.7, (54, 200, 30, 80))),
+        check(8, (0.7, (82, 200, 30, 80))),
+    ]
+    verdict = judge(checks, S)
+    assert verdict.tracks == 1 and verdict.confirmed
+    assert judge(checks, S.model_copy(update={"max_speed": 0})).tracks == 2
+
+
+def test_a_box_that_never_moved_never_confirms() -> None:
+    still = [check(i, (0.95, (300, 100, 60, 150))) for i in range(10)]
+    verdict = judge(still, S)
+    assert not verdict.confirmed and verdict.score == 0.95

@@ -377,6 +377,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="--report: the assets the built-in set is made of (default %(default)s)",
     )
     p.add_argument("--only", default="", help="--report: only clips whose name contains this")
+    p.add_argument("--seed", type=int, default=0, help="--report: another draw of the sensor noise")
     p.add_argument("--json", action="store_true", help="one JSON object per frame, then summary")
     p.add_argument("--labels", type=Path, help="frame,label CSV (1/0 or occupied/unoccupied)")
     p.add_argument("--score-all", action="store_true", help="run the person model on every frame")
@@ -410,7 +411,7 @@ def _report(args: argparse.Namespace, settings: DetectorSettings) -> int:
         if args.path is not None:
             clips = evalset.clips_from_folder(args.path, args.fps)
         else:
-            clips = evalset.build_clips(args.assets)
+            clips = evalset.build_clips(args.assets, args.seed)
     except (OSError, ValueError) as exc:
         print(f"homesec eval --report: {exc}", file=sys.stderr)
         return 2

@@ -8,20 +8,23 @@ frame order, so a pre-roll frame checked late lands where it belongs.
   ``max_aspect``; area between ``min_area_fraction`` and ``max_area_fraction`` of the frame) and
   score at least ``min_score``.
 * **Tracks**: each candidate joins the live track whose last box overlaps it most (IoU at least
-  ``match_iou``), else starts a track; a weaker candidate overlapping a better one of the same
+  ``match_iou``), or after missed checks the nearest one within ``max_speed`` box heights per
+  second, else starts a track; a weaker candidate overlapping a better one of the same
   check as much is the same thing seen twice and is dropped. A track not seen for ``max_gap_seconds`` ends.
 * **Stationary**: a box that stays where it settled (every edge within ``stationary_shift`` of
   the box height) for more than ``stationary_checks`` checks adds no
   more evidence (a poster, a coat, a parked car) until it moves.
-* **Confirmed** when a track's median over its last ``history`` counted scores reaches
-  ``confirm_median`` with at least ``min_checks`` of them, or one counted score reaches
-  ``confirm_single`` on a track that has moved, or first showed up lying on a motion region (a
-  poster beside a moving curtain may score 0.9 on every check).
+* **Confirmed** when a track that has moved (its box left where it settled, or it first
+  showed up lying on a motion region) has a median over its last ``history`` counted scores of
+  ``confirm_median`` with at least ``min_checks`` of them, or one counted score of
+  ``confirm_single``. A poster beside a moving curtain may score 0.9 on every check: it never
+  moves.
   (Frigate decides on a tracked object's median score the same way.)
 """
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -54,6 +57,13 @@ class EvidenceSettings(BaseModel):
     )
     match_iou: float = Field(
         0.25, ge=0, le=1, description="IoU with a track's last box for a candidate to join it"
+    )
+    max_speed: float = Field(
+        1.5,
+        ge=0,
+        le=20,
+        description="After missed checks a candidate continues a track whose last box is within "
+        "this many box heights per second (a person walks ~0.8, runs ~2)",
     )
     max_gap_seconds: float = Field(
         1.5, gt=0, le=60, description="A track not seen for this long ends"
@@ -115,7 +125,8 @@ class Verdict:
 
     confirmed: bool = False
     score: float = 0.0
-    """The confirming track's median (or single score); else the best counted score."""
+    """The confirming track's median (or single score); else the best counted score, else the
+    best score of any candidate (for people to read)."""
     box: BoxXYWH | None = None
     """The newest box of the confirming (else best) track."""
     reason: str = "no check"
@@ -195,11 +206,7 @@ def _tracks(checks: Iterable[Check], s: EvidenceSettings) -> list[_Track]:
                 continue  # a second, weaker box on the same thing
             taken.append(cand.box)
             on_motion = any(inside(cand.box, m) >= 0.5 for m in check.motion)
-            best, best_iou = None, s.match_iou
-            for track in live:
-                overlap = iou(track.boxes[-1], cand.box)
-                if overlap >= best_iou and (best is None or overlap > best_iou):
-                    best, best_iou = track, overlap
+            best = _match(live, cand.box, check.at, s)
             if best is None:
                 best = _Track(moved=on_motion)
                 tracks.append(best)
@@ -207,6 +214,31 @@ def _tracks(checks: Iterable[Check], s: EvidenceSettings) -> list[_Track]:
                 live.remove(best)  # one candidate per track and check
             _extend(best, cand, check.at, s)
     return tracks
+
+
+def _centre_distance(a: BoxXYWH, b: BoxXYWH) -> float:
+    return math.hypot((a[0] + a[2] / 2) - (b[0] + b[2] / 2), (a[1] + a[3] / 2) - (b[1] + b[3] / 2))
+
+
+def _match(live: list[_Track], box: BoxXYWH, at: float, s: EvidenceSettings) -> _Track | None:
+    """The live track ``box`` continues: the best IoU of at least ``match_iou``; else, after
+    checks were missed, the nearest whose last box is within what a person covers in the
+    time (``max_speed`` heights per second)."""
+    best, best_iou = None, s.match_iou
+    for track in live:
+        overlap = iou(track.boxes[-1], box)
+        if overlap >= best_iou and (best is None or overlap > best_iou):
+            best, best_iou = track, overlap
+    if best is not None:
+        return best
+    nearest, nearest_d = None, math.inf
+    for track in live:
+        last = track.boxes[-1]
+        reach = s.max_speed * (at - track.last_at) * max(last[3], box[3])
+        d = _centre_distance(last, box)
+        if d <= reach and d < nearest_d:
+            nearest, nearest_d = track, d
+    return nearest
 
 
 def _extend(track: _Track, cand: Candidate, at: float, s: EvidenceSettings) -> None:
@@ -231,24 +263,19 @@ def judge(checks: Sequence[Check], s: EvidenceSettings) -> Verdict:
     for track in tracks:
         recent = track.scores[-s.history :]
         median = statistics.median(recent)
-        if len(recent) >= s.min_checks and median >= s.confirm_median:
-            return Verdict(
-                True,
-                median,
-                track.boxes[-1],
-                f"median {median:.2f} over {len(recent)} checks",
-                len(checks),
-                len(tracks),
-            )
         top = max(track.scores)
-        if top >= s.confirm_single and track.moved:
-            return Verdict(
-                True, top, track.boxes[-1], f"one check {top:.2f}", len(checks), len(tracks)
-            )
+        if track.moved:  # a track never seen moving (a poster, a coat) never confirms
+            if len(recent) >= s.min_checks and median >= s.confirm_median:
+                reason = f"median {median:.2f} over {len(recent)} checks"
+                return Verdict(True, median, track.boxes[-1], reason, len(checks), len(tracks))
+            if top >= s.confirm_single:
+                reason = f"one check {top:.2f}"
+                return Verdict(True, top, track.boxes[-1], reason, len(checks), len(tracks))
         if best is None or top > best[0]:
             best = (top, track)
     if best is None:
-        return Verdict(reason="no person-like box", checks=len(checks))
+        raw = max((c.score for check in checks for c in check.candidates), default=0.0)
+        return Verdict(score=raw, reason="no person-like box", checks=len(checks))
     top, track = best
     median = statistics.median(track.scores[-s.history :])
     return Verdict(

@@ -72,6 +72,8 @@ def visible_frame(clip: Clip, detector: PersonDetector) -> int | None:
         if box is None:
             continue
         image = cv2.imdecode(np.frombuffer(clip.frames[i], np.uint8), cv2.IMREAD_COLOR)
+        if image is None:
+            continue
         for det in detector.detect(image, box):
             if det.score >= VISIBLE_SCORE and _overlap(det.box, box) >= 0.5:
                 return i
