@@ -25,6 +25,7 @@ from homesec.contract import (
     ALARM_STATE,
     AVAILABILITY,
     FRAMES,
+    MISSED_ALERT,
     MOTION_EVENTS,
     PRESENCE,
     PTZ_COMMAND,
@@ -35,6 +36,7 @@ from homesec.contract import (
     SYSTEM_SET,
     SYSTEM_STATE,
     TRAINING_LABELS,
+    TUNE_RESULT,
     UPLOAD_REQUEST,
     UPLOADER_STATUS,
     Channel,
@@ -87,6 +89,7 @@ SUBSCRIPTIONS: tuple[Sub, ...] = (
     Sub("detector", ALARM_SERVICE_SET),
     Sub("detector", PRESENCE),  # Home Assistant discovery: people to announce
     Sub("detector", PTZ_STATE),  # ... and pan-tilt heads
+    Sub("detector", MISSED_ALERT),  # the owner's missed alerts
     Sub("slack-gateway", AVAILABILITY),
     Sub("slack-gateway", SERVICE_STATUS),
     Sub("slack-gateway", PRESENCE),
@@ -96,6 +99,9 @@ SUBSCRIPTIONS: tuple[Sub, ...] = (
     Sub("slack-gateway", MOTION_EVENTS),
     Sub("slack-gateway", SYSTEM_STATE),
     Sub("slack-gateway", ALARM_STATE),
+    Sub("slack-gateway", MOTION_EVENTS),  # the training desk's own handler (hard negatives)
+    Sub("slack-gateway", TRAINING_LABELS),  # the weekly report counts every label
+    Sub("slack-gateway", TUNE_RESULT),
     Sub("presence", PRESENCE),  # its own retained state, restored at start
     Sub("presence", SYSTEM_STATE),
     Sub("uploader", TRAINING_LABELS),

@@ -1,4 +1,4 @@
-"""The ``homesec`` command: ``run``, ``eval``, ``docs``, ``version``."""
+"""The ``homesec`` command: ``run``, ``eval``, ``tune``, ``docs``, ``version``."""
 
 from __future__ import annotations
 
@@ -67,10 +67,17 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser(
         "eval", help="replay footage through the detector (see homesec eval --help)", add_help=False
     )
+    sub.add_parser(
+        "tune",
+        help="tune the detector on the labelled training set (see homesec tune --help)",
+        add_help=False,
+    )
     sub.add_parser("version", help="print the version")
 
     if argv[:1] == ["eval"]:
         return _delegate("homesec_detector.evaluate", argv[1:])
+    if argv[:1] == ["tune"]:
+        return _delegate("homesec_detector.tune", argv[1:])
     args = parser.parse_args(argv)
     if args.command == "version":
         print(__version__)

@@ -473,6 +473,34 @@ class TrainingLabel(Payload):
     source: str = Field("slack", max_length=50)
 
 
+class MissedAlert(Payload):
+    """The owner says the system missed someone: save the camera's last ``seconds`` (from the
+    detector's ring buffer) as an *occupied* sample the system did not alert on."""
+
+    event_id: EventId | None = Field(
+        None, description="Id of the sample to save (default: the detector makes one)"
+    )
+    seconds: float | None = Field(
+        None, gt=0, le=3600, description="How far back (default: the whole buffer)"
+    )
+    requested_by: str = Field(max_length=100)
+    request_id: str | None = Field(None, max_length=100)
+
+
+class TuneResult(Payload):
+    """The last ``homesec tune --record`` run: would the owner's labels change the settings?"""
+
+    at: float = Field(description="When tune ran, Unix seconds")
+    events: int = Field(ge=0, description="Labelled events replayed")
+    false_alerts: int = Field(ge=0, description="False alerts under the current settings")
+    missed: int = Field(ge=0, description="Occupied events the current settings miss")
+    proposes_change: bool
+    false_alerts_removed: int = Field(ge=0)
+    env: dict[str, str] = Field(
+        default_factory=dict, description="The proposal as HOMESEC_DETECTOR_* variables"
+    )
+
+
 class UploadRequest(Payload):
     """Ask the uploader to run now instead of waiting for its interval."""
 
@@ -973,11 +1001,13 @@ TRAINING_LABELS: Channel[TrainingLabel] = Channel(
     retain=False,
     codec=Codec.JSON,
     description=(
-        "An owner's Occupied/Unoccupied verdict on an event (Slack buttons), or the detector's "
-        "automatic `unoccupied` sample (`source: detector`); the uploader stores it."
+        "An owner's Occupied/Unoccupied verdict on an event (Slack buttons), the detector's "
+        "automatic `unoccupied` sample (`source: detector`) or a missed alert saved on the "
+        "owner's word (`occupied`, `source: missed`); the uploader stores it, the gateway "
+        "counts it for the weekly report."
     ),
-    publisher="slack-gateway, detector (automatic unoccupied samples)",
-    subscribers=("uploader",),
+    publisher="slack-gateway, detector (automatic unoccupied samples, missed alerts)",
+    subscribers=("uploader", "slack-gateway"),
     example={
         "event_id": "front-20261125-213000-0001",
         "camera": "front",
@@ -985,6 +1015,55 @@ TRAINING_LABELS: Channel[TrainingLabel] = Channel(
         "labelled_by": "slack:U024BE7LH",
         "labelled_at": _ts,
         "source": "slack",
+    },
+)
+
+MISSED_ALERT: Channel[MissedAlert] = Channel(
+    name="missed_alert",
+    template="cam/{camera}/missed",
+    model=MissedAlert,
+    qos=1,
+    retain=False,
+    codec=Codec.JSON,
+    description=(
+        "The owner's missed alert: the detector saves the camera's last `seconds` (its ring "
+        "buffer, `HOMESEC_DETECTOR_MEDIA__MISSED_BUFFER_SECONDS`) as an event folder and "
+        "publishes it on `training/labels` as `occupied` with `source: missed`; the uploader "
+        "stores it like any label and `homesec tune` counts it as a false negative."
+    ),
+    publisher="slack-gateway (/homesec missed), any client",
+    subscribers=("detector",),
+    example={
+        "event_id": "front-missed-20261125-213000-0a1b",
+        "seconds": 60,
+        "requested_by": "slack:U024BE7LH",
+        "request_id": "5e6f",
+    },
+    params={"camera": "camera id"},
+)
+
+TUNE_RESULT: Channel[TuneResult] = Channel(
+    name="tune_result",
+    template="training/tune",
+    model=TuneResult,
+    qos=1,
+    retain=True,
+    codec=Codec.JSON,
+    description=(
+        "The last `homesec tune --record` on the training set (docs/training.md): false "
+        "alerts and missed alerts under the current settings, and whether a change is "
+        "proposed. Retained; the detector publishes the file tune leaves in its data dir."
+    ),
+    publisher="detector",
+    subscribers=("slack-gateway",),
+    example={
+        "at": _ts,
+        "events": 212,
+        "false_alerts": 3,
+        "missed": 1,
+        "proposes_change": True,
+        "false_alerts_removed": 2,
+        "env": {"HOMESEC_DETECTOR_EVIDENCE__CONFIRM_MEDIAN": "0.7"},
     },
 )
 
@@ -1069,6 +1148,8 @@ CHANNELS: tuple[Channel[Any], ...] = (
     PTZ_COMMAND,
     PTZ_STATE,
     TRAINING_LABELS,
+    MISSED_ALERT,
+    TUNE_RESULT,
     UPLOAD_REQUEST,
     UPLOADER_STATUS,
     DEAD_LETTERS,

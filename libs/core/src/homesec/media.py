@@ -18,9 +18,12 @@ gateway can pin while it mounts the media read-only)::
     <pins_dir>/alert/<camera>/<event_id>    owed to Slack (detector pins, gateway releases)
     <pins_dir>/label/<camera>/<event_id>    owed to the uploader (gateway, detector, uploader
                                             pin; the uploader releases)
+    <pins_dir>/candidate/<camera>/<event_id> a hard negative kept for the owner's digest
+                                            (detector pins; expires after
+                                            media.candidate_keep_days)
 
 The detector's retention never deletes an open or pinned folder; a pin older than
-``media.pin_max_age_days`` no longer protects it.
+``media.pin_max_age_days`` (a candidate pin: ``media.candidate_keep_days``) no longer protects it.
 """
 
 from __future__ import annotations

@@ -11,6 +11,10 @@ ages from its first pinning, and releasing twice is harmless. Who pins and who r
   the detector when it saves an automatic 'unoccupied' sample, the uploader when it records a
   label; the uploader releases once every label of the event is uploaded (or failed for good).
 
+* ``candidate`` (a hard negative: motion the person check rejected): the detector pins it when
+  the event ends; it keeps the folder for ``media.candidate_keep_days`` (not the longer
+  ``pin_max_age_days``), so the owner can still label it from the daily digest.
+
 Only the detector's retention reads pins, and a pin older than ``media.pin_max_age_days`` no longer
 protects its folder. A pin that cannot be written or removed is logged and reported through
 ``on_error``; it never stops the caller's real work (publishing the alert, recording the label).
@@ -35,6 +39,7 @@ log = logging.getLogger("homesec.pins")
 class PinKind(StrEnum):
     ALERT = "alert"  # owed to Slack
     LABEL = "label"  # owed to the uploader
+    CANDIDATE = "candidate"  # a hard negative the owner may still label (for a while)
 
 
 @dataclass(frozen=True)

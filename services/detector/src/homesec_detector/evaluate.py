@@ -14,7 +14,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,8 +27,8 @@ from homesec.settings import load_settings
 from homesec_detector.baseline import OriginalMotion
 from homesec_detector.events import EventTracker
 from homesec_detector.media_writer import MediaWriter
-from homesec_detector.motion import MotionResult
-from homesec_detector.pipeline import CameraPipeline, build_person_checker
+from homesec_detector.motion import MotionDetector, MotionResult
+from homesec_detector.pipeline import CameraPipeline, PersonChecker, build_person_checker
 from homesec_detector.settings import DetectorSettings
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
@@ -171,7 +171,12 @@ class Evaluation:
         media_dir: Path | None = None,
         baseline: bool = False,
         check_ms: float | None = DEFAULT_CHECK_MS,
+        person: Callable[[Callable[[], float]], PersonChecker | None] | None = None,
+        motion: MotionDetector | None = None,
     ) -> None:
+        """``person``: builds the person checker from the evaluation's clock (default: the
+        configured model, loaded now); ``motion``: the motion detector (``homesec tune`` passes
+        one that replays cached results)."""
         self.settings = settings
         self.clock = VIDEO_CLOCK_START
         state = {
@@ -191,9 +196,12 @@ class Evaluation:
                 settings,
                 clock=lambda: self.clock,
                 nominal_seconds=None if not check_ms else check_ms / 1000.0,
-            ),
+            )
+            if person is None
+            else person(lambda: self.clock),
             media=self.media,
             score_all=score_all,
+            motion=motion,
         )
         self.baseline = OriginalMotion() if baseline else None
         self.baseline_tracker = EventTracker(camera, settings.events, media=False)
@@ -234,6 +242,10 @@ class Evaluation:
                 person_score=msg.person_score,
                 area=round(msg.area, 4),
             )
+            if msg.decision.alert:
+                box = msg.person_box or msg.box
+                if box is not None:
+                    record.setdefault("alert_box", (box.x, box.y, box.w, box.h))
             if msg.type is EventType.END:
                 record["end_frame"] = index
         tracker = self.pipeline.tracker

@@ -81,6 +81,27 @@ class MediaSettings(BaseModel):
         description="A pin (event still owed to Slack or the uploader) older than this no "
         "longer protects its folder",
     )
+    candidate_keep_days: float = Field(
+        7.0,
+        gt=0,
+        description="Events the person check rejected (hard negatives) are kept this long for "
+        "the owner's daily digest in Slack (pinned against retention; at most pin_max_age_days)",
+    )
+    missed_buffer_seconds: float = Field(
+        120.0,
+        ge=0,
+        le=3600,
+        description="Seconds of frames kept for a missed alert (/homesec missed): JPEG bytes, "
+        "about seconds x missed_buffer_fps x the JPEG size per camera (120 s x 2 fps x 35 KB "
+        "at 640x480 = 8 MB); 0: no missed alerts",
+    )
+    missed_buffer_fps: float = Field(
+        2.0,
+        ge=0,
+        le=120,
+        description="Rate the missed-alert buffer keeps frames at (0: every frame; the sample "
+        "records it and homesec tune replays it at that rate)",
+    )
     min_save_seconds: float = Field(
         600.0,
         ge=0,
@@ -149,6 +170,42 @@ class PrerollBuffer:
 
     def __len__(self) -> int:
         return len(self._frames)
+
+
+class MissedBuffer:
+    """The last ``seconds`` of frames at most ``fps`` (0: every frame), for a missed alert.
+
+    It holds the same JPEG bytes objects as the pre-roll ring (nothing is copied or decoded),
+    so its memory is about ``seconds x fps x JPEG size``. Appended by the camera's worker
+    thread; :meth:`since` copies the deque (atomic under the GIL) for the bus thread."""
+
+    def __init__(self, seconds: float, fps: float) -> None:
+        self.seconds = seconds
+        self.fps = fps
+        self._frames: deque[BufferedFrame] = deque()
+        self._last_kept: float | None = None
+
+    def append(self, frame: BufferedFrame) -> None:
+        if self.seconds <= 0:
+            return
+        if self.fps > 0 and self._last_kept is not None:
+            if frame.captured_at - self._last_kept < 1.0 / self.fps - 1e-6:
+                return
+        self._last_kept = frame.captured_at
+        self._frames.append(frame)
+        while self._frames and frame.captured_at - self._frames[0].captured_at > self.seconds:
+            self._frames.popleft()
+
+    def since(self, at: float) -> list[BufferedFrame]:
+        """The frames captured at or after ``at``, oldest first."""
+        return [f for f in list(self._frames) if f.captured_at >= at]
+
+    def rate(self, frames: list[BufferedFrame]) -> float | None:
+        """The frames' mean rate (None for fewer than two)."""
+        if len(frames) < 2:
+            return None
+        span = frames[-1].captured_at - frames[0].captured_at
+        return round((len(frames) - 1) / span, 3) if span > 0 else None
 
 
 Job = Callable[[], None]

@@ -59,6 +59,12 @@ class DetectorMetrics:
         self.person_checks = Counter(
             "homesec_detector_person_checks", "Person model runs", ["camera"], registry=r
         )
+        self.missed_alerts = Counter(
+            "homesec_detector_missed_alerts",
+            "Missed alerts the owner reported (saved as occupied samples)",
+            ["camera"],
+            registry=r,
+        )
         self.person_rejections = Counter(
             "homesec_detector_person_rejections",
             "Events not alerted because no person was confirmed",

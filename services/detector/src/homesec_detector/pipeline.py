@@ -19,6 +19,7 @@ from homesec.contract import (
     EventType,
     Frame,
     Label,
+    MissedAlert,
     MotionEvent,
     PersonMode,
     SystemSetting,
@@ -31,7 +32,7 @@ from homesec_detector.events import (
     make_event_id,
 )
 from homesec_detector.evidence import Candidate, Check, PersonEvidence
-from homesec_detector.media_writer import BufferedFrame, MediaWriter, PrerollBuffer
+from homesec_detector.media_writer import BufferedFrame, MediaWriter, MissedBuffer, PrerollBuffer
 from homesec_detector.motion import BoxXYWH, MotionDetector, MotionResult
 from homesec_detector.person import CpuBudget, PersonDetector, PersonModelSettings
 from homesec_detector.person_verify import Detects, VerifiedDetector
@@ -123,12 +124,22 @@ def build_person_checker(
     settings: DetectorSettings,
     clock: Callable[[], float] = time.monotonic,
     nominal_seconds: float | None = None,
+    detector: Detects | None = None,
 ) -> PersonChecker | None:
     """The person model with its CPU budget (None when ``person_mode`` is off). The model
     reports scores from ``person_report_threshold`` up; the evidence rule decides what counts.
-    ``clock`` paces the budget (the evaluation passes its simulated frame clock)."""
+    ``clock`` paces the budget (the evaluation passes its simulated frame clock); ``detector``:
+    a model already loaded (``homesec tune`` loads it once for every replay)."""
     if settings.person_mode is PersonMode.OFF:
         return None
+    if detector is not None:
+        return PersonChecker(
+            detector,
+            CpuBudget(fraction=settings.person_cpu_fraction, clock=clock),
+            settings.person_decode_width,
+            settings.person_min_overlap,
+            nominal_seconds,
+        )
     model_settings = settings.person.model_copy(
         update={
             "score_threshold": min(
@@ -143,6 +154,18 @@ def build_person_checker(
         settings.person_min_overlap,
         nominal_seconds,
     )
+
+
+def load_person_model(settings: DetectorSettings) -> Detects:
+    """The configured person model(s), loaded once, reporting from the report threshold."""
+    first = settings.person.model_copy(
+        update={
+            "score_threshold": min(
+                settings.person_report_threshold, settings.person.score_threshold
+            )
+        }
+    )
+    return _detector(settings, first)
 
 
 def _detector(settings: DetectorSettings, first: PersonModelSettings) -> Detects:
@@ -167,6 +190,7 @@ class CameraPipeline:
         score_all: bool = False,
         on_message: Callable[[MotionEvent], None] | None = None,
         zones: ZoneGetter | None = None,
+        motion: MotionDetector | None = None,
     ) -> None:
         self.camera = camera
         self.on_message = on_message
@@ -176,11 +200,15 @@ class CameraPipeline:
         self.person = person if settings.person_mode is not PersonMode.OFF else None
         self.media = media if settings.media.enabled else None
         self.score_all = score_all
-        self.motion = MotionDetector(settings.motion)
+        self.motion = motion if motion is not None else MotionDetector(settings.motion)
         self.tracker = EventTracker(
             camera, settings.events, media=self.media is not None, person_mode=settings.person_mode
         )
         self.ring = PrerollBuffer(settings.media.preroll_frames + 1)
+        self.missed = MissedBuffer(
+            settings.media.missed_buffer_seconds if self.media is not None else 0.0,
+            settings.media.missed_buffer_fps,
+        )
         self._quiet_since: float | None = None
         self.evidence = PersonEvidence(settings.evidence)
         self._before: list[BoxXYWH] = []
@@ -234,6 +262,7 @@ class CameraPipeline:
             boxes=result.boxes,
         )
         self.ring.append(buf)
+        self.missed.append(buf)
         self._last = buf
 
         t2 = time.perf_counter()
@@ -446,6 +475,52 @@ class CameraPipeline:
                 source="detector",
             )
         ]
+
+
+def save_missed(
+    pipeline: CameraPipeline, request: MissedAlert, now: float
+) -> tuple[TrainingLabel | None, str]:
+    """Save the camera's last ``request.seconds`` (its missed-alert buffer) as an *occupied*
+    sample the system did not alert on: a folder like an unoccupied sample (snapshot, the
+    frames as pre-roll, event.json with their rate), then its label. ``(label, why not)``; a
+    request whose sample exists already (a redelivery) is answered with its label again."""
+    media, buffer, last = pipeline.media, pipeline.missed, pipeline._last
+    if media is None or buffer.seconds <= 0:
+        return None, "missed alerts are off (media off or media.missed_buffer_seconds 0)"
+    if last is None:
+        return None, "no frame from this camera yet"
+    seconds = min(request.seconds or buffer.seconds, buffer.seconds)
+    frames = buffer.since(last.captured_at - seconds)
+    if not frames:
+        return None, "the buffer holds no frame of that time"
+    event_id = request.event_id or make_event_id(pipeline.camera, now, last.seq, "miss")
+    label = TrainingLabel(
+        event_id=event_id,
+        camera=pipeline.camera,
+        label=Label.OCCUPIED,
+        labelled_by=request.requested_by,
+        labelled_at=now,
+        source="missed",
+    )
+    if media.folder(pipeline.camera, event_id).exists():
+        return label, ""
+    meta = {
+        "event_id": event_id,
+        "camera": pipeline.camera,
+        "type": "sample",
+        "label": Label.OCCUPIED.value,
+        "source": "missed",
+        "requested_by": request.requested_by,
+        "captured_at": frames[0].captured_at,
+        "frame_seq": last.seq,
+        "detector": {
+            "preroll_frames": len(frames),
+            "fps": buffer.rate(frames),
+            "seconds": round(frames[-1].captured_at - frames[0].captured_at, 3),
+        },
+    }
+    media.save_sample(pipeline.camera, event_id, frames[-1], frames, meta)
+    return label, ""
 
 
 def _check_region(result: MotionResult, before: list[BoxXYWH]) -> tuple[bool, BoxXYWH | None]:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from homesec.contract import is_identifier
 from homesec.media import EVENT_META, FRAMES_DIR, PREROLL_DIR
-from homesec.pins import Pin, Pins
+from homesec.pins import Pin, PinKind, Pins
 
 log = logging.getLogger("homesec_detector.retention")
 
@@ -185,6 +185,7 @@ class Retention:
         max_total_mb: float,
         pin_max_age_days: float,
         interval_seconds: float,
+        candidate_keep_days: float | None = None,
         clock: Callable[[], float] = time.time,
         on_report: Callable[[RetentionReport], None] | None = None,
         on_error: Callable[[], None] | None = None,
@@ -195,6 +196,8 @@ class Retention:
         self.max_age = max_age_days * 86400.0
         self.cap = int(max_total_mb * 1024 * 1024)
         self.pin_max_age = pin_max_age_days * 86400.0
+        keep = pin_max_age_days if candidate_keep_days is None else candidate_keep_days
+        self.candidate_max_age = min(keep, pin_max_age_days) * 86400.0
         self.interval = interval_seconds
         self.pruned = 0
         self.errors = 0
@@ -296,7 +299,8 @@ class Retention:
         active: set[tuple[str, str]] = set()
         expired: list[Pin] = []
         for pin in pins:
-            if now - pin.pinned_at > self.pin_max_age:
+            limit = self.candidate_max_age if pin.kind is PinKind.CANDIDATE else self.pin_max_age
+            if now - pin.pinned_at > limit:
                 expired.append(pin)
             else:
                 active.add((pin.camera, pin.event_id))

@@ -22,11 +22,13 @@ from homesec.contract import (
     ALERT_SNAPSHOT,
     FRAMES,
     MAX_JPEG_BYTES,
+    MISSED_ALERT,
     MOTION_EVENTS,
     MOTION_STATE,
     TRAINING_LABELS,
     EventType,
     Frame,
+    MissedAlert,
     MotionEvent,
     OnOff,
     ServiceState,
@@ -48,9 +50,11 @@ from homesec_detector.pipeline import (
     PersonChecker,
     StateGetter,
     build_person_checker,
+    save_missed,
 )
 from homesec_detector.retention import Retention, RetentionReport
 from homesec_detector.settings import DetectorSettings
+from homesec_detector.tune_result import TuneResultPublisher
 
 log = logging.getLogger("homesec_detector")
 
@@ -166,6 +170,7 @@ class DetectorService:
             max_total_mb=m.max_total_mb,
             pin_max_age_days=m.pin_max_age_days,
             interval_seconds=m.retention_interval_seconds,
+            candidate_keep_days=m.candidate_keep_days,
             on_report=self._on_retention,
             on_error=self.metrics.retention_errors.inc,
         )
@@ -177,11 +182,14 @@ class DetectorService:
         self._status_lock = threading.Lock()
         self._lock = threading.Lock()
         self._closed = False
+        self.tune_result = TuneResultPublisher(bus, settings.data_dir)
         if settings.cameras:
             for camera in settings.cameras:
                 bus.subscribe(FRAMES, self._on_frame, camera=camera)
+                bus.subscribe(MISSED_ALERT, self._on_missed, camera=camera)
         else:
             bus.subscribe(FRAMES, self._on_frame)
+            bus.subscribe(MISSED_ALERT, self._on_missed)
 
     # ---- lifecycle ------------------------------------------------------------------------
 
@@ -201,7 +209,9 @@ class DetectorService:
 
     def run(self, stop: threading.Event) -> None:
         self.start()
-        stop.wait()
+        self.tune_result.poll()
+        while not stop.wait(self.tune_result.interval):
+            self.tune_result.poll()
         self.close()
 
     def close(self) -> None:
@@ -258,6 +268,26 @@ class DetectorService:
         if worker is not None and worker.slot.put(msg.payload):
             self.metrics.frames_dropped.labels(camera).inc()
 
+    def _on_missed(self, msg: Received[MissedAlert]) -> None:
+        """The owner's missed alert: save the camera's buffer as an occupied sample, then its
+        label (after the sample's files, on the media thread)."""
+        camera = msg.params.get("camera", "")
+        with self._lock:
+            worker = self.workers.get(camera)
+        if worker is None:
+            log.warning("missed alert for a camera not seen", extra={"camera": camera[:64]})
+            return
+        label, why = save_missed(worker.pipeline, msg.payload, time.time())
+        if label is None:
+            log.warning("missed alert not saved", extra={"camera": camera, "reason": why})
+            return
+        self.metrics.missed_alerts.labels(camera).inc()
+        log.info(
+            "missed alert saved",
+            extra={"camera": camera, "event_id": label.event_id, "by": label.labelled_by},
+        )
+        self.publish_label(label)
+
     # ---- publishing -----------------------------------------------------------------------
 
     def publish_event(self, msg: MotionEvent, worker: CameraWorker) -> None:
@@ -304,6 +334,8 @@ class DetectorService:
                 "no person confirmed"
             ):
                 m.person_rejections.labels(camera).inc()
+                if msg.media_dir is not None:  # a hard negative: kept for the owner's digest
+                    self.pins.pin(PinKind.CANDIDATE, camera, msg.event_id)
             worker.alerted.discard(msg.event_id)
             worker.alarmed.discard(msg.event_id)
             m.motion_active.labels(camera).set(0)

@@ -33,6 +33,8 @@ class Action(StrEnum):
     ROTATE = "rotate"
     POSITION = "position"
     INITIALIZE = "initialize"
+    MISSED = "missed"
+    REPORT = "report"
     HELP = "help"
 
 
@@ -53,10 +55,12 @@ SUBCOMMANDS: dict[str, Action] = {
     "train off": Action.TRAIN_OFF,
     "position": Action.POSITION,
     "initialize": Action.INITIALIZE,
+    "report": Action.REPORT,
     "help": Action.HELP,
     "": Action.HELP,
 }
-"""``/homesec`` subcommands without arguments (``rotate PAN TILT`` is parsed separately)."""
+"""``/homesec`` subcommands without arguments (``rotate PAN TILT`` and ``missed [MINUTES]`` are
+parsed separately)."""
 
 ALIASES: dict[str, Action] = {
     "/pycam_on": Action.ARM,
@@ -90,6 +94,9 @@ USAGE = """\
 • `rotate PAN TILT` — point the camera (degrees, -90..90), e.g. `rotate 30 -10`
 • `position` — where the camera points
 • `initialize` — pan 40 tilt 10, armed, notifications and auto-arm on (admins only)
+• `missed [MINUTES]` — the system missed someone: keep the camera's last minutes (default: \
+all it holds) as an *occupied* sample for `homesec tune`
+• `report` — this week's training report (alerts, labels, false alerts, missed alerts)
 • `help` — this message
 The original commands still work: `/pycam_on`, `/pycam_off`, `/notifications_on`, \
 `/notifications_off`, `/auto_detect_on`, `/auto_detect_off`, `/status`, `/last_image`, \
@@ -107,6 +114,7 @@ class Parsed:
     action: Action
     pan: int | None = None
     tilt: int | None = None
+    minutes: float | None = None
 
 
 def parse(command: str, text: str) -> Parsed:
@@ -116,6 +124,8 @@ def parse(command: str, text: str) -> Parsed:
     if command == MAIN_COMMAND:
         if words and words[0] == "rotate":
             return _rotate(words[1:])
+        if words and words[0] == "missed":
+            return _missed(words[1:])
         key = " ".join(words)
         if key in SUBCOMMANDS:
             return Parsed(SUBCOMMANDS[key])
@@ -140,6 +150,17 @@ def _rotate(args: list[str]) -> Parsed:
                 f"{name} {value} is out of range: use {PTZ_MIN_DEGREES:.0f}..{PTZ_MAX_DEGREES:.0f}."
             )
     return Parsed(Action.ROTATE, pan=pan, tilt=tilt)
+
+
+_MINUTES = re.compile(r"^\d{1,2}(\.\d{1,2})?$")
+
+
+def _missed(args: list[str]) -> Parsed:
+    if not args:
+        return Parsed(Action.MISSED)
+    if len(args) != 1 or not _MINUTES.fullmatch(args[0]) or not 0 < float(args[0]) <= 60:
+        raise UsageError("`missed` takes how many minutes to keep (up to 60), e.g. `missed 2`.")
+    return Parsed(Action.MISSED, minutes=float(args[0]))
 
 
 def _clip(text: str, limit: int = 60) -> str:

@@ -22,6 +22,7 @@ from slack_sdk import WebClient
 from homesec.bus import Bus
 from homesec.contract import (
     ALARM_SERVICE_SET,
+    MISSED_ALERT,
     PTZ_COMMAND,
     SERVICES,
     SNAPSHOT_REQUEST,
@@ -31,6 +32,7 @@ from homesec.contract import (
     AlarmState,
     AlarmStatus,
     Label,
+    MissedAlert,
     PtzCommand,
     SetCommand,
     SnapshotRequest,
@@ -119,6 +121,7 @@ class Gateway:
         state: SystemStateView,
         labels: LabelOutbox,
         bot: WebClient | None,
+        report: Callable[[], str] | None = None,
     ) -> None:
         self.bus = bus
         self.settings = settings
@@ -129,6 +132,7 @@ class Gateway:
         self.labels = labels
         self.pins = Pins(settings.pins_dir, on_error=metrics.pin_errors.inc)
         self.bot = bot
+        self.report = report
         self.camera = settings.default_camera
         self.access = Access(settings.allowed_users, settings.admin_users)
         self.access.log_policy()
@@ -197,6 +201,10 @@ class Gateway:
                 f":arrows_counterclockwise: Rotating *{self.camera}* to pan {parsed.pan}°, "
                 f"tilt {parsed.tilt}°…"
             )
+        if action is Action.MISSED:
+            return in_channel(self._missed(parsed, cmd))
+        if action is Action.REPORT:
+            return ephemeral(self.report() if self.report else "No training report here.")
         if action is Action.INITIALIZE:
             suffix = "".join(
                 self._set(s, True, source)
@@ -229,6 +237,30 @@ class Gateway:
         if not self.bus.connected:
             note += " (broker unreachable: queued, applied when it is back)"
         return note
+
+    def _missed(self, parsed: Parsed, cmd: SlashCommand) -> str:
+        """Ask the detector to keep the camera's last minutes as an occupied sample."""
+        stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+        event_id = f"{self.camera[:37]}-miss-{stamp}-{uuid.uuid4().hex[:4]}"
+        seconds = None if parsed.minutes is None else parsed.minutes * 60
+        request = MissedAlert(
+            event_id=event_id,
+            seconds=seconds,
+            requested_by=f"slack:{cmd.user_id}",
+            request_id=uuid.uuid4().hex[:12],
+        )
+        self.bus.publish(MISSED_ALERT, request, camera=self.camera)
+        span = "everything it still holds" if seconds is None else f"the last {seconds:g} s"
+        note = (
+            ""
+            if self.bus.connected
+            else " (broker unreachable: queued, the buffer moves on meanwhile)"
+        )
+        return (
+            f":mag: Missed alert on *{self.camera}* (reported by <@{cmd.user_id}>): the detector "
+            f"keeps {span} as `{event_id}`, labelled *occupied*; it is uploaded with the "
+            f"training set and `homesec tune` counts it as a missed alert.{note}"
+        )
 
     def _rotate(self, pan: int, tilt: int, source: str) -> str:
         request_id = uuid.uuid4().hex[:12]

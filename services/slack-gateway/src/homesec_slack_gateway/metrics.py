@@ -59,6 +59,34 @@ class GatewayMetrics:
             ["reason"],
             registry=registry,
         )
+        self.training_alerts = Gauge(
+            "homesec_training_alerts", "Alerts in the last 7 days", registry=registry
+        )
+        self.training_labels = Gauge(
+            "homesec_training_labels",
+            "Labels the owner gave in the last 7 days (missed alerts included)",
+            registry=registry,
+        )
+        self.training_false_alert_ratio = Gauge(
+            "homesec_training_false_alert_ratio",
+            "Labelled alerts of the last 7 days the owner called unoccupied (0-1)",
+            registry=registry,
+        )
+        self.training_missed = Gauge(
+            "homesec_training_missed_alerts",
+            "Missed alerts the owner reported in the last 7 days",
+            registry=registry,
+        )
+        self.tune_proposes_change = Gauge(
+            "homesec_training_tune_proposes_change",
+            "1 when the last homesec tune --record proposes a settings change",
+            registry=registry,
+        )
+        self.digest_candidates = Counter(
+            "homesec_training_digest_candidates",
+            "Hard negatives posted in the daily digest",
+            registry=registry,
+        )
         self.labels = Counter(
             "homesec_slack_labels",
             "Training labels received from Slack buttons, by label",

@@ -25,6 +25,7 @@ from homesec_slack_gateway.settings import SlackGatewaySettings
 from homesec_slack_gateway.slack_api import web_client
 from homesec_slack_gateway.socket_mode import SocketModeRunner
 from homesec_slack_gateway.store import Store
+from homesec_slack_gateway.training import TrainingDesk
 
 log = logging.getLogger("homesec.slack_gateway")
 
@@ -48,8 +49,17 @@ class GatewayService:
         if self.bot is None:
             log.warning("SLACK_BOT_TOKEN is not set: commands work, alerts cannot be posted")
         self.labels = LabelOutbox(bus, self.store, self.metrics)
+        self.training = TrainingDesk(bus, self.store, settings, self.metrics, self.bot)
         self.gateway = Gateway(
-            bus, settings, self.metrics, self.store, self.mirror, self.state, self.labels, self.bot
+            bus,
+            settings,
+            self.metrics,
+            self.store,
+            self.mirror,
+            self.state,
+            self.labels,
+            self.bot,
+            report=self.training.report,
         )
         self.intake = AlertIntake(
             bus,
@@ -113,6 +123,7 @@ class GatewayService:
         self.clips.start(stop)
         self.labels.start(stop)
         self.pin_release.start(stop)
+        self.training.start(stop)
         server_thread: threading.Thread | None = None
         try:
             if self.settings.socket_mode:
@@ -163,6 +174,7 @@ class GatewayService:
             self.clips.join(5)
             self.labels.join(5)
             self.pin_release.join(5)
+            self.training.join(5)
             self.gateway.close()
             self.store.close()
 

@@ -95,6 +95,25 @@ class SlackGatewaySettings(ServiceSettings):
     clip_max_bytes: int = Field(
         16 * 1024 * 1024, ge=1024, description="A larger clip.mp4 is not posted"
     )
+    digest_hour: int = Field(
+        9, ge=0, le=23, description="Hour of the day (local time) of the hard-negative digest"
+    )
+    digest_max: int = Field(
+        5, ge=0, le=20, description="Hard negatives shown per daily digest (0: no digest)"
+    )
+    candidate_keep_days: float = Field(
+        7.0,
+        gt=0,
+        description="Hard negatives older than this are not offered (keep it at the detector's "
+        "HOMESEC_DETECTOR_MEDIA__CANDIDATE_KEEP_DAYS, which pins their media that long)",
+    )
+    report_weekday: int = Field(
+        0, ge=-1, le=6, description="Day of the weekly training report (0 Monday; -1: none)"
+    )
+    report_hour: int = Field(9, ge=0, le=23, description="Hour (local time) of the weekly report")
+    training_poll_seconds: float = Field(
+        60.0, gt=0, le=3600, description="How often the report gauges and schedules are checked"
+    )
     initialize_pan: float = Field(40.0, ge=-90, le=90)
     initialize_tilt: float = Field(10.0, ge=-90, le=90)
 

@@ -72,6 +72,26 @@ _MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
             "CREATE INDEX clips_stage ON clips (stage)",
         ),
     ),
+    (
+        3,
+        (
+            "CREATE TABLE label_log ("
+            " event_id TEXT NOT NULL,"
+            " camera TEXT NOT NULL,"
+            " label TEXT NOT NULL,"
+            " source TEXT NOT NULL,"
+            " labelled_by TEXT NOT NULL,"
+            " labelled_at REAL NOT NULL,"
+            " UNIQUE (event_id, label, labelled_at))",
+            "CREATE INDEX label_log_at ON label_log (labelled_at)",
+            "CREATE TABLE candidates ("
+            " event_id TEXT PRIMARY KEY,"
+            " camera TEXT NOT NULL,"
+            " ended_at REAL NOT NULL,"
+            " snapshot TEXT,"
+            " posted_at REAL)",
+        ),
+    ),
 )
 """``(user_version, statements)``: applied in order to a file older than that version."""
 
@@ -375,6 +395,97 @@ class Store:
     def mark_label_published(self, label_id: int) -> None:
         with self._lock:
             self._db.execute("UPDATE labels SET published_at=? WHERE id=?", (time.time(), label_id))
+
+    # ---- training: every label seen, hard negatives, the weekly figures ------------------------
+
+    def log_label(
+        self,
+        *,
+        event_id: str,
+        camera: str,
+        label: str,
+        source: str,
+        labelled_by: str,
+        labelled_at: float,
+    ) -> None:
+        """Remember a label seen on ``training/labels`` (a redelivery changes nothing)."""
+        with self._lock:
+            self._db.execute(
+                "INSERT OR IGNORE INTO label_log"
+                " (event_id, camera, label, source, labelled_by, labelled_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (event_id, camera, label, source, labelled_by, labelled_at),
+            )
+
+    def add_candidate(
+        self, event_id: str, camera: str, ended_at: float, snapshot: str | None
+    ) -> None:
+        """A hard negative (motion the person check rejected) for the daily digest."""
+        with self._lock:
+            self._db.execute(
+                "INSERT OR IGNORE INTO candidates (event_id, camera, ended_at, snapshot)"
+                " VALUES (?, ?, ?, ?)",
+                (event_id, camera, ended_at, snapshot),
+            )
+
+    def digest_candidates(
+        self, since: float, limit: int
+    ) -> list[tuple[str, str, float, str | None]]:
+        """``(event_id, camera, ended_at, snapshot)`` of unposted, unlabelled candidates that
+        ended after ``since``, newest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT event_id, camera, ended_at, snapshot FROM candidates c"
+                " WHERE posted_at IS NULL AND ended_at >= ? AND NOT EXISTS"
+                " (SELECT 1 FROM label_log l WHERE l.event_id = c.event_id)"
+                " ORDER BY ended_at DESC, event_id LIMIT ?",
+                (since, limit),
+            ).fetchall()
+        return [(str(r[0]), str(r[1]), float(r[2]), r[3]) for r in rows]
+
+    def mark_candidate_posted(self, event_id: str) -> None:
+        with self._lock:
+            self._db.execute(
+                "UPDATE candidates SET posted_at=? WHERE event_id=?", (time.time(), event_id)
+            )
+
+    def training_figures(self, since: float, until: float) -> dict[str, int]:
+        """Counts over ``[since, until)``: alerts queued, the owner's labels (automatic samples
+        left out) by verdict, missed alerts, and how the labelled alerts were judged (each
+        event by its newest owner label)."""
+        window = (since, until)
+        with self._lock:
+            alerts = self._db.execute(
+                "SELECT COUNT(*) FROM alerts WHERE stage>=0 AND created_at>=? AND created_at<?",
+                window,
+            ).fetchone()[0]
+            by_kind = dict(
+                self._db.execute(
+                    "SELECT CASE WHEN source='missed' THEN 'missed' ELSE label END, COUNT(*)"
+                    " FROM label_log WHERE source!='detector' AND labelled_at>=? AND"
+                    " labelled_at<? GROUP BY 1",
+                    window,
+                ).fetchall()
+            )
+            judged = dict(
+                self._db.execute(
+                    "SELECT l.label, COUNT(*) FROM alerts a JOIN label_log l"
+                    " ON l.event_id = a.event_id AND l.source NOT IN ('detector', 'missed')"
+                    " AND l.labelled_at = (SELECT MAX(labelled_at) FROM label_log m"
+                    "  WHERE m.event_id = a.event_id AND m.source NOT IN ('detector', 'missed'))"
+                    " WHERE a.stage>=0 AND a.created_at>=? AND a.created_at<? GROUP BY 1",
+                    window,
+                ).fetchall()
+            )
+        return {
+            "alerts": int(alerts),
+            "labels": int(sum(by_kind.values())),
+            "occupied_labels": int(by_kind.get("occupied", 0)),
+            "unoccupied_labels": int(by_kind.get("unoccupied", 0)),
+            "missed_alerts": int(by_kind.get("missed", 0)),
+            "labelled_alerts": int(sum(judged.values())),
+            "false_alerts": int(judged.get("unoccupied", 0)),
+        }
 
     # ---- small key/value facts ---------------------------------------------------------------
 

@@ -1,0 +1,266 @@
+"""``homesec tune TRAINING_SET``: the owner's labels tune the detector's settings.
+
+Replays every complete labelled event of the training set (a folder in the uploader's layout or
+``s3://bucket/prefix``, see :mod:`homesec_detector.trainset`) through the detector's code path
+under the current settings (``HOMESEC_DETECTOR_*``, .env), prints the original's 2x2 table with
+precision and recall, searches the settings that matter for the one that removes the most false
+alerts without losing any occupied event (:mod:`homesec_detector.tune_search`), and prints the
+proposal as environment variables with the new table. ``--apply FILE`` writes the proposal into
+an env file; ``--record`` leaves the result where the detector service publishes it (the weekly
+report in Slack says whether a change is proposed). Nothing changes the running system unless
+the owner applies the proposal and restarts the detector.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+from homesec.files import atomic_write
+from homesec.settings import load_settings
+from homesec_detector.evaluate import DEFAULT_CHECK_MS, camera_fps
+from homesec_detector.settings import DetectorSettings
+from homesec_detector.trainset import TrainingEvent, open_training_set
+from homesec_detector.tune_replay import EventOutcome, Replayer
+from homesec_detector.tune_result import RESULT_FILE
+from homesec_detector.tune_search import apply_env, env_diff, score, search
+
+
+class Progress:
+    """A one-line progress bar on a terminal (nothing otherwise)."""
+
+    def __init__(self, stream: TextIO, enabled: bool) -> None:
+        self.stream = stream
+        self.enabled = enabled
+        self.total = 0
+        self.done = 0
+        self.what = ""
+
+    def start(self, what: str, total: int) -> None:
+        self.what, self.total, self.done = what, max(1, total), 0
+        self._draw()
+
+    def step(self) -> None:
+        self.done += 1
+        if self.done == self.total or self.done % 5 == 0:
+            self._draw()
+
+    def end(self) -> None:
+        if self.enabled:
+            self.stream.write("\r\033[K")
+            self.stream.flush()
+
+    def _draw(self) -> None:
+        if not self.enabled:
+            return
+        width = 30
+        filled = int(width * min(self.done, self.total) / self.total)
+        bar = "#" * filled + "-" * (width - filled)
+        self.stream.write(f"\r{self.what:12} [{bar}] {self.done}/{self.total}")
+        self.stream.flush()
+
+
+def run_tune(
+    events: list[TrainingEvent],
+    settings: DetectorSettings,
+    *,
+    fps: float,
+    max_frames: int | None,
+    check_ms: float = DEFAULT_CHECK_MS,
+    masks: bool = True,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """The whole tune as a JSON-able result (no printing, no files)."""
+    started = time.perf_counter()
+    replayer = Replayer(settings, fps, max_frames=max_frames, check_ms=check_ms)
+
+    def evaluate(candidate: DetectorSettings, must_alert: set[str]) -> list[EventOutcome] | None:
+        return replayer.outcomes(events, candidate, must_alert=must_alert)
+
+    if progress is not None:
+        progress.start("replaying", len(events))
+    baseline = replayer.outcomes(events, settings, progress=progress.step if progress else None)
+    assert baseline is not None
+    if progress is not None:
+        progress.start("searching", 40)
+    proposal = search(
+        settings,
+        baseline,
+        evaluate,
+        masks=masks and len({e.camera for e in events}) == 1,
+        on_candidate=progress.step if progress else None,
+    )
+    if progress is not None:
+        progress.end()
+    diff = env_diff(settings, proposal.settings)
+    current, proposed = score(baseline), score(proposal.outcomes)
+    return {
+        "training_set_events": len(events),
+        "occupied": sum(1 for e in events if e.occupied),
+        "unoccupied": sum(1 for e in events if not e.occupied),
+        "missed_samples": sum(1 for e in events if e.source == "missed"),
+        "current": current,
+        "proposal": {
+            "changes": len(diff),
+            "env": {name: new for name, (_old, new) in diff.items()},
+            "diff": {name: {"current": old, "proposed": new} for name, (old, new) in diff.items()},
+            **proposed,
+        },
+        "removed_false_alerts": sorted(
+            set(current["false_alerts"]) - set(proposed["false_alerts"])
+        ),
+        "candidates_tried": proposal.tried,
+        "replays": replayer.replays,
+        "model_checks": replayer.model_checks,
+        "seconds": round(time.perf_counter() - started, 3),
+        "at": time.time(),
+    }
+
+
+def format_table(title: str, s: dict[str, Any]) -> str:
+    a = s["alert"]
+    precision = "-" if s["precision"] is None else f"{s['precision']:.3f}"
+    recall = "-" if s["recall"] is None else f"{s['recall']:.3f}"
+    lines = [
+        title,
+        "  motion_model  person  actual  count",
+        *(
+            f"  {r['motion_model']:>12}  {r['person']:>6}  {r['actual']:>6}  {r['count']:>5}"
+            for r in s["original_table"]
+        ),
+        f"  alerts: {a['tp']} on occupied, {a['fp']} false, {a['fn']} missed, "
+        f"{a['tn']} rightly quiet; precision {precision}, recall {recall}",
+    ]
+    return "\n".join(lines)
+
+
+def format_result(result: dict[str, Any]) -> str:
+    p = result["proposal"]
+    lines = [
+        f"training set: {result['training_set_events']} events ({result['occupied']} occupied, "
+        f"{result['unoccupied']} unoccupied, {result['missed_samples']} missed alerts)",
+        "",
+        format_table("current settings", result["current"]),
+        "",
+    ]
+    if not p["changes"]:
+        lines.append(
+            "no change proposed: no setting removes a false alert and keeps every occupied event"
+        )
+    else:
+        lines.append(f"proposal ({p['changes']} change(s)):")
+        for name, values in p["diff"].items():
+            lines.append(f"- {name}={values['current']}")
+            lines.append(f"+ {name}={values['proposed']}")
+        lines += ["", format_table("with the proposal", p)]
+        removed = result["removed_false_alerts"]
+        lines.append(f"  false alerts removed: {len(removed)}")
+        lines.extend(f"    {key}" for key in removed)
+    lines.append(
+        f"\n{result['candidates_tried']} settings tried, {result['replays']} replays, "
+        f"{result['model_checks']} model checks, {result['seconds']:.1f} s"
+    )
+    return "\n".join(lines)
+
+
+def summary(result: dict[str, Any]) -> dict[str, Any]:
+    """What the detector publishes on ``training/tune`` (docs/training.md)."""
+    current, proposal = result["current"], result["proposal"]
+    return {
+        "at": result["at"],
+        "events": result["training_set_events"],
+        "false_alerts": current["alert"]["fp"],
+        "missed": current["alert"]["fn"],
+        "proposes_change": bool(proposal["changes"]),
+        "false_alerts_removed": len(result["removed_false_alerts"]),
+        "env": proposal["env"],
+    }
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="homesec tune",
+        description="Replay the labelled training set through the detector and propose the "
+        "settings that remove the most false alerts without losing any occupied event.",
+    )
+    p.add_argument(
+        "training_set",
+        help="folder in the uploader's layout (<label>/<camera>/<day>/<event_id>/...) or "
+        "s3://bucket/prefix (read with the HOMESEC_UPLOADER_* settings)",
+    )
+    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    p.add_argument(
+        "--apply", type=Path, metavar="FILE", help="write the proposal into this env file"
+    )
+    p.add_argument(
+        "--record",
+        action="store_true",
+        help=f"keep the summary in <data_dir>/{RESULT_FILE}: the detector publishes it "
+        "(training/tune) for the weekly report",
+    )
+    p.add_argument("--fps", type=float, help="replay rate (default: the camera's fps)")
+    p.add_argument(
+        "--max-frames",
+        type=int,
+        default=100,
+        help="event frames replayed after the pre-roll (default %(default)s; 0: all)",
+    )
+    p.add_argument("--no-masks", action="store_true", help="do not propose masks")
+    p.add_argument("--cache", type=Path, help="S3: local copy of the set (default: a temp dir)")
+    p.add_argument(
+        "--check-ms",
+        type=float,
+        default=DEFAULT_CHECK_MS,
+        help="CPU budget charged per person check (default %(default)s)",
+    )
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = load_settings(DetectorSettings)
+    progress = Progress(sys.stderr, sys.stderr.isatty() and not args.json)
+    try:
+        with tempfile.TemporaryDirectory(prefix="homesec-tune-") as tmp:
+            events, skipped = open_training_set(args.training_set, args.cache or Path(tmp))
+            if not events:
+                print(
+                    f"homesec tune: no complete labelled event in {args.training_set}",
+                    file=sys.stderr,
+                )
+                return 2
+            result = run_tune(
+                events,
+                settings,
+                fps=args.fps or camera_fps(),
+                max_frames=args.max_frames or None,
+                check_ms=args.check_ms,
+                masks=not args.no_masks,
+                progress=progress,
+            )
+    except (OSError, ValueError) as exc:
+        print(f"homesec tune: {exc}", file=sys.stderr)
+        return 2
+    result["skipped"] = skipped
+    if args.apply is not None and result["proposal"]["env"]:
+        old = args.apply.read_text(encoding="utf-8") if args.apply.is_file() else ""
+        atomic_write(args.apply, apply_env(old, result["proposal"]["env"]).encode())
+    if args.record:
+        path = settings.data_dir / RESULT_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, json.dumps(summary(result), indent=2).encode())
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(format_result(result))
+        for reason in skipped:
+            print(f"skipped {reason}")
+        if args.apply is not None:
+            what = "written into" if result["proposal"]["env"] else "nothing to write into"
+            print(f"proposal {what} {args.apply}; restart the detector to use it")
+    return 0
