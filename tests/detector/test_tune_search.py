@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from homesec_detector.media_writer import BufferedFrame, MissedBuffer
 from homesec_detector.settings import DetectorSettings
-from homesec_detector.tune_replay import EventOutcome
+from homesec_detector.tune_replay import Bound, EventOutcome
 from homesec_detector.tune_search import (
     Knob,
     apply_env,
@@ -24,7 +24,7 @@ def test_search_never_trades_an_occupied_alert_for_fewer_false_alerts() -> None:
     base = DetectorSettings()
     baseline = [_o("p1", True, True), _o("p2", True, True), _o("n1", False, True)]
 
-    def evaluate(s: DetectorSettings, must: set[str]):
+    def evaluate(s: DetectorSettings, bound: Bound):
         # a stricter threshold drops the false alert but also p2; a higher confirm_median
         # drops only the false alert
         if s.motion.delta_thresh > base.motion.delta_thresh:
@@ -42,7 +42,7 @@ def test_search_never_trades_an_occupied_alert_for_fewer_false_alerts() -> None:
 def test_no_feasible_improvement_proposes_nothing() -> None:
     base = DetectorSettings()
     baseline = [_o("p1", True, True), _o("n1", False, True)]
-    proposal = search(base, baseline, lambda s, must: [_o("p1", True, False)] * 1 + baseline[1:])
+    proposal = search(base, baseline, lambda s, bound: [_o("p1", True, False)] * 1 + baseline[1:])
     assert proposal.knobs == [] and proposal.settings == base
 
 

@@ -221,6 +221,14 @@ class PersonDetector:
             image[cy0:cy1, cx0:cx1], canvas[oy : oy + nh, ox : ox + nw], self.settings.resize
         )
 
+    def region(self, img_w: int, img_h: int, roi: Box | None) -> SquareRegion | None:
+        """The square the model sees for ``roi`` in an image of that size (None: the whole
+        image squashed): what :meth:`detect`'s answer depends on besides the pixels."""
+        s = self.settings
+        if roi is None and s.full_frame == "squash":
+            return None
+        return square_region(img_w, img_h, roi, s.crop_margin, s.min_crop_side)
+
     def detect(self, image_bgr: np.ndarray, roi: Box | None = None) -> list[Detection]:
         """Persons (score >= threshold) in ``image_bgr``, boxes in full-image pixels, best first.
 
@@ -233,12 +241,12 @@ class PersonDetector:
         s = self.settings
         with self._lock:
             try:
-                if roi is None and s.full_frame == "squash":
+                region = self.region(img_w, img_h, roi)
+                if region is None:
                     resize_into(image_bgr, self._canvas, s.resize)
                     raw = self.decoder.decode(self._forward(), img_w, img_h)
                     x0 = y0 = 0
                 else:
-                    region = square_region(img_w, img_h, roi, s.crop_margin, s.min_crop_side)
                     self._fill_canvas(image_bgr, region)
                     raw = self.decoder.decode(self._forward(), region.side, region.side)
                     x0, y0 = region.x0, region.y0

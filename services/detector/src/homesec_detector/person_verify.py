@@ -20,7 +20,7 @@ import numpy as np
 from pydantic import Field
 
 from homesec_detector.evidence import iou
-from homesec_detector.person import Box, PersonDetector, PersonModelSettings
+from homesec_detector.person import Box, PersonDetector, PersonModelSettings, SquareRegion
 from homesec_detector.person_decoders import Detection
 
 BUNDLED_VERIFIER = Path(__file__).resolve().parent / "models" / "yolox_nano" / "yolox_nano.onnx"
@@ -59,6 +59,10 @@ class VerifiedDetector:
         self.settings = settings
         self.seconds_last = 0.0
         self.verifications = 0
+
+    def region(self, img_w: int, img_h: int, roi: Box | None) -> SquareRegion | None:
+        """The first model's square: the second one looks only where the first found."""
+        return self.first.region(img_w, img_h, roi)
 
     def detect(self, image_bgr: np.ndarray, roi: Box | None = None) -> list[Detection]:
         started = time.perf_counter()

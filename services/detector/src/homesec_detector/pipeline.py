@@ -35,6 +35,7 @@ from homesec_detector.evidence import Candidate, Check, PersonEvidence
 from homesec_detector.media_writer import BufferedFrame, MediaWriter, MissedBuffer, PrerollBuffer
 from homesec_detector.motion import BoxXYWH, MotionDetector, MotionResult
 from homesec_detector.person import CpuBudget, PersonDetector, PersonModelSettings
+from homesec_detector.person_decoders import Detection
 from homesec_detector.person_verify import Detects, VerifiedDetector
 from homesec_detector.settings import DetectorSettings
 
@@ -89,19 +90,12 @@ class PersonChecker:
         """Person candidates in ``frame`` (full-frame pixels, best first; with ``roi`` only those
         lying in it); stores the best score (0 when none) and box on the frame. ``relight``
         (gain, offset) is applied first: the frame as lit before a sudden light change."""
-        factor, flag = 1, cv2.IMREAD_COLOR
-        if frame.width >= 4 * self.decode_width:
-            factor, flag = 4, cv2.IMREAD_REDUCED_COLOR_4
-        elif frame.width >= 2 * self.decode_width:
-            factor, flag = 2, cv2.IMREAD_REDUCED_COLOR_2
-        started = time.perf_counter()
-        image = cv2.imdecode(np.frombuffer(frame.jpeg, np.uint8), flag)
-        if image is None:
-            return []
-        if relight is not None:
-            cv2.addWeighted(image, relight[0], image, 0.0, relight[1], dst=image)
+        factor, flag = self.reduction(frame.width)
         small_roi = None if roi is None else tuple(v // factor for v in roi)
-        found = self.detector.detect(image, small_roi)  # type: ignore[arg-type]
+        started = time.perf_counter()
+        found = self.answer(frame, flag, small_roi, relight)  # type: ignore[arg-type]
+        if found is None:
+            return []
         spent = time.perf_counter() - started
         self.budget.record(spent if self.nominal_seconds is None else self.nominal_seconds)
         if small_roi is not None:
@@ -118,6 +112,30 @@ class PersonChecker:
         frame.person_score = out[0].score if out else 0.0
         frame.person_box = out[0].box if out else None
         return out
+
+    def reduction(self, width: int) -> tuple[int, int]:
+        """(factor, imread flag): the JPEG-native reduction to about ``decode_width``."""
+        if width >= 4 * self.decode_width:
+            return 4, cv2.IMREAD_REDUCED_COLOR_4
+        if width >= 2 * self.decode_width:
+            return 2, cv2.IMREAD_REDUCED_COLOR_2
+        return 1, cv2.IMREAD_COLOR
+
+    def answer(
+        self,
+        frame: BufferedFrame,
+        flag: int,
+        roi: BoxXYWH | None,
+        relight: tuple[float, float] | None,
+    ) -> list[Detection] | None:
+        """The model's detections in ``frame`` decoded with ``flag`` (``roi`` in its pixels),
+        relit first; None when the frame does not decode."""
+        image = cv2.imdecode(np.frombuffer(frame.jpeg, np.uint8), flag)
+        if image is None:
+            return None
+        if relight is not None:
+            cv2.addWeighted(image, relight[0], image, 0.0, relight[1], dst=image)
+        return self.detector.detect(image, roi)
 
 
 def build_person_checker(

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sqlite3
 import sys
 import tempfile
 import time
@@ -26,7 +27,8 @@ from homesec.settings import load_settings
 from homesec_detector.evaluate import DEFAULT_CHECK_MS, camera_fps
 from homesec_detector.settings import DetectorSettings
 from homesec_detector.trainset import TrainingEvent, open_training_set
-from homesec_detector.tune_replay import EventOutcome, Replayer
+from homesec_detector.tune_cache import CACHE_FILE, ModelAnswers, model_identity
+from homesec_detector.tune_replay import Bound, EventOutcome, Replayer, Stopped
 from homesec_detector.tune_result import RESULT_FILE
 from homesec_detector.tune_search import apply_env, env_diff, score, search
 
@@ -74,18 +76,20 @@ def run_tune(
     check_ms: float = DEFAULT_CHECK_MS,
     masks: bool = True,
     progress: Progress | None = None,
+    answers: ModelAnswers | None = None,
 ) -> dict[str, Any]:
-    """The whole tune as a JSON-able result (no printing, no files)."""
+    """The whole tune as a JSON-able result (no printing; ``answers``: the model's answers
+    kept on disk between runs, read and added to)."""
     started = time.perf_counter()
-    replayer = Replayer(settings, fps, max_frames=max_frames, check_ms=check_ms)
+    replayer = Replayer(settings, fps, max_frames=max_frames, check_ms=check_ms, answers=answers)
 
-    def evaluate(candidate: DetectorSettings, must_alert: set[str]) -> list[EventOutcome] | None:
-        return replayer.outcomes(events, candidate, must_alert=must_alert)
+    def evaluate(candidate: DetectorSettings, bound: Bound) -> list[EventOutcome] | Stopped:
+        return replayer.outcomes(events, candidate, bound=bound)
 
     if progress is not None:
         progress.start("replaying", len(events))
     baseline = replayer.outcomes(events, settings, progress=progress.step if progress else None)
-    assert baseline is not None
+    assert not isinstance(baseline, Stopped)
     if progress is not None:
         progress.start("searching", 40)
     proposal = search(
@@ -117,6 +121,7 @@ def run_tune(
         "candidates_tried": proposal.tried,
         "replays": replayer.replays,
         "model_checks": replayer.model_checks,
+        "answers_from_disk": answers.hits if answers is not None else 0,
         "seconds": round(time.perf_counter() - started, 3),
         "at": time.time(),
     }
@@ -163,7 +168,8 @@ def format_result(result: dict[str, Any]) -> str:
         lines.extend(f"    {key}" for key in removed)
     lines.append(
         f"\n{result['candidates_tried']} settings tried, {result['replays']} replays, "
-        f"{result['model_checks']} model checks, {result['seconds']:.1f} s"
+        f"{result['model_checks']} model runs ({result['answers_from_disk']} answers from "
+        f"earlier runs), {result['seconds']:.1f} s"
     )
     return "\n".join(lines)
 
@@ -213,6 +219,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-masks", action="store_true", help="do not propose masks")
     p.add_argument("--cache", type=Path, help="S3: local copy of the set (default: a temp dir)")
     p.add_argument(
+        "--answers",
+        type=Path,
+        metavar="FILE",
+        help=f"the model's answers kept between runs (default <data_dir>/{CACHE_FILE})",
+    )
+    p.add_argument(
+        "--no-answers", action="store_true", help="neither read nor keep the model's answers"
+    )
+    p.add_argument(
         "--check-ms",
         type=float,
         default=DEFAULT_CHECK_MS,
@@ -234,16 +249,25 @@ def main(argv: list[str] | None = None) -> int:
                     file=sys.stderr,
                 )
                 return 2
-            result = run_tune(
-                events,
-                settings,
-                fps=args.fps or camera_fps(),
-                max_frames=args.max_frames or None,
-                check_ms=args.check_ms,
-                masks=not args.no_masks,
-                progress=progress,
-            )
-    except (OSError, ValueError) as exc:
+            answers = None
+            if not args.no_answers:
+                path = args.answers or settings.data_dir / CACHE_FILE
+                answers = ModelAnswers(path, model_identity(settings))
+            try:
+                result = run_tune(
+                    events,
+                    settings,
+                    fps=args.fps or camera_fps(),
+                    max_frames=args.max_frames or None,
+                    check_ms=args.check_ms,
+                    masks=not args.no_masks,
+                    progress=progress,
+                    answers=answers,
+                )
+            finally:
+                if answers is not None:
+                    answers.close()
+    except (OSError, ValueError, sqlite3.Error) as exc:
         print(f"homesec tune: {exc}", file=sys.stderr)
         return 2
     result["skipped"] = skipped

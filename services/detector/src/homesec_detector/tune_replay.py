@@ -2,39 +2,48 @@
 
 Each event (pre-roll, then its frames) runs through :class:`~homesec_detector.evaluate.Evaluation`
 — the :class:`~homesec_detector.pipeline.CameraPipeline` of the service — armed, notifications on,
-on the simulated frame clock. Two caches make trying many settings cheap without a second
-pipeline:
+on the simulated frame clock. Caches make trying many settings cheap without a second pipeline:
 
-* **motion**: the :class:`~homesec_detector.motion.MotionDetector` results of an event under one
-  motion setting are kept; a later replay with the same motion setting skips decoding and the
-  background maths (:class:`ReplayMotion` hands the kept results to the pipeline in order);
-* **person**: a person check is the model's answer for (event, frame, region, relight); the
-  answer is kept and served again (:class:`CachedPersonChecker`: the CPU budget is charged the
-  same nominal time, so a cached replay decides exactly as an uncached one). Thresholds and
-  filters (the evidence rule) are applied after the model and so stay free to change.
+* **motion**: an event's :class:`~homesec_detector.motion.MotionDetector` results under one
+  motion setting (:class:`MotionTrack`) are computed once, as far as a replay needed them, and
+  extended when a later replay goes further; :class:`ReplayMotion` hands them to the pipeline
+  in order (the last few motion settings are kept: each candidate's is used once);
+* **person**: a person check's model answer depends on the frame's pixels, its decode
+  reduction, the relight and the *square the model sees* (:meth:`PersonDetector.region`), not
+  on the exact motion box: :class:`CachedPersonChecker` keeps answers by those, in memory and
+  in :class:`~homesec_detector.tune_cache.ModelAnswers` on disk (a second ``tune`` run needs no
+  model run for what it saw before); the check's own filters (the share inside the region) and
+  the CPU budget (charged the same nominal time) run as in an uncached check, so a cached replay
+  decides exactly as an uncached one;
+* **bound**: the search says which events may not be lost and what a candidate must beat
+  (:class:`Bound`); a replay stops as soon as the candidate cannot win (:class:`Stopped`).
 
 An event stops replaying once it alerted: an alerted event stays alerted.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from homesec_detector.evaluate import DEFAULT_CHECK_MS, Evaluation
-from homesec_detector.evidence import Candidate
 from homesec_detector.media_writer import BufferedFrame
 from homesec_detector.motion import BoxXYWH, MotionDetector, MotionResult, MotionSettings
 from homesec_detector.person import CpuBudget
+from homesec_detector.person_decoders import Detection
 from homesec_detector.person_verify import Detects
 from homesec_detector.pipeline import PersonChecker, load_person_model
 from homesec_detector.settings import DetectorSettings
 from homesec_detector.trainset import TrainingEvent
+from homesec_detector.tune_cache import ModelAnswers, answer_key
 
 _PLACEHOLDER = np.zeros((1, 1), np.uint8)
+MOTION_SETTINGS_KEPT = 3
+"""Motion settings whose tracks stay in memory (least recently used dropped first)."""
 
 
 @dataclass(frozen=True)
@@ -51,32 +60,63 @@ class EventOutcome:
     """Alerted events' boxes (person box, else motion box), as fractions of the frame."""
 
 
-class ReplayMotion(MotionDetector):
-    """A motion detector that records its results per frame, or plays recorded ones back."""
+@dataclass(frozen=True)
+class Bound:
+    """What a candidate must achieve; its replay stops as soon as it cannot."""
 
-    def __init__(self, settings: MotionSettings, recorded: list[MotionResult] | None) -> None:
-        super().__init__(settings)
-        self.recorded = recorded
-        self.results: list[MotionResult] = []
+    must_alert: frozenset[str] = frozenset()
+    """Events that must still alert (stop at the first that does not)."""
+    beat: tuple[int, int] | None = None
+    """(false alerts, -alerts on occupied) to beat strictly (stop once no completion can)."""
+    order: tuple[str, ...] = ()
+    """Event keys replayed first, in this order (the rest follow in the set's order)."""
+
+
+@dataclass(frozen=True)
+class Stopped:
+    """A replay stopped early at ``key``: ``lost`` it (a must-alert event), else out-bounded."""
+
+    key: str
+    lost: bool
+
+
+class MotionTrack:
+    """One event's motion results under one motion setting, per frame (None: undecodable)."""
+
+    def __init__(self, settings: MotionSettings) -> None:
+        self.detector = MotionDetector(settings)
+        self.results: list[MotionResult | None] = []
+
+
+class ReplayMotion(MotionDetector):
+    """The pipeline's motion detector, answering from a :class:`MotionTrack` (extending it)."""
+
+    def __init__(self, track: MotionTrack) -> None:
+        super().__init__(track.detector.settings)
+        self.track = track
         self._at = 0
 
     def decode(self, jpeg: bytes, width: int) -> np.ndarray | None:
-        if self.recorded is not None:
-            return _PLACEHOLDER  # played back: nothing to decode
-        return super().decode(jpeg, width)
+        at, results = self._at, self.track.results
+        self._at += 1
+        if at < len(results):
+            return None if results[at] is None else _PLACEHOLDER
+        gray = self.track.detector.decode(jpeg, width)
+        if gray is None:
+            results.append(None)
+        return gray
 
     def process_gray(self, gray: np.ndarray, full_size: tuple[int, int]) -> MotionResult:
-        if self.recorded is not None:
-            result = self.recorded[self._at]
-            self._at += 1
-            return result
-        result = super().process_gray(gray, full_size)
-        self.results.append(result)
+        at, results = self._at - 1, self.track.results
+        if at == len(results):
+            results.append(self.track.detector.process_gray(gray, full_size))
+        result = results[at]
+        assert result is not None
         return result
 
 
 class CachedPersonChecker(PersonChecker):
-    """The configured person check, answering repeated (frame, region) checks from a cache."""
+    """The configured person check, answering repeated model inputs from the caches."""
 
     def __init__(
         self,
@@ -84,8 +124,9 @@ class CachedPersonChecker(PersonChecker):
         budget: CpuBudget,
         settings: DetectorSettings,
         nominal_seconds: float,
-        cache: dict[tuple[Any, ...], list[Candidate]],
+        cache: dict[tuple[Any, ...], list[Detection]],
         scope: str,
+        disk: ModelAnswers | None = None,
     ) -> None:
         super().__init__(
             detector,
@@ -96,27 +137,44 @@ class CachedPersonChecker(PersonChecker):
         )
         self.cache = cache
         self.scope = scope
+        self.disk = disk
         self.misses = 0
+        self._region = getattr(detector, "region", None)
 
-    def check(
+    def answer(
         self,
         frame: BufferedFrame,
+        flag: int,
         roi: BoxXYWH | None,
-        relight: tuple[float, float] | None = None,
-    ) -> list[Candidate]:
-        light = None if relight is None else (round(relight[0], 6), round(relight[1], 6))
-        key = (self.scope, frame.seq, roi, light, self.min_overlap, self.decode_width)
+        relight: tuple[float, float] | None,
+    ) -> list[Detection] | None:
+        region = self._square(frame, flag, roi)
+        key = (self.scope, frame.seq, flag, region, relight)
         found = self.cache.get(key)
-        if found is None:
-            self.misses += 1
-            found = super().check(frame, roi, relight)
-            self.cache[key] = found
+        if found is not None:
             return found
-        assert self.nominal_seconds is not None
-        self.budget.record(self.nominal_seconds)
-        frame.person_score = found[0].score if found else 0.0
-        frame.person_box = found[0].box if found else None
+        disk_key = answer_key(frame.jpeg, flag, region, relight) if self.disk else ""
+        if self.disk is not None:
+            found = self.disk.get(disk_key)
+        if found is None:
+            found = super().answer(frame, flag, roi, relight)
+            if found is None:
+                return None  # does not decode: nothing kept, the check is not charged
+            self.misses += 1
+            if self.disk is not None:
+                self.disk.put(disk_key, found)
+        self.cache[key] = found
         return found
+
+    def _square(self, frame: BufferedFrame, flag: int, roi: BoxXYWH | None) -> Any:
+        """What the model's answer depends on besides the pixels: the square it sees (the
+        region of the decoded image's size), else the region itself."""
+        if self._region is None:
+            return ("roi", roi)
+        factor = self.reduction(frame.width)[0]
+        size = (-(-frame.width // factor), -(-frame.height // factor))  # libjpeg rounds up
+        square = self._region(size[0], size[1], roi)
+        return None if square is None else (square.x0, square.y0, square.side, size)
 
 
 @dataclass
@@ -128,8 +186,10 @@ class Replayer:
     max_frames: int | None = None
     """Event frames replayed after the pre-roll (None: all of them)."""
     check_ms: float = DEFAULT_CHECK_MS
-    motion_cache: dict[tuple[str, str], list[MotionResult]] = field(default_factory=dict)
-    person_cache: dict[tuple[Any, ...], list[Candidate]] = field(default_factory=dict)
+    answers: ModelAnswers | None = None
+    """The model's answers on disk (None: in memory only)."""
+    motion_cache: OrderedDict[str, dict[str, MotionTrack]] = field(default_factory=OrderedDict)
+    person_cache: dict[tuple[Any, ...], list[Detection]] = field(default_factory=dict)
     model_checks: int = 0
     replays: int = 0
     _detector: Detects | None = None
@@ -139,42 +199,57 @@ class Replayer:
             self._detector = load_person_model(self.base)
         return self._detector
 
+    def _track(self, event: TrainingEvent, motion: MotionSettings) -> MotionTrack:
+        key = motion.model_dump_json()
+        tracks = self.motion_cache.get(key)
+        if tracks is None:
+            tracks = self.motion_cache[key] = {}
+            while len(self.motion_cache) > MOTION_SETTINGS_KEPT:
+                self.motion_cache.popitem(last=False)
+        self.motion_cache.move_to_end(key)
+        if event.key not in tracks:
+            tracks[event.key] = MotionTrack(motion)
+        return tracks[event.key]
+
     def outcome(
         self, event: TrainingEvent, settings: DetectorSettings, cached: bool = True
     ) -> EventOutcome:
         """Replay ``event`` under ``settings`` (``cached``: use and fill the caches)."""
         self.replays += 1
-        motion_key = (event.key, settings.motion.model_dump_json())
-        recorded = self.motion_cache.get(motion_key) if cached else None
-        motion = ReplayMotion(settings.motion, recorded)
+        track = self._track(event, settings.motion) if cached else MotionTrack(settings.motion)
         checkers: list[CachedPersonChecker] = []
 
         def person(clock: Callable[[], float]) -> PersonChecker | None:
             if settings.person_mode.value == "off":
                 return None
             budget = CpuBudget(fraction=settings.person_cpu_fraction, clock=clock)
-            cache = self.person_cache if cached else {}
             checker = CachedPersonChecker(
-                self.detector(), budget, settings, self.check_ms / 1000.0, cache, event.key
+                self.detector(),
+                budget,
+                settings,
+                self.check_ms / 1000.0,
+                self.person_cache if cached else {},
+                event.key,
+                self.answers if cached else None,
             )
             checkers.append(checker)
             return checker
 
         ev = Evaluation(
-            settings, camera=event.camera, check_ms=self.check_ms, person=person, motion=motion
+            settings,
+            camera=event.camera,
+            check_ms=self.check_ms,
+            person=person,
+            motion=ReplayMotion(track),
         )
         size = (1, 1)
-        complete = True
         for index, path in enumerate(event.frame_paths(self.max_frames)):
             jpeg = path.read_bytes()
             if index == 0:
                 size = _jpeg_size(jpeg)
             ev.feed(index, jpeg, size[0], size[1], event.fps or self.fps)
             if any(e.get("alert") for e in ev.events.values()):
-                complete = False  # alerted: it stays alerted, the rest cannot change that
-                break
-        if cached and recorded is None and complete:
-            self.motion_cache[motion_key] = motion.results
+                break  # alerted: it stays alerted, the rest cannot change that
         self.model_checks += sum(c.misses for c in checkers)
         boxes = tuple(
             _relative(e["alert_box"], size) for e in ev.events.values() if "alert_box" in e
@@ -189,24 +264,35 @@ class Replayer:
 
     def outcomes(
         self,
-        events: list[TrainingEvent],
+        events: Sequence[TrainingEvent],
         settings: DetectorSettings,
         cached: bool = True,
         progress: Callable[[], None] | None = None,
-        must_alert: set[str] | None = None,
-    ) -> list[EventOutcome] | None:
-        """Every event's outcome, in ``events`` order. With ``must_alert``, those events are
-        replayed first and None is returned as soon as one of them does not alert."""
-        must = must_alert or set()
-        order = sorted(range(len(events)), key=lambda i: events[i].key not in must)
+        bound: Bound | None = None,
+    ) -> list[EventOutcome] | Stopped:
+        """Every event's outcome, in ``events`` order; with ``bound``, the events of
+        ``bound.order`` first, and :class:`Stopped` as soon as the candidate cannot meet it."""
+        bound = bound or Bound()
+        position = {e.key: i for i, e in enumerate(events)}
+        first = [position[k] for k in bound.order if k in position]
+        chosen = set(first)
+        order = first + [i for i in range(len(events)) if i not in chosen]
+        occupied_left = sum(1 for e in events if e.occupied)
+        false_alerts = alerts = 0
         found: dict[int, EventOutcome] = {}
         for i in order:
             outcome = self.outcome(events[i], settings, cached)
             if progress is not None:
                 progress()
-            if outcome.key in must and not outcome.alert:
-                return None
             found[i] = outcome
+            if outcome.key in bound.must_alert and not outcome.alert:
+                return Stopped(outcome.key, lost=True)
+            occupied_left -= outcome.occupied
+            false_alerts += outcome.alert and not outcome.occupied
+            alerts += outcome.alert and outcome.occupied
+            best_case = (false_alerts, -(alerts + occupied_left))
+            if bound.beat is not None and best_case >= bound.beat:
+                return Stopped(outcome.key, lost=False)
         return [found[i] for i in range(len(events))]
 
 
