@@ -1,13 +1,20 @@
-"""``homesec tune`` benchmark: the search with its caches vs the same search replaying from scratch.
+"""``homesec tune`` benchmark: a few hundred events, cold and warm, against the exhaustive search.
 
-    uv run python bench/tune.py [--copies N] [--max-frames N]
+    uv run python bench/tune.py [--seeds N] [--max-frames N] [--baseline-seeds N] [--keep DIR]
 
-Builds the test training set (trainset_build.clip_set: evaluation clips at 320x240, one false
-alert labelled on purpose), ``--copies`` times under distinct event ids, and runs the whole tune
-search twice in one process, one thread: once as ``homesec tune`` does it (motion results and
-person checks cached between settings) and once with every replay uncached (a fresh decode,
-motion pass and model run per setting: the baseline). Prints both times, the ratio, the model
-runs each needed, per-event cost, and checks both propose the same.
+The training set is ``--seeds`` draws of the evaluation set (``trainset_build.write_eval_set``:
+~56 clips per draw at 640x480 and 320x240, person clips occupied but two far-away figures the
+owner called unoccupied, everything else unoccupied), replayed as ``homesec tune`` does
+(``--max-frames`` event frames after the pre-roll, 10 fps), one thread, the models loaded
+outside the timings. Runs, each with fresh in-memory caches:
+
+* **cold**: ``run_tune`` with an empty answers file (every model answer computed once);
+* **warm**: ``run_tune`` again on the answers file the cold run left (a second ``homesec tune``);
+* **exhaustive** (the baseline, on the first ``--baseline-seeds`` draws only: it is slow):
+  the same search and caches, but every candidate replayed on every event (no bound: the
+  search as it was before the bound), next to a cold run on the same events for the ratio.
+
+Every run must propose the same. Prints seconds, model runs, replays and the ratios.
 """
 
 from __future__ import annotations
@@ -21,67 +28,123 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import cv2
 
 from homesec_detector.settings import DetectorSettings
-from homesec_detector.trainset import load_events
-from homesec_detector.trainset_build import DAY, write_clip_set
-from homesec_detector.tune_replay import Replayer
+from homesec_detector.trainset import TrainingEvent, load_events
+from homesec_detector.trainset_build import write_eval_set
+from homesec_detector.tune import run_tune
+from homesec_detector.tune_cache import ModelAnswers, model_identity
+from homesec_detector.tune_replay import Bound, EventOutcome, Replayer, Stopped
 from homesec_detector.tune_search import search
 
 ASSETS = Path(__file__).resolve().parents[1] / "tests" / "assets"
+PI_FACTOR = 4.0
+"""Assumed Pi 4 core / this x86 core time ratio for the model-bound work (3-5x, see
+docs/performance.md); the evaluation's --check-ms 80 vs 20 assumes the same 4x."""
 
 
-def run(events, settings, max_frames: int, cached: bool) -> tuple[float, int, int, dict]:
-    replayer = Replayer(settings, 10.0, max_frames=max_frames)
-    replayer.detector()  # the model loads once, outside the timing
+def timed_tune(
+    events: list[TrainingEvent], settings: DetectorSettings, frames: int, answers: Path | None
+) -> dict[str, Any]:
+    store = ModelAnswers(answers, model_identity(settings)) if answers else None
+    try:
+        result = run_tune(events, settings, fps=10.0, max_frames=frames, answers=store)
+    finally:
+        if store is not None:
+            store.close()
+    return result
+
+
+def exhaustive(events: list[TrainingEvent], settings: DetectorSettings, frames: int) -> dict:
+    """The search without the bound: every candidate on every event (must-alert ones first)."""
+    replayer = Replayer(settings, 10.0, max_frames=frames)
+    replayer.detector()
     started = time.perf_counter()
-    baseline = replayer.outcomes(events, settings, cached=cached)
-    assert baseline is not None
-    proposal = search(
-        settings,
-        baseline,
-        lambda s, must: replayer.outcomes(events, s, cached=cached, must_alert=must),
+    baseline = replayer.outcomes(events, settings)
+    assert isinstance(baseline, list)
+
+    def evaluate(s: DetectorSettings, bound: Bound) -> list[EventOutcome] | Stopped:
+        return replayer.outcomes(
+            events, s, bound=Bound(bound.must_alert, None, tuple(sorted(bound.must_alert)))
+        )
+
+    proposal = search(settings, baseline, evaluate)
+    return {
+        "seconds": time.perf_counter() - started,
+        "model_checks": replayer.model_checks,
+        "replays": replayer.replays,
+        "candidates_tried": proposal.tried,
+        "env": {k.env: str(k.value) for k in proposal.knobs},
+    }
+
+
+def _seed(event: TrainingEvent) -> int:
+    """The evaluation set's draw an event came from (its id: ``front-s<seed>-<clip>``)."""
+    return int(event.event_id.removeprefix("front-s").split("-")[0])
+
+
+def row(name: str, events: int, r: dict[str, Any], ref: float | None = None) -> str:
+    ratio = f"{r['seconds'] / ref:6.3f}" if ref else "     -"
+    pi = PI_FACTOR * r["seconds"]
+    return (
+        f"{name:26} {events:6d} {r['candidates_tried']:5d} {r['replays']:7d} "
+        f"{r['model_checks']:7d} {r['seconds']:8.2f} {ratio}  ~{pi:7.0f}"
     )
-    seconds = time.perf_counter() - started
-    env = {k.env: k.value for k in proposal.knobs}
-    return seconds, replayer.model_checks, proposal.tried, env
 
 
 def main() -> int:
     p = argparse.ArgumentParser()
-    p.add_argument("--copies", type=int, default=2)
-    p.add_argument("--max-frames", type=int, default=50)
+    p.add_argument("--seeds", type=int, default=5, help="draws of the evaluation set (~56 each)")
+    p.add_argument("--baseline-seeds", type=int, default=1, help="draws the exhaustive run gets")
+    p.add_argument("--max-frames", type=int, default=100)
+    p.add_argument("--keep", type=Path, help="build the set here once and reuse it")
     args = p.parse_args()
     cv2.setNumThreads(1)
     tmp = Path(tempfile.mkdtemp(prefix="bench-tune-"))
     try:
-        for copy in range(args.copies):
-            root = tmp / f"c{copy}"
-            write_clip_set(ASSETS, root, camera=f"cam{copy}" if copy else "front")
-        merged = tmp / "set"
-        for copy in range(args.copies):
-            shutil.copytree(tmp / f"c{copy}", merged, dirs_exist_ok=True)
-        events, _ = load_events(merged)
-        frames = sum(e.preroll + min(e.frames, args.max_frames) for e in events)
+        root = args.keep or tmp / "set"
+        if not (root / "occupied").is_dir():
+            write_eval_set(ASSETS, root, args.seeds)
+        events, _ = load_events(root)
+        events = [e for e in events if _seed(e) < args.seeds]
+        few = [e for e in events if _seed(e) < args.baseline_seeds]
         settings = DetectorSettings()
-        fast, fast_checks, tried, env = run(events, settings, args.max_frames, cached=True)
-        slow, slow_checks, _, slow_env = run(events, settings, args.max_frames, cached=False)
-        assert env == slow_env, "cached and uncached searches must propose the same"
-        print(f"training set: {len(events)} events, {frames} frames replayed per setting ({DAY})")
-        print(f"settings tried: {tried}; proposal: {env}")
+        Replayer(settings, 10.0).detector()  # the models' files are read once, outside
+
+        cold = timed_tune(events, settings, args.max_frames, tmp / "answers.sqlite")
+        warm = timed_tune(events, settings, args.max_frames, tmp / "answers.sqlite")
+        few_cold = timed_tune(few, settings, args.max_frames, tmp / "few.sqlite")
+        slow = exhaustive(few, settings, args.max_frames)
+        proposals = {
+            "cold": cold["proposal"]["env"],
+            "warm": warm["proposal"]["env"],
+            "subset cold": few_cold["proposal"]["env"],
+            "subset exhaustive": slow["env"],
+        }
+        assert proposals["cold"] == proposals["warm"], proposals
+        assert proposals["subset cold"] == proposals["subset exhaustive"], proposals
+
+        frames = sum(e.preroll + min(e.frames, args.max_frames) for e in events)
         print(
-            f"cached (homesec tune)  {fast:7.2f} s  {fast_checks:6d} model runs  "
-            f"{1000 * fast / (len(events) * (tried + 1)):.1f} ms per event and setting"
+            f"training set: {len(events)} events ({sum(e.occupied for e in events)} occupied), "
+            f"{frames} frames per full replay, --max-frames {args.max_frames}"
         )
+        print(f"current: {cold['current']['alert']}; proposal: {cold['proposal']['env']}")
         print(
-            f"uncached (baseline)    {slow:7.2f} s  {slow_checks:6d} model runs  "
-            f"{1000 * slow / (len(events) * (tried + 1)):.1f} ms per event and setting"
+            f"{'run':26} {'events':>6} {'tried':>5} {'replays':>7} {'models':>7} "
+            f"{'seconds':>8} {'ratio':>6}  Pi est. s (x{PI_FACTOR:g})"
         )
+        print(row("exhaustive (baseline)", len(few), slow))
+        print(row("cold (homesec tune)", len(few), few_cold, slow["seconds"]))
+        print(row("cold (homesec tune)", len(events), cold))
+        print(row("warm (second run)", len(events), warm, cold["seconds"]))
         print(
-            f"ratio: the cached search takes {fast / slow:.2f} of the baseline's time "
-            f"({slow / fast:.1f}x faster)"
+            f"cold/exhaustive on {len(few)} events: {few_cold['seconds'] / slow['seconds']:.3f} "
+            f"({slow['seconds'] / few_cold['seconds']:.1f}x faster); "
+            f"warm/cold on {len(events)}: {warm['seconds'] / cold['seconds']:.3f}"
         )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

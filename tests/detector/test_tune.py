@@ -105,9 +105,16 @@ def test_tune_from_a_folder_removes_the_false_alert_keeps_every_occupied_event(
     assert isinstance(fresh, list)
     assert {o.key for o in fresh if o.alert} == {e.key for e in events if e.occupied}
 
-    # deterministic: a second run proposes exactly the same
+    # deterministic: a second run proposes exactly the same, every model answer from the first
+    # run's answers file (same lookups: nothing new to compute)
     again = _run(capsys, str(training_set))
     assert again["proposal"]["env"] == proposal["env"]
+    assert result["model_checks"] > 0 and again["model_checks"] == 0
+    assert again["answers_from_disk"] > 0
+    # without the answers file, every answer is computed again, to the same proposal
+    fresh_run = _run(capsys, str(training_set), "--no-answers")
+    assert fresh_run["proposal"]["env"] == proposal["env"]
+    assert fresh_run["model_checks"] == result["model_checks"]
 
 
 def test_tune_from_s3_reads_the_set_with_the_uploaders_settings(

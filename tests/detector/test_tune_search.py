@@ -11,6 +11,7 @@ from homesec_detector.tune_search import (
     env_diff,
     knob_values,
     mask_values,
+    replay_order,
     search,
     with_knob,
 )
@@ -98,3 +99,14 @@ def test_missed_buffer_keeps_seconds_at_its_rate_and_shares_the_bytes() -> None:
     off = MissedBuffer(seconds=0, fps=0)
     off.append(BufferedFrame(seq=1, captured_at=1.0, jpeg=b"x", width=1, height=1))
     assert off.since(0) == []
+
+
+def test_replay_order_puts_what_decides_first() -> None:
+    outcomes = [
+        _o("p1", True, True),
+        _o("quiet", False, False),
+        _o("p2", True, True),
+        _o("missed", True, False),
+        _o("fa", False, True),
+    ]
+    assert replay_order(outcomes, {"p2": 3}) == ("fa", "missed", "p2", "p1", "quiet")

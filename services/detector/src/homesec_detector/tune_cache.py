@@ -83,7 +83,8 @@ class ModelAnswers:
         self._db.execute("INSERT OR REPLACE INTO answers VALUES (?, ?)", (key, json.dumps(value)))
         self.added += 1
 
-    def __len__(self) -> int:
+    def count(self) -> int:
+        """Answers in the file."""
         return int(self._db.execute("SELECT COUNT(*) FROM answers").fetchone()[0])
 
     def close(self) -> None:

@@ -153,8 +153,9 @@ class CachedPersonChecker(PersonChecker):
         found = self.cache.get(key)
         if found is not None:
             return found
-        disk_key = answer_key(frame.jpeg, flag, region, relight) if self.disk else ""
+        disk_key = ""
         if self.disk is not None:
+            disk_key = answer_key(frame.jpeg, flag, region, relight)
             found = self.disk.get(disk_key)
         if found is None:
             found = super().answer(frame, flag, roi, relight)
