@@ -249,6 +249,7 @@ OWNER_PREFIXES = {
     "homesec_presence_": "presence",
     "homesec_uploader_": "uploader",
     "homesec_ptz_": "ptz",
+    "homesec_training_": "slack-gateway",  # the weekly training report's figures
 }
 
 
