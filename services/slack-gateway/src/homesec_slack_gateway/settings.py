@@ -122,7 +122,6 @@ class SlackGatewaySettings(ServiceSettings):
     retry_max_seconds: float = Field(60.0, gt=0, le=3600, description="Longest retry delay")
     rate_limit_retries: int = Field(3, ge=0, le=20, description="429 retries inside one call")
     slack_timeout_seconds: int = Field(15, ge=1, le=120)
-    label_confirm_seconds: float = Field(10.0, gt=0, le=120)
 
     @field_validator("allowed_users", "admin_users", mode="before")
     @classmethod
