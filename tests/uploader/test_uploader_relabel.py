@@ -31,8 +31,9 @@ from uploader_support import (
 from homesec.contract import TRAINING_LABELS, TrainingLabel
 from homesec.settings import BrokerSettings
 from homesec_uploader.ledger import LABEL_DOC, Ledger, NewObject
+from homesec_uploader.s3_store import S3Store
 from homesec_uploader.settings import UploaderSettings
-from homesec_uploader.stores import DestinationError, LocalStore, S3Store, Stored
+from homesec_uploader.stores import DestinationError, LocalStore, Stored
 from homesec_uploader.uploader import Uploader
 from support import wait_until
 

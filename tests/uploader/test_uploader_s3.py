@@ -33,7 +33,8 @@ from homesec.contract import (
 )
 from homesec.metrics import ServiceMetrics
 from homesec.settings import BrokerSettings
-from homesec_uploader.stores import S3Store, Stored
+from homesec_uploader.s3_store import S3Store
+from homesec_uploader.stores import Stored
 from homesec_uploader.uploader import Uploader
 from support import Collector, wait_until
 

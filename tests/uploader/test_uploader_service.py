@@ -19,8 +19,8 @@ from homesec.contract import (
     UploadRequest,
 )
 from homesec.settings import BrokerSettings, load_settings
+from homesec_uploader.s3_store import make_client
 from homesec_uploader.settings import UploaderSettings
-from homesec_uploader.stores import make_client
 from support import Collector, ServiceProcess, clean_environ, wait_until
 
 

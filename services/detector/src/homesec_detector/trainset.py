@@ -6,7 +6,7 @@ snapshot.jpg, clip.mp4, preroll/000000.jpg..., frames/000000.jpg..., label.json}
 ``s3://<bucket>/<key_prefix>``). ``label.json`` is uploaded last, so a folder that has it is
 complete; only those with at least one frame are replayed.
 
-S3 is read with the uploader's own client (:func:`homesec_uploader.stores.make_client`, its
+S3 is read with the uploader's own client (:func:`homesec_uploader.s3_store.make_client`, its
 ``HOMESEC_UPLOADER_*`` settings: endpoint, region, credentials) and mirrored once into a local
 cache folder, so the replays of the search read local files.
 """
@@ -117,8 +117,8 @@ def parse_s3(location: str) -> tuple[str, str] | None:
 def s3_reader(bucket: str, prefix: str) -> S3Reader:
     """A reader with the uploader's S3 client and settings (``HOMESEC_UPLOADER_*``)."""
     try:
+        from homesec_uploader.s3_store import make_client
         from homesec_uploader.settings import UploaderSettings
-        from homesec_uploader.stores import make_client
     except ModuleNotFoundError as exc:  # pragma: no cover - the detector image has no boto3
         raise ValueError(
             f"reading S3 needs the uploader package (boto3): {exc}; or tune the local copy"
