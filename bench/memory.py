@@ -5,9 +5,10 @@
     uv run python bench/memory.py --json
 
 Starts the stack as `make run` does (`homesec run`: a private Mosquitto, every service, the demo
-camera at 640x480 10 fps, the person model on), waits until the demo person has walked in and
-the detector has run its person check, then reads ``/proc/<pid>/smaps_rollup`` of each
-service. PSS divides every shared page among the processes that map it, so the total is what
+camera at 640x480 10 fps, the person model on), arms it (the worst case: an alert, its clip
+encoded), waits until the demo person has walked in, the detector has alerted and the alert's
+clip is written, then reads ``/proc/<pid>/smaps_rollup`` of each service and of the runner
+(the services are its forks: the pages they share with it are divided among them all). PSS divides every shared page among the processes that map it, so the total is what
 the stack really costs the machine (RSS would count shared libraries once per process).
 Figures only; the guard test (tests/core/test_memory_budget.py) compares against
 ``bench/memory_budget.json``.
@@ -27,9 +28,12 @@ import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 from soak import children
 
 from homesec.broker import free_port, port_open
+from homesec.contract import SYSTEM_SET, SetCommand
 from homesec.services import CATALOGUE
 
 SERVICES = [info.name for info in CATALOGUE]
@@ -96,20 +100,48 @@ class Stack:
             start_new_session=True,
         )
 
-    def wait_steady(self, timeout: float = 120.0) -> None:
-        """Until every service runs and the detector has run person checks (demo walk-in)."""
+    def arm(self) -> None:
+        """Arm the system as the owner would (``system/armed/set``, QoS 1)."""
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        client.connect("127.0.0.1", self.port)
+        client.loop_start()
+        try:
+            topic = SYSTEM_SET.topic("homesec", setting="armed")
+            payload = SetCommand(value=True, source="bench").model_dump_json()
+            client.publish(topic, payload, qos=1).wait_for_publish(10)
+        finally:
+            client.loop_stop()
+            client.disconnect()
+
+    def wait_steady(self, timeout: float = 180.0) -> None:
+        """Until every service runs, the demo person has been confirmed and alerted on, and
+        the alert's clip is written (every buffer of an alert has been used once)."""
         deadline = time.monotonic() + timeout
+        armed = False
         while time.monotonic() < deadline:
             pids = service_pids(self.proc.pid)
-            checks = metric(self.metrics_ports["detector"], "homesec_detector_person_checks_total")
-            if len(pids) == len(SERVICES) and port_open("127.0.0.1", self.port) and checks > 0:
+            up = len(pids) == len(SERVICES) and port_open("127.0.0.1", self.port)
+            if (
+                up
+                and not armed
+                and metric(self.metrics_ports["detector"], "homesec_mqtt_connected")
+            ):
+                self.arm()
+                armed = True
+            clips = metric(self.metrics_ports["detector"], "homesec_detector_clips_total")
+            if armed and clips > 0:
                 time.sleep(5)  # let the event end and buffers settle
                 return
             time.sleep(1)
-        raise TimeoutError("the stack did not reach a steady state (no person check ran)")
+        raise TimeoutError("the stack did not reach a steady state (no alert clip was written)")
 
     def sample(self) -> dict[str, Memory]:
+        """Every service, and the runner itself: under ``homesec run`` the services are its
+        forks and share its pages, so its own share belongs in the stack's total."""
         found: dict[str, Memory] = {}
+        runner = memory(self.proc.pid)
+        if runner is not None:
+            found["runner"] = runner
         for name, pid in service_pids(self.proc.pid).items():
             measured = memory(pid)
             if measured is not None:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from homesec.broker import free_port, port_open
+from homesec.forking import process_title
 from homesec.services import CATALOGUE
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -58,7 +59,7 @@ def children(ppid: int) -> dict[str, int]:
             continue
         args = [a.decode() for a in cmdline if a]
         for info in CATALOGUE:
-            if info.module in args:
+            if info.module in args or process_title(info) in args:
                 found[info.name] = int(entry.name)
         if args and "mosquitto" in args[0]:
             found["mosquitto"] = int(entry.name)

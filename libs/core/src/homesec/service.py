@@ -21,6 +21,7 @@ from typing import Protocol, TypeVar
 
 from homesec.bus import Bus
 from homesec.logs import configure_logging
+from homesec.malloc import tune_malloc
 from homesec.metrics import MetricsServer, ServiceMetrics
 from homesec.settings import ServiceSettings, load_settings
 
@@ -120,6 +121,7 @@ def run_service(
 ) -> int:
     """Load settings (exit 2 naming a bad one), build the service, connect, run until
     SIGTERM/SIGINT, stop cleanly; returns the exit status."""
+    tune_malloc()
     settings = load_settings(settings_cls)
     with ServiceRuntime(name, settings) as rt:
         try:

@@ -113,7 +113,7 @@ class DemoScene:
         self.background = _room(width, height, rng)
         self._person, self._alpha = _load_person(round(height * PERSON_HEIGHT))
         self._noise = [
-            np.clip(rng.normal(0.0, noise, (height, width, 3)), -127, 127).astype(np.int16)
+            np.clip(rng.normal(0.0, noise, (height, width, 3)), -127, 127).astype(np.int8)
             for _ in range(NOISE_BANK if noise > 0 else 0)
         ]
 
