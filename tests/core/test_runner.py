@@ -15,6 +15,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from homesec.broker import free_port, port_open
+from homesec.forking import process_title
 from homesec.services import CATALOGUE
 from support import wait_until
 
@@ -79,10 +80,28 @@ def reconnected(env: dict[str, str], service: str) -> bool:
     ) == 1
 
 
+def child_titles(ppid: int) -> dict[str, int]:
+    """Process title -> pid of ``ppid``'s children (a fork shows ``homesec <service>``)."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            title = (entry / "cmdline").read_bytes().split(b"\0")[0].decode()
+        except OSError:
+            continue
+        if int(stat[1]) == ppid:
+            found[title] = int(entry.name)
+    return found
+
+
 @pytest.mark.skipif(not INSTALLED, reason="no service installed yet")
-def test_run_brings_every_service_online_and_survives_broker_kill(tmp_path):
+@pytest.mark.parametrize("fork", [True, False], ids=["forked", "fresh-interpreters"])
+def test_run_brings_every_service_online_and_survives_broker_kill(tmp_path, fork):
     port = free_port()
     env = runner_env(tmp_path, port)
+    env["HOMESEC_RUN_FORK"] = str(fork).lower()
     proc = subprocess.Popen(
         [sys.executable, "-m", "homesec.cli", "run"],
         env=env,
@@ -98,6 +117,9 @@ def test_run_brings_every_service_online_and_survives_broker_kill(tmp_path):
         started = time.monotonic()
         wait_until(lambda: watcher.all_online(names), timeout=30)
         first_online = time.monotonic() - started
+        titles = child_titles(proc.pid)
+        for info in INSTALLED:
+            assert (process_title(info) in titles) is fork, titles
 
         # kill -9 the runner's Mosquitto: the runner restarts it, every service reconnects.
         pid = int(
@@ -129,3 +151,44 @@ def test_run_brings_every_service_online_and_survives_broker_kill(tmp_path):
     assert "metrics http://127.0.0.1:" in text
     assert "homesec: stopped" in text, text[-3000:]
     assert not port_open("127.0.0.1", port), "runner left its broker running"
+
+
+@pytest.mark.skipif(not INSTALLED, reason="no service installed yet")
+def test_forked_service_killed_is_forked_again(tmp_path):
+    """A fork that dies (kill -9) is forked again from the runner, with its title, and comes
+    back online; the other forks are left alone."""
+    port = free_port()
+    env = runner_env(tmp_path, port)
+    env.update(HOMESEC_RUN_FORK="true", HOMESEC_RUN_RESTART_MIN_SECONDS="0.2")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "homesec.cli", "run"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    watcher = None
+    victim = INSTALLED[-1]
+    try:
+        wait_until(lambda: port_open("127.0.0.1", port), timeout=15)
+        watcher = AvailabilityWatcher(port)
+        names = [s.name for s in INSTALLED]
+        wait_until(lambda: watcher.all_online(names), timeout=30)
+        before = child_titles(proc.pid)
+        os.kill(before[process_title(victim)], signal.SIGKILL)
+        wait_until(lambda: watcher.state.get(victim.name) == "offline", timeout=15)
+        wait_until(lambda: watcher.all_online(names), timeout=30)
+        after = child_titles(proc.pid)
+        assert after[process_title(victim)] != before[process_title(victim)]
+        for info in INSTALLED:
+            if info is not victim:
+                assert after[process_title(info)] == before[process_title(info)], info.name
+    finally:
+        if watcher:
+            watcher.close()
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()

@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "slack_gateway")
 from gateway_fakes import BOT_TOKEN, SIGNING_SECRET, FakeSlack, sign, slack_fixture  # noqa: F401 (fixture)
 
 from homesec.broker import MosquittoProcess, free_port
+from homesec.forking import process_title
 from homesec.services import CATALOGUE
 from support import wait_until
 
@@ -148,9 +149,12 @@ class Stack:
     # ---- services ------------------------------------------------------------------------------
 
     def service_pid(self, name: str) -> int:
-        module = next(i.module for i in CATALOGUE if i.name == name)
+        info = next(i for i in CATALOGUE if i.name == name)
+        # a fork of the runner shows its title; a fresh interpreter (HOMESEC_RUN_FORK=false)
+        # its module
+        pattern = f"^{process_title(info)}( |$)|-m {info.module}( |$)"
         out = subprocess.run(
-            ["pgrep", "-P", str(self.proc.pid), "-f", module], capture_output=True, text=True
+            ["pgrep", "-P", str(self.proc.pid), "-f", pattern], capture_output=True, text=True
         )
         pids = out.stdout.split()
         assert pids, f"{name} is not running"
