@@ -3,6 +3,7 @@
     uv run python bench/memory.py                 # steady state (demo person walked in)
     uv run python bench/memory.py --minutes 10    # and again after 10 minutes (no growth)
     uv run python bench/memory.py --json
+    uv run python bench/memory.py --no-fork       # each service a fresh interpreter (as in Docker)
 
 Starts the stack as `make run` does (`homesec run`: a private Mosquitto, every service, the demo
 camera at 640x480 10 fps, the person model on), arms it (the worst case: an alert, its clip
@@ -184,8 +185,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--minutes", type=float, default=0.0, help="sample again after this")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--no-fork",
+        action="store_true",
+        help="HOMESEC_RUN_FORK=false: every service its own interpreter, nothing shared",
+    )
     args = parser.parse_args()
-    result = measure(args.minutes)
+    result = measure(args.minutes, {"HOMESEC_RUN_FORK": "false"} if args.no_fork else None)
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
