@@ -54,4 +54,6 @@ def test_total_within_the_recorded_figure_and_margin(measured):
     total = sum(m["pss_bytes"] for m in measured.values()) / MB
     recorded = sum(BUDGET["pss_mb"].values())
     limit = recorded * (1 + BUDGET["total_margin"])
-    assert total <= limit, f"stack: {total:.1f} MB PSS, recorded {recorded:.1f} (allowed {limit:.1f})"
+    assert total <= limit, (
+        f"stack: {total:.1f} MB PSS, recorded {recorded:.1f} (allowed {limit:.1f})"
+    )
