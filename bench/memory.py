@@ -36,8 +36,11 @@ from soak import children
 from homesec.broker import free_port, port_open
 from homesec.contract import SYSTEM_SET, SetCommand
 from homesec.services import CATALOGUE
+from homesec_detector.media_writer import MediaSettings
 
 SERVICES = [info.name for info in CATALOGUE]
+FULL_AFTER_SECONDS = MediaSettings().missed_buffer_seconds + 10
+"""The bounded buffers are full by then: the missed-alert buffer (120 s of frames) is the last."""
 
 
 @dataclass(frozen=True)
@@ -114,10 +117,12 @@ class Stack:
             client.loop_stop()
             client.disconnect()
 
-    def wait_steady(self, timeout: float = 180.0) -> None:
-        """Until every service runs, the demo person has been confirmed and alerted on, and
-        the alert's clip is written (every buffer of an alert has been used once)."""
-        deadline = time.monotonic() + timeout
+    def wait_steady(self, timeout: float = 300.0) -> None:
+        """Until every service runs, the demo person has been confirmed and alerted on, the
+        alert's clip is written (every buffer of an alert has been used once), and the
+        detector's missed-alert buffer is full (``FULL_AFTER_SECONDS`` since the start)."""
+        started = time.monotonic()
+        deadline = started + timeout
         armed = False
         while time.monotonic() < deadline:
             pids = service_pids(self.proc.pid)
@@ -130,7 +135,7 @@ class Stack:
                 self.arm()
                 armed = True
             clips = metric(self.metrics_ports["detector"], "homesec_detector_clips_total")
-            if armed and clips > 0:
+            if armed and clips > 0 and time.monotonic() - started >= FULL_AFTER_SECONDS:
                 time.sleep(5)  # let the event end and buffers settle
                 return
             time.sleep(1)
