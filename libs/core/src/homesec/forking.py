@@ -97,8 +97,9 @@ def _run_child(info: ServiceInfo, env: dict[str, str]) -> None:
     """In the forked child: become ``python -m <module>`` and exit with its code."""
     code = 1
     try:
+        # the handlers a fresh interpreter starts with, not the runner's
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         setproctitle(process_title(info))  # first: it finds argv through the environment
         os.environ.clear()
         os.environ.update(env)
