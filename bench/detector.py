@@ -48,6 +48,7 @@ from homesec.contract import (
     SystemSetting,
     SystemValue,
 )
+from homesec.malloc import tune_malloc
 from homesec.settings import BrokerSettings
 from homesec_detector.baseline import OriginalMotion
 from homesec_detector.evaluate import Evaluation
@@ -382,11 +383,17 @@ def bench_labelled() -> dict[str, dict[tuple[int, int, int], int]]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="shorter runs (less precise)")
+    parser.add_argument(
+        "--glibc-defaults",
+        action="store_true",
+        help="leave malloc as glibc sets it (the services apply homesec.malloc.tune_malloc)",
+    )
     args = parser.parse_args(argv)
     seconds = 1.0 if args.quick else 3.0
+    tuned = False if args.glibc_defaults else tune_malloc()
     print(
         f"cpu count {os.cpu_count()}, OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}, "
-        f"cv2 {cv2.__version__}, threads {cv2.getNumThreads()}"
+        f"cv2 {cv2.__version__}, threads {cv2.getNumThreads()}, malloc tuned {tuned}"
     )
 
     print("\n1. motion stage incl. JPEG decode, frames/s per core (road footage)")

@@ -163,22 +163,32 @@ class Stack:
             self.proc.wait()
 
 
-def measure(minutes: float = 0.0, env_extra: dict[str, str] | None = None) -> dict[str, object]:
-    """Steady-state figures (and after ``minutes`` more) of every service."""
+def measure(
+    minutes: float = 0.0, env_extra: dict[str, str] | None = None, every: float = 1.0
+) -> dict[str, object]:
+    """Steady-state figures of every service, then (``minutes`` > 0) the total PSS every
+    ``every`` minutes and every service's figures once more at the end."""
     stack = Stack(env_extra)
+    series: list[tuple[float, int]] = []
     try:
         stack.wait_steady()
         first = stack.sample()
         later: dict[str, Memory] = {}
-        if minutes > 0:
-            time.sleep(minutes * 60)
+        series.append((0.0, sum(m.pss_bytes for m in first.values())))
+        started = time.monotonic()
+        while minutes > 0 and (elapsed := (time.monotonic() - started) / 60) < minutes:
+            time.sleep(max(0.0, min(every, minutes - elapsed)) * 60)
             later = stack.sample()
+            series.append(
+                ((time.monotonic() - started) / 60, sum(m.pss_bytes for m in later.values()))
+            )
     finally:
         stack.stop()
     return {
         "steady": {name: asdict(m) for name, m in sorted(first.items())},
         "later": {name: asdict(m) for name, m in sorted(later.items())},
         "minutes": minutes,
+        "total_pss_series": series,
     }
 
 
@@ -189,6 +199,7 @@ def mb(value: int) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--minutes", type=float, default=0.0, help="sample again after this")
+    parser.add_argument("--every", type=float, default=1.0, help="minutes between samples")
     parser.add_argument("--json", action="store_true")
     parser.add_argument(
         "--no-fork",
@@ -196,7 +207,8 @@ def main() -> int:
         help="HOMESEC_RUN_FORK=false: every service its own interpreter, nothing shared",
     )
     args = parser.parse_args()
-    result = measure(args.minutes, {"HOMESEC_RUN_FORK": "false"} if args.no_fork else None)
+    env = {"HOMESEC_RUN_FORK": "false"} if args.no_fork else None
+    result = measure(args.minutes, env, args.every)
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
@@ -219,6 +231,9 @@ def main() -> int:
         after_total = sum(m["pss_bytes"] for m in later.values())
         line += f" {mb(after_total):>13} {(after_total - total_pss) / max(1, total_pss):>+8.1%}"
     print(line)
+    series: list[tuple[float, int]] = result["total_pss_series"]  # type: ignore[assignment]
+    if len(series) > 1:
+        print("total PSS MB by minute: " + ", ".join(f"{t:.0f}: {mb(v)}" for t, v in series))
     return 0
 
 
