@@ -32,7 +32,13 @@ import numpy as np
 
 from homesec_detector.evaluate import DEFAULT_CHECK_MS, Evaluation
 from homesec_detector.media_writer import BufferedFrame
-from homesec_detector.motion import BoxXYWH, MotionDetector, MotionResult, MotionSettings
+from homesec_detector.motion import (
+    BoxXYWH,
+    MotionDetector,
+    MotionResult,
+    MotionSettings,
+    reduction_for,
+)
 from homesec_detector.person import CpuBudget
 from homesec_detector.person_decoders import Detection
 from homesec_detector.person_verify import Detects
@@ -40,6 +46,7 @@ from homesec_detector.pipeline import PersonChecker, load_person_model
 from homesec_detector.settings import DetectorSettings
 from homesec_detector.trainset import TrainingEvent
 from homesec_detector.tune_cache import ModelAnswers, answer_key
+from homesec_detector.tune_frames import EventFrames, FrameCache
 
 _PLACEHOLDER = np.zeros((1, 1), np.uint8)
 MOTION_SETTINGS_KEPT = 3
@@ -91,9 +98,11 @@ class MotionTrack:
 class ReplayMotion(MotionDetector):
     """The pipeline's motion detector, answering from a :class:`MotionTrack` (extending it)."""
 
-    def __init__(self, track: MotionTrack) -> None:
+    def __init__(self, track: MotionTrack, frames: EventFrames | None = None) -> None:
+        """``frames``: the event's frames kept between replays (their greys decoded once)."""
         super().__init__(track.detector.settings)
         self.track = track
+        self.frames = frames
         self._at = 0
 
     def decode(self, jpeg: bytes, width: int) -> np.ndarray | None:
@@ -101,7 +110,12 @@ class ReplayMotion(MotionDetector):
         self._at += 1
         if at < len(results):
             return None if results[at] is None else _PLACEHOLDER
-        gray = self.track.detector.decode(jpeg, width)
+        detector = self.track.detector
+        if self.frames is None:
+            gray = detector.decode(jpeg, width)
+        else:
+            flag = reduction_for(width, detector.settings.analysis_width)[1]
+            gray = self.frames.grey(at, flag, lambda data: detector.decode(data, width))
         if gray is None:
             results.append(None)
         return gray
@@ -191,6 +205,7 @@ class Replayer:
     """The model's answers on disk (None: in memory only)."""
     motion_cache: OrderedDict[str, dict[str, MotionTrack]] = field(default_factory=OrderedDict)
     person_cache: dict[tuple[Any, ...], list[Detection]] = field(default_factory=dict)
+    frame_cache: FrameCache = field(default_factory=FrameCache)
     model_checks: int = 0
     replays: int = 0
     _detector: Detects | None = None
@@ -218,6 +233,8 @@ class Replayer:
         """Replay ``event`` under ``settings`` (``cached``: use and fill the caches)."""
         self.replays += 1
         track = self._track(event, settings.motion) if cached else MotionTrack(settings.motion)
+        paths = event.frame_paths(self.max_frames)
+        frames = self.frame_cache.event(event.key, paths) if cached else None
         checkers: list[CachedPersonChecker] = []
 
         def person(clock: Callable[[], float]) -> PersonChecker | None:
@@ -241,11 +258,11 @@ class Replayer:
             camera=event.camera,
             check_ms=self.check_ms,
             person=person,
-            motion=ReplayMotion(track),
+            motion=ReplayMotion(track, frames),
         )
         size = (1, 1)
-        for index, path in enumerate(event.frame_paths(self.max_frames)):
-            jpeg = path.read_bytes()
+        for index, path in enumerate(paths):
+            jpeg = path.read_bytes() if frames is None else frames.jpeg(index)
             if index == 0:
                 size = _jpeg_size(jpeg)
             ev.feed(index, jpeg, size[0], size[1], event.fps or self.fps)
