@@ -11,6 +11,7 @@ stay in memory while the rest pass through once.
 
 from __future__ import annotations
 
+import hashlib
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
@@ -33,6 +34,7 @@ class EventFrames:
         self._jpegs: list[bytes] = []
         self._greys: dict[tuple[int, int], np.ndarray | None] = {}
         self._on_grow = on_grow
+        self._digest: str | None = None
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -44,6 +46,15 @@ class EventFrames:
             self._jpegs.append(data)
             self._grow(len(data))
         return self._jpegs[index]
+
+    def digest(self) -> str:
+        """SHA-1 of every frame's bytes, in order (reads them all)."""
+        if self._digest is None:
+            whole = hashlib.sha1()
+            for index in range(len(self.paths)):
+                whole.update(hashlib.sha1(self.jpeg(index)).digest())
+            self._digest = whole.hexdigest()
+        return self._digest
 
     def grey(self, index: int, flag: int, decode: Decoder) -> np.ndarray | None:
         """Frame ``index`` decoded with ``flag`` by ``decode`` (once; None: undecodable). The
@@ -68,6 +79,8 @@ class FrameCache:
     def __init__(self, budget: int = FRAME_BUDGET_BYTES) -> None:
         self.budget = budget
         self.bytes = 0
+        self.dropped = 0
+        """Events dropped to stay within the budget."""
         self._events: OrderedDict[str, EventFrames] = OrderedDict()
 
     def event(self, key: str, paths: list[Path]) -> EventFrames:
@@ -98,3 +111,4 @@ class FrameCache:
 
     def _drop(self, key: str) -> None:
         self.bytes -= self._events.pop(key).bytes
+        self.dropped += 1

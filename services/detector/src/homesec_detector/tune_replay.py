@@ -47,6 +47,7 @@ from homesec_detector.settings import DetectorSettings
 from homesec_detector.trainset import TrainingEvent
 from homesec_detector.tune_cache import ModelAnswers, answer_key
 from homesec_detector.tune_frames import EventFrames, FrameCache
+from homesec_detector.tune_tracks import MotionTracks
 
 _PLACEHOLDER = np.zeros((1, 1), np.uint8)
 MOTION_SETTINGS_KEPT = 3
@@ -90,9 +91,18 @@ class Stopped:
 class MotionTrack:
     """One event's motion results under one motion setting, per frame (None: undecodable)."""
 
-    def __init__(self, settings: MotionSettings) -> None:
+    def __init__(
+        self, settings: MotionSettings, results: list[MotionResult | None] | None = None
+    ) -> None:
+        """``results``: a track computed earlier (its detector catches up when extended)."""
         self.detector = MotionDetector(settings)
-        self.results: list[MotionResult | None] = []
+        self.results: list[MotionResult | None] = results or []
+        self.stored = len(self.results)
+        """Results the disk already holds."""
+        self.consumed = 0 if results else len(self.results)
+        """Frames the detector has seen (fewer than ``results`` for a track read from disk)."""
+        self.key = ""
+        """Its key on disk ("": not kept there)."""
 
 
 class ReplayMotion(MotionDetector):
@@ -106,27 +116,36 @@ class ReplayMotion(MotionDetector):
         self._at = 0
 
     def decode(self, jpeg: bytes, width: int) -> np.ndarray | None:
-        at, results = self._at, self.track.results
+        at, track = self._at, self.track
         self._at += 1
-        if at < len(results):
-            return None if results[at] is None else _PLACEHOLDER
-        detector = self.track.detector
-        if self.frames is None:
-            gray = detector.decode(jpeg, width)
-        else:
-            flag = reduction_for(width, detector.settings.analysis_width)[1]
-            gray = self.frames.grey(at, flag, lambda data: detector.decode(data, width))
+        if at < len(track.results):
+            return None if track.results[at] is None else _PLACEHOLDER
+        gray = self._grey(at, jpeg, width)
         if gray is None:
-            results.append(None)
+            track.results.append(None)
+            if track.consumed == at:
+                track.consumed = at + 1
         return gray
 
     def process_gray(self, gray: np.ndarray, full_size: tuple[int, int]) -> MotionResult:
-        at, results = self._at - 1, self.track.results
-        if at == len(results):
-            results.append(self.track.detector.process_gray(gray, full_size))
-        result = results[at]
+        at, track = self._at - 1, self.track
+        if at == len(track.results):
+            for i in range(track.consumed, at):  # a track from disk: the detector catches up
+                earlier = self._grey(i, b"", full_size[0])
+                if earlier is not None:
+                    track.detector.process_gray(earlier, full_size)
+            track.results.append(track.detector.process_gray(gray, full_size))
+            track.consumed = at + 1
+        result = track.results[at]
         assert result is not None
         return result
+
+    def _grey(self, index: int, jpeg: bytes, width: int) -> np.ndarray | None:
+        detector = self.track.detector
+        if self.frames is None:
+            return detector.decode(jpeg, width)
+        flag = reduction_for(width, detector.settings.analysis_width)[1]
+        return self.frames.grey(index, flag, lambda data: detector.decode(data, width))
 
 
 class CachedPersonChecker(PersonChecker):
@@ -203,6 +222,8 @@ class Replayer:
     check_ms: float = DEFAULT_CHECK_MS
     answers: ModelAnswers | None = None
     """The model's answers on disk (None: in memory only)."""
+    tracks: MotionTracks | None = None
+    """Motion tracks on disk (None: in memory only)."""
     motion_cache: OrderedDict[str, dict[str, MotionTrack]] = field(default_factory=OrderedDict)
     person_cache: dict[tuple[Any, ...], list[Detection]] = field(default_factory=dict)
     frame_cache: FrameCache = field(default_factory=FrameCache)
@@ -215,7 +236,9 @@ class Replayer:
             self._detector = load_person_model(self.base)
         return self._detector
 
-    def _track(self, event: TrainingEvent, motion: MotionSettings) -> MotionTrack:
+    def _track(
+        self, event: TrainingEvent, motion: MotionSettings, frames: EventFrames
+    ) -> MotionTrack:
         key = motion.model_dump_json()
         tracks = self.motion_cache.get(key)
         if tracks is None:
@@ -224,17 +247,30 @@ class Replayer:
                 self.motion_cache.popitem(last=False)
         self.motion_cache.move_to_end(key)
         if event.key not in tracks:
-            tracks[event.key] = MotionTrack(motion)
+            if self.tracks is None:
+                tracks[event.key] = MotionTrack(motion)
+            else:
+                disk_key = self.tracks.key(motion, frames.digest())
+                track = MotionTrack(motion, self.tracks.get(disk_key))
+                track.key = disk_key
+                tracks[event.key] = track
         return tracks[event.key]
+
+    def _keep(self, track: MotionTrack) -> None:
+        if self.tracks is not None and track.key and len(track.results) > track.stored:
+            self.tracks.put(track.key, track.results)
+            track.stored = len(track.results)
 
     def outcome(
         self, event: TrainingEvent, settings: DetectorSettings, cached: bool = True
     ) -> EventOutcome:
         """Replay ``event`` under ``settings`` (``cached``: use and fill the caches)."""
         self.replays += 1
-        track = self._track(event, settings.motion) if cached else MotionTrack(settings.motion)
         paths = event.frame_paths(self.max_frames)
         frames = self.frame_cache.event(event.key, paths) if cached else None
+        track = MotionTrack(settings.motion)
+        if frames is not None:
+            track = self._track(event, settings.motion, frames)
         checkers: list[CachedPersonChecker] = []
 
         def person(clock: Callable[[], float]) -> PersonChecker | None:
@@ -269,6 +305,7 @@ class Replayer:
             if any(e.get("alert") for e in ev.events.values()):
                 break  # alerted: it stays alerted, the rest cannot change that
         self.model_checks += sum(c.misses for c in checkers)
+        self._keep(track)
         boxes = tuple(
             _relative(e["alert_box"], size) for e in ev.events.values() if "alert_box" in e
         )
