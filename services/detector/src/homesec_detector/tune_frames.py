@@ -35,6 +35,7 @@ class EventFrames:
         self._greys: dict[tuple[int, int], np.ndarray | None] = {}
         self._on_grow = on_grow
         self._digest: str | None = None
+        self._sha1s: list[str] = []
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -47,12 +48,18 @@ class EventFrames:
             self._grow(len(data))
         return self._jpegs[index]
 
+    def sha1(self, index: int) -> str:
+        """SHA-1 of frame ``index``'s bytes (hex, computed once)."""
+        while len(self._sha1s) <= index:
+            self._sha1s.append(hashlib.sha1(self.jpeg(len(self._sha1s))).hexdigest())
+        return self._sha1s[index]
+
     def digest(self) -> str:
-        """SHA-1 of every frame's bytes, in order (reads them all)."""
+        """SHA-1 of every frame's SHA-1, in order (reads them all)."""
         if self._digest is None:
             whole = hashlib.sha1()
             for index in range(len(self.paths)):
-                whole.update(hashlib.sha1(self.jpeg(index)).digest())
+                whole.update(self.sha1(index).encode())
             self._digest = whole.hexdigest()
         return self._digest
 

@@ -23,9 +23,11 @@ An event stops replaying once it alerted: an alerted event stays alerted.
 
 from __future__ import annotations
 
+import hashlib
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -160,7 +162,9 @@ class CachedPersonChecker(PersonChecker):
         cache: dict[tuple[Any, ...], list[Detection]],
         scope: str,
         disk: ModelAnswers | None = None,
+        frames: EventFrames | None = None,
     ) -> None:
+        """``frames``: the event's kept frames (the disk key's SHA-1 of each computed once)."""
         super().__init__(
             detector,
             budget,
@@ -171,6 +175,7 @@ class CachedPersonChecker(PersonChecker):
         self.cache = cache
         self.scope = scope
         self.disk = disk
+        self.frames = frames
         self.misses = 0
         self._region = getattr(detector, "region", None)
 
@@ -188,7 +193,12 @@ class CachedPersonChecker(PersonChecker):
             return found
         disk_key = ""
         if self.disk is not None:
-            disk_key = answer_key(frame.jpeg, flag, region, relight)
+            frames = self.frames
+            if frames is not None and frames.jpeg(frame.seq) is frame.jpeg:
+                digest = frames.sha1(frame.seq)
+            else:
+                digest = hashlib.sha1(frame.jpeg).hexdigest()
+            disk_key = answer_key(digest, flag, region, relight)
             found = self.disk.get(disk_key)
         if found is None:
             found = super().answer(frame, flag, roi, relight)
@@ -230,6 +240,7 @@ class Replayer:
     model_checks: int = 0
     replays: int = 0
     _detector: Detects | None = None
+    _paths: dict[str, list[Path]] = field(default_factory=dict)
 
     def detector(self) -> Detects:
         if self._detector is None:
@@ -266,7 +277,9 @@ class Replayer:
     ) -> EventOutcome:
         """Replay ``event`` under ``settings`` (``cached``: use and fill the caches)."""
         self.replays += 1
-        paths = event.frame_paths(self.max_frames)
+        paths = self._paths.get(event.key)
+        if paths is None:
+            paths = self._paths[event.key] = event.frame_paths(self.max_frames)
         frames = self.frame_cache.event(event.key, paths) if cached else None
         track = MotionTrack(settings.motion)
         if frames is not None:
@@ -285,6 +298,7 @@ class Replayer:
                 self.person_cache if cached else {},
                 event.key,
                 self.answers if cached else None,
+                frames,
             )
             checkers.append(checker)
             return checker
