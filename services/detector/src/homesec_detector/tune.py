@@ -28,6 +28,7 @@ from homesec_detector.evaluate import DEFAULT_CHECK_MS, camera_fps
 from homesec_detector.settings import DetectorSettings
 from homesec_detector.trainset import TrainingEvent, open_training_set
 from homesec_detector.tune_cache import CACHE_FILE, ModelAnswers, model_identity
+from homesec_detector.tune_frames import FRAME_BUDGET_BYTES, FrameCache
 from homesec_detector.tune_replay import Bound, EventOutcome, Replayer, Stopped
 from homesec_detector.tune_result import RESULT_FILE
 from homesec_detector.tune_search import apply_env, env_diff, score, search
@@ -79,9 +80,11 @@ def run_tune(
     progress: Progress | None = None,
     answers: ModelAnswers | None = None,
     tracks: MotionTracks | None = None,
+    frame_memory: int = FRAME_BUDGET_BYTES,
 ) -> dict[str, Any]:
     """The whole tune as a JSON-able result (no printing; ``answers``, ``tracks``: the model's
-    answers and the motion tracks kept on disk between runs, read and added to)."""
+    answers and the motion tracks kept on disk between runs, read and added to;
+    ``frame_memory``: bytes of frames kept in memory between replays)."""
     started = time.perf_counter()
     replayer = Replayer(
         settings,
@@ -90,6 +93,7 @@ def run_tune(
         check_ms=check_ms,
         answers=answers,
         tracks=tracks,
+        frame_cache=FrameCache(frame_memory),
     )
 
     def evaluate(candidate: DetectorSettings, bound: Bound) -> list[EventOutcome] | Stopped:
@@ -247,6 +251,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="neither read nor keep the model's answers nor the motion tracks",
     )
     p.add_argument(
+        "--frame-memory",
+        type=int,
+        default=FRAME_BUDGET_BYTES // 2**20,
+        metavar="MB",
+        help="frames kept in memory between replays (default %(default)s MB)",
+    )
+    p.add_argument(
         "--check-ms",
         type=float,
         default=DEFAULT_CHECK_MS,
@@ -285,6 +296,7 @@ def main(argv: list[str] | None = None) -> int:
                     progress=progress,
                     answers=answers,
                     tracks=tracks,
+                    frame_memory=args.frame_memory * 2**20,
                 )
             finally:
                 for store in (answers, tracks):

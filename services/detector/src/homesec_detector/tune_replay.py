@@ -7,7 +7,11 @@ on the simulated frame clock. Caches make trying many settings cheap without a s
 * **motion**: an event's :class:`~homesec_detector.motion.MotionDetector` results under one
   motion setting (:class:`MotionTrack`) are computed once, as far as a replay needed them, and
   extended when a later replay goes further; :class:`ReplayMotion` hands them to the pipeline
-  in order (the last few motion settings are kept: each candidate's is used once);
+  in order (the last few motion settings are kept: each candidate's is used once), and kept
+  on disk between runs in :class:`~homesec_detector.tune_tracks.MotionTracks` (a track read
+  back is extended after its detector caught up on the frames it covers);
+* **frames**: an event's JPEG bytes and motion greys are read and decoded once for every
+  motion setting (:class:`~homesec_detector.tune_frames.FrameCache`, within a byte budget);
 * **person**: a person check's model answer depends on the frame's pixels, its decode
   reduction, the relight and the *square the model sees* (:meth:`PersonDetector.region`), not
   on the exact motion box: :class:`CachedPersonChecker` keeps answers by those, in memory and
