@@ -76,17 +76,19 @@ class MotionTracks:
         )
         self._run = time.time_ns()
         self.hits = 0
+        """Tracks read back from earlier runs (not counting this run's own, read again)."""
 
     def key(self, settings: MotionSettings, frames_digest: str) -> str:
         return track_key(self.identity, settings, frames_digest)
 
     def get(self, key: str) -> list[MotionResult | None] | None:
-        row = self._db.execute("SELECT value FROM tracks WHERE key = ?", (key,)).fetchone()
+        row = self._db.execute("SELECT run, value FROM tracks WHERE key = ?", (key,)).fetchone()
         if row is None:
             return None
-        self._db.execute("UPDATE tracks SET run = ? WHERE key = ?", (self._run, key))
-        self.hits += 1
-        return load_results(row[0])
+        if row[0] != self._run:
+            self._db.execute("UPDATE tracks SET run = ? WHERE key = ?", (self._run, key))
+            self.hits += 1
+        return load_results(row[1])
 
     def put(self, key: str, results: Sequence[MotionResult | None]) -> None:
         self._db.execute(
