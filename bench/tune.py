@@ -9,7 +9,10 @@ owner called unoccupied, everything else unoccupied), replayed as ``homesec tune
 outside the timings. Runs, each with fresh in-memory caches:
 
 * **cold**: ``run_tune`` with an empty answers file (every model answer computed once);
-* **warm**: ``run_tune`` again on the answers file the cold run left (a second ``homesec tune``);
+* **warm**: ``run_tune`` again on the answers and motion tracks the cold run left (a second
+  ``homesec tune``);
+* **warm, answers only**: the same with the answers file but no motion tracks (every frame
+  decoded and analysed again: a second run whose motion settings changed);
 * **exhaustive** (the baseline, on the first ``--baseline-seeds`` draws only: it is slow):
   the same search and caches, but every candidate replayed on every event (no bound: the
   search as it was before the bound), next to a cold run on the same events for the ratio.
@@ -39,6 +42,7 @@ from homesec_detector.tune import run_tune
 from homesec_detector.tune_cache import ModelAnswers, model_identity
 from homesec_detector.tune_replay import Bound, EventOutcome, Replayer, Stopped
 from homesec_detector.tune_search import search
+from homesec_detector.tune_tracks import MotionTracks
 
 ASSETS = Path(__file__).resolve().parents[1] / "tests" / "assets"
 PI_FACTOR = 4.0
@@ -47,14 +51,19 @@ docs/performance.md); the evaluation's --check-ms 80 vs 20 assumes the same 4x."
 
 
 def timed_tune(
-    events: list[TrainingEvent], settings: DetectorSettings, frames: int, answers: Path | None
+    events: list[TrainingEvent], settings: DetectorSettings, frames: int, files: Path | None
 ) -> dict[str, Any]:
-    store = ModelAnswers(answers, model_identity(settings)) if answers else None
+    """``run_tune`` keeping the model's answers and the motion tracks in ``files`` (a folder)."""
+    store = ModelAnswers(files / "answers.sqlite", model_identity(settings)) if files else None
+    tracks = MotionTracks(files / "tracks.sqlite") if files else None
     try:
-        result = run_tune(events, settings, fps=10.0, max_frames=frames, answers=store)
+        result = run_tune(
+            events, settings, fps=10.0, max_frames=frames, answers=store, tracks=tracks
+        )
     finally:
-        if store is not None:
-            store.close()
+        for kept in (store, tracks):
+            if kept is not None:
+                kept.close()
     return result
 
 
@@ -114,17 +123,22 @@ def main() -> int:
         settings = DetectorSettings()
         Replayer(settings, 10.0).detector()  # the models' files are read once, outside
 
-        cold = timed_tune(events, settings, args.max_frames, tmp / "answers.sqlite")
-        warm = timed_tune(events, settings, args.max_frames, tmp / "answers.sqlite")
-        few_cold = timed_tune(few, settings, args.max_frames, tmp / "few.sqlite")
+        cold = timed_tune(events, settings, args.max_frames, tmp / "kept")
+        only = tmp / "answers-only"
+        only.mkdir()
+        shutil.copy(tmp / "kept" / "answers.sqlite", only / "answers.sqlite")
+        warm = timed_tune(events, settings, args.max_frames, tmp / "kept")
+        warm_answers = timed_tune(events, settings, args.max_frames, only)
+        few_cold = timed_tune(few, settings, args.max_frames, tmp / "few")
         slow = exhaustive(few, settings, args.max_frames)
         proposals = {
             "cold": cold["proposal"]["env"],
             "warm": warm["proposal"]["env"],
+            "warm, answers only": warm_answers["proposal"]["env"],
             "subset cold": few_cold["proposal"]["env"],
             "subset exhaustive": slow["env"],
         }
-        assert proposals["cold"] == proposals["warm"], proposals
+        assert proposals["cold"] == proposals["warm"] == proposals["warm, answers only"], proposals
         assert proposals["subset cold"] == proposals["subset exhaustive"], proposals
 
         frames = sum(e.preroll + min(e.frames, args.max_frames) for e in events)
@@ -141,6 +155,7 @@ def main() -> int:
         print(row("cold (homesec tune)", len(few), few_cold, slow["seconds"]))
         print(row("cold (homesec tune)", len(events), cold))
         print(row("warm (second run)", len(events), warm, cold["seconds"]))
+        print(row("warm, answers only", len(events), warm_answers, cold["seconds"]))
         print(
             f"cold/exhaustive on {len(few)} events: {few_cold['seconds'] / slow['seconds']:.3f} "
             f"({slow['seconds'] / few_cold['seconds']:.1f}x faster); "

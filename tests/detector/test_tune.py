@@ -111,10 +111,13 @@ def test_tune_from_a_folder_removes_the_false_alert_keeps_every_occupied_event(
     assert again["proposal"]["env"] == proposal["env"]
     assert result["model_checks"] > 0 and again["model_checks"] == 0
     assert again["answers_from_disk"] > 0
+    # ... and the motion tracks from the first run's tracks file
+    assert result["tracks_from_disk"] == 0 and again["tracks_from_disk"] >= 5
     # without the answers file, every answer is computed again, to the same proposal
     fresh_run = _run(capsys, str(training_set), "--no-answers")
     assert fresh_run["proposal"]["env"] == proposal["env"]
     assert fresh_run["model_checks"] == result["model_checks"]
+    assert fresh_run["tracks_from_disk"] == 0
 
 
 def test_tune_from_s3_reads_the_set_with_the_uploaders_settings(

@@ -28,9 +28,11 @@ from homesec_detector.evaluate import DEFAULT_CHECK_MS, camera_fps
 from homesec_detector.settings import DetectorSettings
 from homesec_detector.trainset import TrainingEvent, open_training_set
 from homesec_detector.tune_cache import CACHE_FILE, ModelAnswers, model_identity
+from homesec_detector.tune_frames import FRAME_BUDGET_BYTES, FrameCache
 from homesec_detector.tune_replay import Bound, EventOutcome, Replayer, Stopped
 from homesec_detector.tune_result import RESULT_FILE
 from homesec_detector.tune_search import apply_env, env_diff, score, search
+from homesec_detector.tune_tracks import TRACKS_FILE, MotionTracks
 
 
 class Progress:
@@ -77,11 +79,22 @@ def run_tune(
     masks: bool = True,
     progress: Progress | None = None,
     answers: ModelAnswers | None = None,
+    tracks: MotionTracks | None = None,
+    frame_memory: int = FRAME_BUDGET_BYTES,
 ) -> dict[str, Any]:
-    """The whole tune as a JSON-able result (no printing; ``answers``: the model's answers
-    kept on disk between runs, read and added to)."""
+    """The whole tune as a JSON-able result (no printing; ``answers``, ``tracks``: the model's
+    answers and the motion tracks kept on disk between runs, read and added to;
+    ``frame_memory``: bytes of frames kept in memory between replays)."""
     started = time.perf_counter()
-    replayer = Replayer(settings, fps, max_frames=max_frames, check_ms=check_ms, answers=answers)
+    replayer = Replayer(
+        settings,
+        fps,
+        max_frames=max_frames,
+        check_ms=check_ms,
+        answers=answers,
+        tracks=tracks,
+        frame_cache=FrameCache(frame_memory),
+    )
 
     def evaluate(candidate: DetectorSettings, bound: Bound) -> list[EventOutcome] | Stopped:
         return replayer.outcomes(events, candidate, bound=bound)
@@ -122,6 +135,7 @@ def run_tune(
         "replays": replayer.replays,
         "model_checks": replayer.model_checks,
         "answers_from_disk": answers.hits if answers is not None else 0,
+        "tracks_from_disk": tracks.hits if tracks is not None else 0,
         "seconds": round(time.perf_counter() - started, 3),
         "at": time.time(),
     }
@@ -168,8 +182,9 @@ def format_result(result: dict[str, Any]) -> str:
         lines.extend(f"    {key}" for key in removed)
     lines.append(
         f"\n{result['candidates_tried']} settings tried, {result['replays']} replays, "
-        f"{result['model_checks']} model runs ({result['answers_from_disk']} answers from "
-        f"earlier runs), {result['seconds']:.1f} s"
+        f"{result['model_checks']} model runs ({result['answers_from_disk']} answers and "
+        f"{result['tracks_from_disk']} motion tracks from earlier runs), "
+        f"{result['seconds']:.1f} s"
     )
     return "\n".join(lines)
 
@@ -225,7 +240,22 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"the model's answers kept between runs (default <data_dir>/{CACHE_FILE})",
     )
     p.add_argument(
-        "--no-answers", action="store_true", help="neither read nor keep the model's answers"
+        "--tracks",
+        type=Path,
+        metavar="FILE",
+        help=f"the motion tracks kept between runs (default <data_dir>/{TRACKS_FILE})",
+    )
+    p.add_argument(
+        "--no-answers",
+        action="store_true",
+        help="neither read nor keep the model's answers nor the motion tracks",
+    )
+    p.add_argument(
+        "--frame-memory",
+        type=int,
+        default=FRAME_BUDGET_BYTES // 2**20,
+        metavar="MB",
+        help="frames kept in memory between replays (default %(default)s MB)",
     )
     p.add_argument(
         "--check-ms",
@@ -249,10 +279,12 @@ def main(argv: list[str] | None = None) -> int:
                     file=sys.stderr,
                 )
                 return 2
-            answers = None
+            answers: ModelAnswers | None = None
+            tracks: MotionTracks | None = None
             if not args.no_answers:
                 path = args.answers or settings.data_dir / CACHE_FILE
                 answers = ModelAnswers(path, model_identity(settings))
+                tracks = MotionTracks(args.tracks or settings.data_dir / TRACKS_FILE)
             try:
                 result = run_tune(
                     events,
@@ -263,10 +295,13 @@ def main(argv: list[str] | None = None) -> int:
                     masks=not args.no_masks,
                     progress=progress,
                     answers=answers,
+                    tracks=tracks,
+                    frame_memory=args.frame_memory * 2**20,
                 )
             finally:
-                if answers is not None:
-                    answers.close()
+                for store in (answers, tracks):
+                    if store is not None:
+                        store.close()
     except (OSError, ValueError, sqlite3.Error) as exc:
         print(f"homesec tune: {exc}", file=sys.stderr)
         return 2

@@ -92,6 +92,7 @@ class ModelAnswers:
         self._db.close()
 
 
-def answer_key(jpeg: bytes, flag: int, region: Any, relight: tuple[float, float] | None) -> str:
-    """The disk key of one answer: the frame's bytes and every other input of the model."""
-    return json.dumps([hashlib.sha1(jpeg).hexdigest(), flag, region, relight])
+def answer_key(jpeg_sha1: str, flag: int, region: Any, relight: tuple[float, float] | None) -> str:
+    """The disk key of one answer: the SHA-1 of the frame's bytes and every other input of
+    the model."""
+    return json.dumps([jpeg_sha1, flag, region, relight])

@@ -7,7 +7,11 @@ on the simulated frame clock. Caches make trying many settings cheap without a s
 * **motion**: an event's :class:`~homesec_detector.motion.MotionDetector` results under one
   motion setting (:class:`MotionTrack`) are computed once, as far as a replay needed them, and
   extended when a later replay goes further; :class:`ReplayMotion` hands them to the pipeline
-  in order (the last few motion settings are kept: each candidate's is used once);
+  in order (the last few motion settings are kept: each candidate's is used once), and kept
+  on disk between runs in :class:`~homesec_detector.tune_tracks.MotionTracks` (a track read
+  back is extended after its detector caught up on the frames it covers);
+* **frames**: an event's JPEG bytes and motion greys are read and decoded once for every
+  motion setting (:class:`~homesec_detector.tune_frames.FrameCache`, within a byte budget);
 * **person**: a person check's model answer depends on the frame's pixels, its decode
   reduction, the relight and the *square the model sees* (:meth:`PersonDetector.region`), not
   on the exact motion box: :class:`CachedPersonChecker` keeps answers by those, in memory and
@@ -23,16 +27,24 @@ An event stops replaying once it alerted: an alerted event stays alerted.
 
 from __future__ import annotations
 
+import hashlib
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from homesec_detector.evaluate import DEFAULT_CHECK_MS, Evaluation
 from homesec_detector.media_writer import BufferedFrame
-from homesec_detector.motion import BoxXYWH, MotionDetector, MotionResult, MotionSettings
+from homesec_detector.motion import (
+    BoxXYWH,
+    MotionDetector,
+    MotionResult,
+    MotionSettings,
+    reduction_for,
+)
 from homesec_detector.person import CpuBudget
 from homesec_detector.person_decoders import Detection
 from homesec_detector.person_verify import Detects
@@ -40,6 +52,8 @@ from homesec_detector.pipeline import PersonChecker, load_person_model
 from homesec_detector.settings import DetectorSettings
 from homesec_detector.trainset import TrainingEvent
 from homesec_detector.tune_cache import ModelAnswers, answer_key
+from homesec_detector.tune_frames import EventFrames, FrameCache
+from homesec_detector.tune_tracks import MotionTracks
 
 _PLACEHOLDER = np.zeros((1, 1), np.uint8)
 MOTION_SETTINGS_KEPT = 3
@@ -83,36 +97,61 @@ class Stopped:
 class MotionTrack:
     """One event's motion results under one motion setting, per frame (None: undecodable)."""
 
-    def __init__(self, settings: MotionSettings) -> None:
+    def __init__(
+        self, settings: MotionSettings, results: list[MotionResult | None] | None = None
+    ) -> None:
+        """``results``: a track computed earlier (its detector catches up when extended)."""
         self.detector = MotionDetector(settings)
-        self.results: list[MotionResult | None] = []
+        self.results: list[MotionResult | None] = results or []
+        self.stored = len(self.results)
+        """Results the disk already holds."""
+        self.consumed = 0 if results else len(self.results)
+        """Frames the detector has seen (fewer than ``results`` for a track read from disk)."""
+        self.key = ""
+        """Its key on disk ("": not kept there)."""
 
 
 class ReplayMotion(MotionDetector):
     """The pipeline's motion detector, answering from a :class:`MotionTrack` (extending it)."""
 
-    def __init__(self, track: MotionTrack) -> None:
+    def __init__(self, track: MotionTrack, frames: EventFrames | None = None) -> None:
+        """``frames``: the event's frames kept between replays (their greys decoded once)."""
         super().__init__(track.detector.settings)
         self.track = track
+        self.frames = frames
         self._at = 0
 
     def decode(self, jpeg: bytes, width: int) -> np.ndarray | None:
-        at, results = self._at, self.track.results
+        at, track = self._at, self.track
         self._at += 1
-        if at < len(results):
-            return None if results[at] is None else _PLACEHOLDER
-        gray = self.track.detector.decode(jpeg, width)
+        if at < len(track.results):
+            return None if track.results[at] is None else _PLACEHOLDER
+        gray = self._grey(at, jpeg, width)
         if gray is None:
-            results.append(None)
+            track.results.append(None)
+            if track.consumed == at:
+                track.consumed = at + 1
         return gray
 
     def process_gray(self, gray: np.ndarray, full_size: tuple[int, int]) -> MotionResult:
-        at, results = self._at - 1, self.track.results
-        if at == len(results):
-            results.append(self.track.detector.process_gray(gray, full_size))
-        result = results[at]
+        at, track = self._at - 1, self.track
+        if at == len(track.results):
+            for i in range(track.consumed, at):  # a track from disk: the detector catches up
+                earlier = self._grey(i, b"", full_size[0])
+                if earlier is not None:
+                    track.detector.process_gray(earlier, full_size)
+            track.results.append(track.detector.process_gray(gray, full_size))
+            track.consumed = at + 1
+        result = track.results[at]
         assert result is not None
         return result
+
+    def _grey(self, index: int, jpeg: bytes, width: int) -> np.ndarray | None:
+        detector = self.track.detector
+        if self.frames is None:
+            return detector.decode(jpeg, width)
+        flag = reduction_for(width, detector.settings.analysis_width)[1]
+        return self.frames.grey(index, flag, lambda data: detector.decode(data, width))
 
 
 class CachedPersonChecker(PersonChecker):
@@ -127,7 +166,9 @@ class CachedPersonChecker(PersonChecker):
         cache: dict[tuple[Any, ...], list[Detection]],
         scope: str,
         disk: ModelAnswers | None = None,
+        frames: EventFrames | None = None,
     ) -> None:
+        """``frames``: the event's kept frames (the disk key's SHA-1 of each computed once)."""
         super().__init__(
             detector,
             budget,
@@ -138,6 +179,7 @@ class CachedPersonChecker(PersonChecker):
         self.cache = cache
         self.scope = scope
         self.disk = disk
+        self.frames = frames
         self.misses = 0
         self._region = getattr(detector, "region", None)
 
@@ -155,7 +197,12 @@ class CachedPersonChecker(PersonChecker):
             return found
         disk_key = ""
         if self.disk is not None:
-            disk_key = answer_key(frame.jpeg, flag, region, relight)
+            frames = self.frames
+            if frames is not None and frames.jpeg(frame.seq) is frame.jpeg:
+                digest = frames.sha1(frame.seq)
+            else:
+                digest = hashlib.sha1(frame.jpeg).hexdigest()
+            disk_key = answer_key(digest, flag, region, relight)
             found = self.disk.get(disk_key)
         if found is None:
             found = super().answer(frame, flag, roi, relight)
@@ -189,18 +236,24 @@ class Replayer:
     check_ms: float = DEFAULT_CHECK_MS
     answers: ModelAnswers | None = None
     """The model's answers on disk (None: in memory only)."""
+    tracks: MotionTracks | None = None
+    """Motion tracks on disk (None: in memory only)."""
     motion_cache: OrderedDict[str, dict[str, MotionTrack]] = field(default_factory=OrderedDict)
     person_cache: dict[tuple[Any, ...], list[Detection]] = field(default_factory=dict)
+    frame_cache: FrameCache = field(default_factory=FrameCache)
     model_checks: int = 0
     replays: int = 0
     _detector: Detects | None = None
+    _paths: dict[str, list[Path]] = field(default_factory=dict)
 
     def detector(self) -> Detects:
         if self._detector is None:
             self._detector = load_person_model(self.base)
         return self._detector
 
-    def _track(self, event: TrainingEvent, motion: MotionSettings) -> MotionTrack:
+    def _track(
+        self, event: TrainingEvent, motion: MotionSettings, frames: EventFrames
+    ) -> MotionTrack:
         key = motion.model_dump_json()
         tracks = self.motion_cache.get(key)
         if tracks is None:
@@ -209,15 +262,32 @@ class Replayer:
                 self.motion_cache.popitem(last=False)
         self.motion_cache.move_to_end(key)
         if event.key not in tracks:
-            tracks[event.key] = MotionTrack(motion)
+            if self.tracks is None:
+                tracks[event.key] = MotionTrack(motion)
+            else:
+                disk_key = self.tracks.key(motion, frames.digest())
+                track = MotionTrack(motion, self.tracks.get(disk_key))
+                track.key = disk_key
+                tracks[event.key] = track
         return tracks[event.key]
+
+    def _keep(self, track: MotionTrack) -> None:
+        if self.tracks is not None and track.key and len(track.results) > track.stored:
+            self.tracks.put(track.key, track.results)
+            track.stored = len(track.results)
 
     def outcome(
         self, event: TrainingEvent, settings: DetectorSettings, cached: bool = True
     ) -> EventOutcome:
         """Replay ``event`` under ``settings`` (``cached``: use and fill the caches)."""
         self.replays += 1
-        track = self._track(event, settings.motion) if cached else MotionTrack(settings.motion)
+        paths = self._paths.get(event.key)
+        if paths is None:
+            paths = self._paths[event.key] = event.frame_paths(self.max_frames)
+        frames = self.frame_cache.event(event.key, paths) if cached else None
+        track = MotionTrack(settings.motion)
+        if frames is not None:
+            track = self._track(event, settings.motion, frames)
         checkers: list[CachedPersonChecker] = []
 
         def person(clock: Callable[[], float]) -> PersonChecker | None:
@@ -232,6 +302,7 @@ class Replayer:
                 self.person_cache if cached else {},
                 event.key,
                 self.answers if cached else None,
+                frames,
             )
             checkers.append(checker)
             return checker
@@ -241,17 +312,18 @@ class Replayer:
             camera=event.camera,
             check_ms=self.check_ms,
             person=person,
-            motion=ReplayMotion(track),
+            motion=ReplayMotion(track, frames),
         )
         size = (1, 1)
-        for index, path in enumerate(event.frame_paths(self.max_frames)):
-            jpeg = path.read_bytes()
+        for index, path in enumerate(paths):
+            jpeg = path.read_bytes() if frames is None else frames.jpeg(index)
             if index == 0:
                 size = _jpeg_size(jpeg)
             ev.feed(index, jpeg, size[0], size[1], event.fps or self.fps)
             if any(e.get("alert") for e in ev.events.values()):
                 break  # alerted: it stays alerted, the rest cannot change that
         self.model_checks += sum(c.misses for c in checkers)
+        self._keep(track)
         boxes = tuple(
             _relative(e["alert_box"], size) for e in ev.events.values() if "alert_box" in e
         )

@@ -1,0 +1,103 @@
+"""Motion tracks kept on disk between ``homesec tune`` runs.
+
+A :class:`~homesec_detector.tune_replay.MotionTrack` (an event's
+:class:`~homesec_detector.motion.MotionResult` per frame under one motion setting) depends only
+on the event's frames, the motion settings, the motion code and OpenCV: :func:`track_key` hashes
+all of them, so a stored track is used only for exactly the inputs that produced it. A second
+``tune`` on the same set and settings then decodes no frame the first run already analysed.
+The file keeps the tracks the last run used (the others are dropped when it closes).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import sqlite3
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import cv2
+
+from homesec_detector import motion
+from homesec_detector.motion import MotionResult, MotionSettings
+
+TRACKS_FILE = "tune/motion-tracks.sqlite"
+"""Under the data dir: the motion tracks of the last run."""
+
+_BOX_LISTS = ("boxes", "check_boxes", "relit_boxes")
+
+
+def code_identity() -> str:
+    """The motion code and OpenCV version a track was computed with."""
+    source = Path(motion.__file__).read_bytes()
+    return hashlib.sha1(source + cv2.__version__.encode()).hexdigest()
+
+
+def track_key(identity: str, settings: MotionSettings, frames_digest: str) -> str:
+    """The disk key of one event's track: code, motion settings and the frames' bytes."""
+    return hashlib.sha1(
+        json.dumps([identity, settings.model_dump(mode="json"), frames_digest]).encode()
+    ).hexdigest()
+
+
+def dump_results(results: Sequence[MotionResult | None]) -> str:
+    return json.dumps([None if r is None else dataclasses.asdict(r) for r in results])
+
+
+def load_results(text: str) -> list[MotionResult | None]:
+    """:func:`dump_results`'s results as the detector made them (tuples where it had tuples)."""
+    out: list[MotionResult | None] = []
+    for item in json.loads(text):
+        if item is None:
+            out.append(None)
+            continue
+        fields: dict[str, Any] = dict(item)
+        for name in _BOX_LISTS:
+            fields[name] = [tuple(b) for b in fields[name]]
+        fields["size"] = tuple(fields["size"])
+        if fields["relight"] is not None:
+            fields["relight"] = tuple(fields["relight"])
+        out.append(MotionResult(**fields))
+    return out
+
+
+class MotionTracks:
+    """A SQLite file of motion tracks (written on :meth:`close`)."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.identity = code_identity()
+        self._db = sqlite3.connect(path)
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS tracks (key TEXT PRIMARY KEY, run INTEGER, value TEXT)"
+        )
+        self._run = time.time_ns()
+        self.hits = 0
+        """Tracks read back from earlier runs (not counting this run's own, read again)."""
+
+    def key(self, settings: MotionSettings, frames_digest: str) -> str:
+        return track_key(self.identity, settings, frames_digest)
+
+    def get(self, key: str) -> list[MotionResult | None] | None:
+        row = self._db.execute("SELECT run, value FROM tracks WHERE key = ?", (key,)).fetchone()
+        if row is None:
+            return None
+        if row[0] != self._run:
+            self._db.execute("UPDATE tracks SET run = ? WHERE key = ?", (self._run, key))
+            self.hits += 1
+        return load_results(row[1])
+
+    def put(self, key: str, results: Sequence[MotionResult | None]) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO tracks VALUES (?, ?, ?)",
+            (key, self._run, dump_results(results)),
+        )
+
+    def close(self) -> None:
+        """Keep what this run used; drop the rest."""
+        self._db.execute("DELETE FROM tracks WHERE run != ?", (self._run,))
+        self._db.commit()
+        self._db.close()
