@@ -18,8 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-FRAME_BUDGET_BYTES = 256 * 1024 * 1024
-"""Default memory for kept frames (JPEG bytes and decoded greys): ~5,000 frames at 640x480."""
+FRAME_BUDGET_BYTES = 64 * 1024 * 1024
+"""Default memory for kept frames (JPEG bytes and decoded greys): ~1,200 frames at 640x480;
+small enough to run beside the stack on a 512 MB Pi (`--frame-memory` raises it)."""
 
 Decoder = Callable[[bytes], np.ndarray | None]
 
