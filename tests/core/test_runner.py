@@ -96,12 +96,27 @@ def child_titles(ppid: int) -> dict[str, int]:
     return found
 
 
+def refork_after_kill(runner: int, watcher: AvailabilityWatcher, names: list[str]) -> None:
+    """A fork that dies (kill -9) is forked again from the runner, with its title, and comes
+    back online; the other forks are left alone."""
+    victim = INSTALLED[-1]
+    before = child_titles(runner)
+    os.kill(before[process_title(victim)], signal.SIGKILL)
+    wait_until(lambda: watcher.state.get(victim.name) == "offline", timeout=15)
+    wait_until(lambda: watcher.all_online(names), timeout=30)
+    after = child_titles(runner)
+    assert after[process_title(victim)] != before[process_title(victim)]
+    for info in INSTALLED:
+        if info is not victim:
+            assert after[process_title(info)] == before[process_title(info)], info.name
+
+
 @pytest.mark.skipif(not INSTALLED, reason="no service installed yet")
 @pytest.mark.parametrize("fork", [True, False], ids=["forked", "fresh-interpreters"])
 def test_run_brings_every_service_online_and_survives_broker_kill(tmp_path, fork):
     port = free_port()
     env = runner_env(tmp_path, port)
-    env["HOMESEC_RUN_FORK"] = str(fork).lower()
+    env.update(HOMESEC_RUN_FORK=str(fork).lower(), HOMESEC_RUN_RESTART_MIN_SECONDS="0.2")
     proc = subprocess.Popen(
         [sys.executable, "-m", "homesec.cli", "run"],
         env=env,
@@ -137,6 +152,8 @@ def test_run_brings_every_service_online_and_survives_broker_kill(tmp_path, fork
         wait_until(lambda: all(reconnected(env, n) for n in names), timeout=40)
         wait_until(lambda: watcher.all_online(names), timeout=10)
         assert proc.poll() is None, "runner exited"
+        if fork:
+            refork_after_kill(proc.pid, watcher, names)
         print(f"services online {first_online:.1f} s after start: {names}")
     finally:
         if watcher:
@@ -151,44 +168,3 @@ def test_run_brings_every_service_online_and_survives_broker_kill(tmp_path, fork
     assert "metrics http://127.0.0.1:" in text
     assert "homesec: stopped" in text, text[-3000:]
     assert not port_open("127.0.0.1", port), "runner left its broker running"
-
-
-@pytest.mark.skipif(not INSTALLED, reason="no service installed yet")
-def test_forked_service_killed_is_forked_again(tmp_path):
-    """A fork that dies (kill -9) is forked again from the runner, with its title, and comes
-    back online; the other forks are left alone."""
-    port = free_port()
-    env = runner_env(tmp_path, port)
-    env.update(HOMESEC_RUN_FORK="true", HOMESEC_RUN_RESTART_MIN_SECONDS="0.2")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "homesec.cli", "run"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    watcher = None
-    victim = INSTALLED[-1]
-    try:
-        wait_until(lambda: port_open("127.0.0.1", port), timeout=15)
-        watcher = AvailabilityWatcher(port)
-        names = [s.name for s in INSTALLED]
-        wait_until(lambda: watcher.all_online(names), timeout=30)
-        before = child_titles(proc.pid)
-        os.kill(before[process_title(victim)], signal.SIGKILL)
-        wait_until(lambda: watcher.state.get(victim.name) == "offline", timeout=15)
-        wait_until(lambda: watcher.all_online(names), timeout=30)
-        after = child_titles(proc.pid)
-        assert after[process_title(victim)] != before[process_title(victim)]
-        for info in INSTALLED:
-            if info is not victim:
-                assert after[process_title(info)] == before[process_title(info)], info.name
-    finally:
-        if watcher:
-            watcher.close()
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
