@@ -40,15 +40,10 @@ def process_title(info: ServiceInfo) -> str:
 
 
 def preload(services: Iterable[ServiceInfo]) -> list[str]:
-    """Import what forks will share: the common imports, and every module that two or more of
-    ``services`` import (one user gains nothing from a shared copy). Returns what was imported."""
-    counts: dict[str, int] = {}
-    services = list(services)
-    for info in services:
-        for module in info.heavy_imports:
-            counts[module] = counts.get(module, 0) + 1
-    wanted = list(COMMON_IMPORTS) + sorted(m for m, n in counts.items() if n >= 2)
-    wanted += [f"{info.module}.main" for info in services]
+    """Import what forks will share: the core library and every service's ``main`` module with
+    all it imports (NumPy and OpenCV for the camera and the detector; each service's settings
+    models, built once here instead of in every child). Returns what was imported."""
+    wanted = [*COMMON_IMPORTS, *(f"{info.module}.main" for info in services)]
     for module in wanted:
         importlib.import_module(module)
     gc.collect()
@@ -107,8 +102,9 @@ def _run_child(info: ServiceInfo, env: dict[str, str]) -> None:
         runpy.run_module(info.module, run_name="__main__", alter_sys=True)
         code = 0
     except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-        if exc.code is not None and not isinstance(exc.code, int):
+        if exc.code is None or isinstance(exc.code, int):
+            code = exc.code or 0
+        else:  # SystemExit("message"): printed, status 1, as the interpreter does
             print(exc.code, file=sys.stderr)
     except BaseException:
         traceback.print_exc()

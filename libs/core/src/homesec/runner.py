@@ -49,7 +49,7 @@ class RunnerSettings(BaseSettings):
     restart_max_seconds: float = Field(30.0, gt=0)
     healthy_after_seconds: float = Field(30.0, gt=0, description="Uptime that resets the backoff")
     fork: bool = Field(
-        default_factory=lambda: hasattr(os, "fork") and sys.platform == "linux",
+        default_factory=lambda: sys.platform == "linux",
         description="Fork services from one preloaded parent (shares memory; Linux only)",
     )
 

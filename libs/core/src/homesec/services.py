@@ -12,8 +12,6 @@ class ServiceInfo:
     module: str
     metrics_port: int
     http_port: int | None = None
-    # third-party modules the service imports at start, worth sharing between forks
-    heavy_imports: tuple[str, ...] = ()
 
     @property
     def env_prefix(self) -> str:
@@ -28,8 +26,8 @@ class ServiceInfo:
 
 
 CATALOGUE: tuple[ServiceInfo, ...] = (
-    ServiceInfo("camera", "homesec_camera", 9101, heavy_imports=("numpy", "cv2")),
-    ServiceInfo("detector", "homesec_detector", 9102, heavy_imports=("numpy", "cv2")),
+    ServiceInfo("camera", "homesec_camera", 9101),
+    ServiceInfo("detector", "homesec_detector", 9102),
     ServiceInfo("slack-gateway", "homesec_slack_gateway", 9103, http_port=3000),
     ServiceInfo("presence", "homesec_presence", 9104),
     ServiceInfo("uploader", "homesec_uploader", 9105),

@@ -65,10 +65,14 @@ def clip_size(width: int, height: int, max_width: int) -> tuple[int, int]:
     return max(2, width - width % 2), max(2, height - height % 2)
 
 
+def gap_ms(earlier: float, later: float) -> int:
+    """How long the frame captured at ``earlier`` shows before the one captured at ``later``."""
+    return min(MAX_FRAME_MS, max(1, round((later - earlier) * 1000)))
+
+
 def durations_ms(times: Sequence[float]) -> list[int]:
     """How long each frame shows: the gap to the next capture (the last one: the median gap)."""
-    gaps = [round((b - a) * 1000) for a, b in zip(times, times[1:], strict=False)]
-    gaps = [min(MAX_FRAME_MS, max(1, g)) for g in gaps]
+    gaps = [gap_ms(a, b) for a, b in zip(times, times[1:], strict=False)]
     last = round(statistics.median(gaps)) if gaps else DEFAULT_FRAME_MS
     return [*gaps, last]
 
@@ -107,7 +111,7 @@ def encode_clip(
             if (image.shape[1], image.shape[0]) != size:
                 image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
             if times:
-                elapsed += durations_ms([times[-1], frame.captured_at])[0]
+                elapsed += gap_ms(times[-1], frame.captured_at)
             times.append(frame.captured_at)
             assert encoder is not None
             coded.append(encoder.encode(cv2.cvtColor(image, cv2.COLOR_BGR2YUV_I420), elapsed))

@@ -105,7 +105,7 @@ class MotionTrack:
         self.results: list[MotionResult | None] = results or []
         self.stored = len(self.results)
         """Results the disk already holds."""
-        self.consumed = 0 if results else len(self.results)
+        self.consumed = 0
         """Frames the detector has seen (fewer than ``results`` for a track read from disk)."""
         self.key = ""
         """Its key on disk ("": not kept there)."""
@@ -285,8 +285,9 @@ class Replayer:
         if paths is None:
             paths = self._paths[event.key] = event.frame_paths(self.max_frames)
         frames = self.frame_cache.event(event.key, paths) if cached else None
-        track = MotionTrack(settings.motion)
-        if frames is not None:
+        if frames is None:
+            track = MotionTrack(settings.motion)
+        else:
             track = self._track(event, settings.motion, frames)
         checkers: list[CachedPersonChecker] = []
 
