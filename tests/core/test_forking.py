@@ -11,19 +11,20 @@ from pathlib import Path
 
 import pytest
 
-from homesec.forking import ForkedService, process_title
+from homesec.forking import process_title
 from homesec.services import CATALOGUE, ServiceInfo
-from support import wait_until
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 
 
 @pytest.fixture
-def module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """A throwaway package ``forkprobe`` whose ``__main__`` does what FORKPROBE_DO says."""
+def module(tmp_path: Path) -> Path:
+    """A throwaway package ``forkprobe`` (in the folder returned) whose ``__main__`` does what
+    FORKPROBE_DO says."""
     package = tmp_path / "forkprobe"
     package.mkdir()
     (package / "__init__.py").write_text("")
+    (package / "main.py").write_text("")  # what the preloader imports of every service
     (package / "__main__.py").write_text(
         "import json, os, signal, sys, time\n"
         "from pathlib import Path\n"
@@ -37,42 +38,115 @@ def module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
         "if do == 'message': raise SystemExit('bad setting: X')\n"
         "if do == 'sleep': time.sleep(60)\n"
     )
-    monkeypatch.syspath_prepend(str(tmp_path))
-    return ServiceInfo("probe", "forkprobe", 0)
+    return tmp_path
 
 
-def start(info: ServiceInfo, tmp_path: Path, do: str) -> tuple[ForkedService, Path]:
-    out = tmp_path / f"{do}.txt"
-    env = dict(os.environ, FORKPROBE_OUT=str(out), FORKPROBE_DO=do)
-    return ForkedService(info, env), out
+DRIVER = """
+import json, os, signal, sys, time
+sys.path.insert(0, sys.argv[1])
+from homesec.forking import become_subreaper, fork_services
+from homesec.services import ServiceInfo
+assert become_subreaper()
+info = ServiceInfo("probe", "forkprobe", 0)
+env = dict(os.environ)
+report = {"driver": os.getpid(), "runs": []}
+for do in sys.argv[2].split(","):
+    env["FORKPROBE_DO"], env["FORKPROBE_OUT"] = do, os.path.join(sys.argv[3], do + ".txt")
+    (child,) = fork_services([info], env)
+    run = {"do": do, "ppid": int(open(f"/proc/{child.pid}/stat").read().rsplit(")", 1)[1].split()[1])}
+    if do == "sleep":
+        while not os.path.exists(env["FORKPROBE_OUT"]):
+            time.sleep(0.05)
+        run["running"] = child.poll() is None
+        try:
+            child.wait(0.2)
+        except Exception as exc:
+            run["timeout"] = type(exc).__name__
+        child.send_signal(signal.SIGTERM)
+    run["code"] = child.wait(20)
+    child.send_signal(signal.SIGTERM)  # finished: nothing to signal, no error
+    report["runs"].append(run)
+print(json.dumps(report))
+"""
+
+
+def drive(module_root: Path, tmp_path: Path, *steps: str) -> dict:
+    """Fork the probe service once per step from a driver process that is its subreaper (the
+    test process itself never becomes one) and report what happened."""
+    out = subprocess.run(
+        [sys.executable, "-c", DRIVER, str(module_root), ",".join(steps), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout.splitlines()[-1])
 
 
 def test_fork_runs_the_module_as_main_with_its_title_and_exit_code(module, tmp_path):
-    child, out = start(module, tmp_path, "exit3")
-    assert child.wait(20) == 3
-    name, argv, title, default_term = json.loads(out.read_text())
+    report = drive(module, tmp_path, "exit3")
+    (run,) = report["runs"]
+    assert run["code"] == 3
+    # the preloader has exited: the service is the driver's own child
+    assert run["ppid"] == report["driver"]
+    name, argv, title, default_term = json.loads((tmp_path / "exit3.txt").read_text())
     assert name == "__main__"
     assert argv[0].endswith("__main__.py")
-    assert title == process_title(module) == "homesec probe"
+    assert title == process_title(ServiceInfo("probe", "forkprobe", 0)) == "homesec probe"
     assert default_term, "the parent's SIGTERM handler leaked into the fork"
 
 
 def test_a_normal_end_is_0_an_exception_1_and_a_message_1(module, tmp_path):
-    assert start(module, tmp_path, "done")[0].wait(20) == 0
-    assert start(module, tmp_path, "raise")[0].wait(20) == 1
-    assert start(module, tmp_path, "message")[0].wait(20) == 1
+    runs = drive(module, tmp_path, "done", "raise", "message")["runs"]
+    assert [r["code"] for r in runs] == [0, 1, 1]
 
 
 def test_sigterm_stops_a_fork_and_wait_times_out_while_it_runs(module, tmp_path):
-    child, out = start(module, tmp_path, "sleep")
-    wait_until(out.exists, 20)
-    assert child.poll() is None
-    with pytest.raises(subprocess.TimeoutExpired):
-        child.wait(0.2)
-    child.send_signal(signal.SIGTERM)
-    assert child.wait(20) == -signal.SIGTERM
-    child.send_signal(signal.SIGTERM)  # a finished child: nothing to signal, no error
-    assert child.poll() == -signal.SIGTERM
+    (run,) = drive(module, tmp_path, "sleep")["runs"]
+    assert run["running"] is True
+    assert run["timeout"] == "TimeoutExpired"
+    assert run["code"] == -signal.SIGTERM
+
+
+def test_a_failed_preload_forks_nothing(tmp_path):
+    """The preloader cannot import a service's main: no service, and the caller goes on (the
+    runner retries with backoff)."""
+    script = (
+        "import os, sys\n"
+        "from homesec.forking import become_subreaper, fork_services\n"
+        "from homesec.services import ServiceInfo\n"
+        "assert become_subreaper()\n"
+        "print(len(fork_services([ServiceInfo('ghost', 'no_such_module_here', 0)], dict(os.environ))))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert out.stdout.strip() == "0"
+    assert "no_such_module_here" in out.stderr  # the preloader's traceback
+
+
+def test_the_runner_reads_its_settings_without_importing_pydantic(tmp_path):
+    """``read_plan`` parses HOMESEC_RUN_* in a child: the runner stays small; a bad setting
+    still ends it with the error naming it."""
+    script = (
+        "import json, sys\n"
+        "from homesec.runner import read_plan\n"
+        "plan = read_plan({'services': ['camera']})\n"
+        "print(json.dumps([plan.services, plan.restart_min_seconds, 'pydantic' in sys.modules]))\n"
+    )
+    env = dict(os.environ, HOMESEC_RUN_RESTART_MIN_SECONDS="0.5")
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == [["camera"], 0.5, False]
+    env["HOMESEC_RUN_RESTART_MIN_SECONDS"] = "-1"
+    bad = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert bad.returncode == 2
+    assert "restart_min_seconds" in bad.stderr.lower()
 
 
 def test_preload_imports_the_core_and_every_main_with_what_they_import():
@@ -92,3 +166,40 @@ def test_preload_imports_the_core_and_every_main_with_what_they_import():
     assert "homesec.service" in shared
     assert {f"{i.module}.main" for i in CATALOGUE} <= set(shared)
     assert {"numpy", "cv2", *shared} <= set(imported)  # cv2, numpy: camera's and detector's
+
+
+def test_the_runner_reaps_what_a_service_left_behind():
+    """As the services' subreaper the runner inherits their orphans; it reaps them (no zombie
+    stays) and leaves its own children to their owners."""
+    script = (
+        "import os, subprocess, sys, time\n"
+        "from pathlib import Path\n"
+        "from homesec.forking import become_subreaper\n"
+        "from homesec.runner import Child, RunPlan, Runner\n"
+        "from homesec.services import CATALOGUE\n"
+        "assert become_subreaper()\n"
+        "plan = RunPlan('127.0.0.1', 1, False, Path('.'), (), 1.0, 2.0, 30.0, True)\n"
+        "runner = Runner(plan)\n"
+        "own = subprocess.Popen(['sh', '-c', 'sleep 0.3; exit 3'])\n"
+        "runner.children = [Child(CATALOGUE[0], proc=own)]\n"
+        "service = os.fork()\n"
+        "if service == 0:\n"
+        "    subprocess.Popen(['sleep', '0.3'])  # left behind\n"
+        "    os._exit(0)\n"
+        "os.waitpid(service, 0)\n"
+        "time.sleep(1.0)\n"
+        "runner.reap_orphans()  # its own exited child first: left to its Popen\n"
+        "code = own.wait()\n"
+        "runner.reap_orphans()  # then the orphan\n"
+        "me = str(os.getpid())\n"
+        "zombies = [p.name for p in Path('/proc').iterdir() if p.name.isdigit()\n"
+        "           and (p / 'stat').read_text().rsplit(')', 1)[1].split()[:2] == ['Z', me]]\n"
+        "print(json.dumps([zombies, code]))\n"
+    )
+    script = "import json\n" + script
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
+    )
+    zombies, own_code = json.loads(out.stdout)
+    assert zombies == []
+    assert own_code == 3  # reaped by its Popen, not taken by the runner's reaper

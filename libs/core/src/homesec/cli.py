@@ -12,14 +12,13 @@ from homesec import __version__
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from homesec.logs import configure_logging
-    from homesec.runner import RunnerSettings, run
-    from homesec.settings import load_settings
+    from homesec.runner import read_plan, run
 
     configure_logging("runner", "INFO", "text")
     overrides = {}
     if args.services:
         overrides["services"] = args.services.split(",")
-    return run(load_settings(RunnerSettings, **overrides))
+    return run(read_plan(overrides))
 
 
 def _cmd_docs(args: argparse.Namespace) -> int:

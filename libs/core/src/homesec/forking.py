@@ -1,22 +1,28 @@
 """Services as forks of one preloaded parent: what ``homesec run`` uses to share memory.
 
 Every service pays the interpreter, pydantic, paho, prometheus-client and the core library
-(~28 MB of heap each); the camera and the detector add NumPy and OpenCV. ``homesec run``
-imports those once, freezes them out of the garbage collector's reach (``gc.freeze``: a
-collection in a child would otherwise write to every object's header and copy the page), and
-then forks each service: the children share those pages copy-on-write, and PSS divides them
-among all the processes. Each service still is its own process with its own crash, restart
-and memory; only pages nobody writes to are shared.
+(~28 MB of heap each); the camera and the detector add NumPy and OpenCV. ``fork_services``
+forks a short-lived *preloader* that imports those once, freezes them out of the garbage
+collector's reach (``gc.freeze``: a collection in a child would otherwise write to every
+object's header and copy the page), forks each service and exits. The services share its
+pages copy-on-write, and PSS divides them among the services; once the preloader has exited,
+the pages that every service has copied (reference counts written to) are freed instead of
+staying in a parent that no longer needs them. The caller is made the services' *subreaper*
+(``prctl(PR_SET_CHILD_SUBREAPER)``), so they become its children when the preloader exits: it
+waits for them, signals them and restarts them as it would its own.
 
-A fork runs ``python -m <module>`` in-process (``runpy``), so a service behaves as it does
-when started on its own; its process title (``ps``, ``/proc/<pid>/cmdline``) is
-``homesec <service>``.
+A fork runs ``python -m <module>`` in-process (``runpy``), so a service behaves as it does when
+started on its own; its process title (``ps``, ``/proc/<pid>/cmdline``) is ``homesec <service>``.
+Each service still is its own process with its own crash, restart and memory.
 """
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import importlib
+import json
+import logging
 import os
 import runpy
 import signal
@@ -24,14 +30,19 @@ import subprocess
 import sys
 import time
 import traceback
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from setproctitle import setproctitle
 
+from homesec.malloc import tune_malloc
 from homesec.services import ServiceInfo
+
+log = logging.getLogger("homesec.forking")
 
 # What every service imports before its own code: the core library and its dependencies.
 COMMON_IMPORTS: tuple[str, ...] = ("homesec.service", "homesec.contract", "homesec.outbox")
+PRELOADER_TITLE = "homesec preload"
+PR_SET_CHILD_SUBREAPER = 36  # <linux/prctl.h>
 
 
 def process_title(info: ServiceInfo) -> str:
@@ -39,11 +50,26 @@ def process_title(info: ServiceInfo) -> str:
     return f"homesec {info.name}"
 
 
+def become_subreaper() -> bool:
+    """Make this process the parent of its orphaned descendants (Linux); True when it is."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        prctl = libc.prctl
+    except (OSError, AttributeError):
+        return False
+    prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+    prctl.restype = ctypes.c_int
+    return bool(prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)
+
+
 def preload(services: Iterable[ServiceInfo]) -> list[str]:
-    """Import what forks will share: the core library and every service's ``main`` module with
+    """Import what forks will share: the core library, every service's ``main`` module with
     all it imports (NumPy and OpenCV for the camera and the detector; each service's settings
-    models, built once here instead of in every child). Returns what was imported."""
-    wanted = [*COMMON_IMPORTS, *(f"{info.module}.main" for info in services)]
+    models, built once here instead of in every child) and what each imports only once it
+    runs (``ServiceInfo.runtime_imports``). Returns what was imported."""
+    wanted = [*COMMON_IMPORTS]
+    for info in services:
+        wanted += [f"{info.module}.main", *info.runtime_imports]
     for module in wanted:
         importlib.import_module(module)
     gc.collect()
@@ -52,14 +78,11 @@ def preload(services: Iterable[ServiceInfo]) -> list[str]:
 
 
 class ForkedService:
-    """A service forked from this process; the part of ``subprocess.Popen`` the runner uses."""
+    """A forked service that is this process's child; the part of ``subprocess.Popen`` the
+    runner uses."""
 
-    def __init__(self, info: ServiceInfo, env: dict[str, str]) -> None:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        pid = os.fork()
-        if pid == 0:  # the child never returns from here
-            _run_child(info, env)
+    def __init__(self, info: ServiceInfo, pid: int) -> None:
+        self.info = info
         self.pid = pid
         self.args = [process_title(info)]
         self.returncode: int | None = None
@@ -88,8 +111,64 @@ class ForkedService:
         self.send_signal(signal.SIGKILL)
 
 
+def fork_services(services: Sequence[ServiceInfo], env: dict[str, str]) -> list[ForkedService]:
+    """Fork ``services`` from a preloader that exits once they run; the caller must be a
+    subreaper (:func:`become_subreaper`). Returns the services that were forked: none when
+    the preloader failed (its traceback is on stderr), so the caller restarts them later."""
+    read_end, write_end = os.pipe()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # out of the collector's reach in the forks: a collection there would write to the header
+    # of every object this process holds and so copy all its pages
+    gc.collect()
+    gc.freeze()
+    pid = os.fork()
+    if pid == 0:  # the preloader never returns from here
+        os.close(read_end)
+        _run_preloader(services, env, write_end)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        report = pipe.read()
+    os.waitpid(pid, 0)  # once it is reaped, its forks are this process's children
+    try:
+        pids: dict[str, int] = json.loads(report) if report else {}
+    except ValueError:
+        pids = {}
+    return [ForkedService(info, pids[info.name]) for info in services if info.name in pids]
+
+
+def _run_preloader(services: Sequence[ServiceInfo], env: dict[str, str], report_fd: int) -> None:
+    """In the preloader: import the shared modules, fork every service, report their pids."""
+    code = 1
+    try:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        setproctitle(PRELOADER_TITLE)
+        tune_malloc()  # before the shared imports: the forks inherit the heap and its settings
+        preload(services)
+        pids: dict[str, int] = {}
+        for info in services:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            pid = os.fork()
+            if pid == 0:  # the service never returns from here
+                os.close(report_fd)
+                _run_child(info, env)
+            pids[info.name] = pid
+        os.write(report_fd, json.dumps(pids).encode())
+        code = 0
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
+
+
 def _run_child(info: ServiceInfo, env: dict[str, str]) -> None:
-    """In the forked child: become ``python -m <module>`` and exit with its code."""
+    """In the forked service: become ``python -m <module>`` and exit with its code."""
     code = 1
     try:
         # the handlers a fresh interpreter starts with, not the runner's

@@ -2,13 +2,15 @@
 
 Starts a private Mosquitto unless one already answers on the configured port, then each
 installed service as a child process; restarts a crashed child with backoff; stops everything
-on Ctrl-C / SIGTERM. On Linux the children are forks of this process after it has imported
-what they share (``homesec.forking``), which saves about a third of the stack's memory;
+on Ctrl-C / SIGTERM. On Linux the children are forks of a preloader that has imported what
+they share and exits once they run (``homesec.forking``), which saves about 40 % of the
+stack's memory; a service that crashed is forked again from a new preloader.
 ``HOMESEC_RUN_FORK=false`` starts each as a fresh ``python -m`` instead.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -16,42 +18,33 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
-
-from pydantic import Field
-from pydantic_settings import BaseSettings
+from typing import Any, Protocol
 
 from homesec.backoff import backoff_delay
 from homesec.broker import MosquittoProcess, port_open
-from homesec.forking import ForkedService, preload
-from homesec.malloc import tune_malloc
+from homesec.forking import become_subreaper, fork_services
 from homesec.services import CATALOGUE, ServiceInfo
-from homesec.settings import BrokerSettings, settings_config
 
 log = logging.getLogger("homesec.runner")
 
 
-class RunnerSettings(BaseSettings):
-    """``HOMESEC_RUN_*``: what ``homesec run`` starts."""
+@dataclass(frozen=True)
+class RunPlan:
+    """What ``homesec run`` starts and how it restarts: :class:`RunnerSettings` as plain
+    values, so the runner itself needs no pydantic (``read_plan``)."""
 
-    model_config = settings_config("HOMESEC_RUN_")
-
-    broker: BrokerSettings = Field(default_factory=lambda: BrokerSettings())
-    services: list[str] = Field(
-        default_factory=lambda: [s.name for s in CATALOGUE],
-        description="Services to start (comma-separated JSON list in env); missing ones are skipped",
-    )
-    start_broker: bool = Field(True, description="Start a local Mosquitto if none is reachable")
-    data_dir: Path = Field(default_factory=lambda: Path(os.environ.get("HOMESEC_DATA_DIR", "var")))
-    restart_min_seconds: float = Field(1.0, gt=0)
-    restart_max_seconds: float = Field(30.0, gt=0)
-    healthy_after_seconds: float = Field(30.0, gt=0, description="Uptime that resets the backoff")
-    fork: bool = Field(
-        default_factory=lambda: sys.platform == "linux",
-        description="Fork services from one preloaded parent (shares memory; Linux only)",
-    )
+    broker_host: str
+    broker_port: int
+    start_broker: bool
+    data_dir: Path
+    services: tuple[str, ...]
+    restart_min_seconds: float
+    restart_max_seconds: float
+    healthy_after_seconds: float
+    fork: bool
 
 
 class ChildProcess(Protocol):
@@ -88,11 +81,12 @@ def repo_root() -> Path:
 
 
 class Runner:
-    def __init__(self, settings: RunnerSettings) -> None:
+    def __init__(self, settings: RunPlan) -> None:
         self.settings = settings
         self.children: list[Child] = []
         self.broker: MosquittoProcess | None = None
         self._stop = threading.Event()
+        self.fork = settings.fork
 
     def plan(self) -> list[ServiceInfo]:
         wanted = set(self.settings.services)
@@ -110,72 +104,102 @@ class Runner:
         return chosen
 
     def ensure_broker(self) -> None:
-        b = self.settings.broker
-        if port_open(b.host, b.port):
-            log.info("using running broker", extra={"host": b.host, "port": b.port})
+        host, port = self.settings.broker_host, self.settings.broker_port
+        if port_open(host, port):
+            log.info("using running broker", extra={"host": host, "port": port})
             return
-        if not self.settings.start_broker or b.host not in ("127.0.0.1", "localhost", "::1"):
-            log.info(
-                "broker not reachable yet; services will keep retrying", extra={"port": b.port}
-            )
+        if not self.settings.start_broker or host not in ("127.0.0.1", "localhost", "::1"):
+            log.info("broker not reachable yet; services will keep retrying", extra={"port": port})
             return
         self.broker = MosquittoProcess(
             data_dir=self.settings.data_dir / "mosquitto",
-            port=b.port,
-            host="127.0.0.1" if b.host == "localhost" else b.host,
+            port=port,
+            host="127.0.0.1" if host == "localhost" else host,
             repo_config=repo_root() / "mosquitto" / "mosquitto.dev.conf",
         )
         self.broker.start()
-        print(f"homesec: mosquitto listening on {b.host}:{b.port} (data in {self.broker.data_dir})")
+        print(f"homesec: mosquitto listening on {host}:{port} (data in {self.broker.data_dir})")
 
-    def spawn(self, child: Child) -> None:
+    def spawn(self, children: list[Child]) -> None:
+        """Start ``children``: forked together from one preloader, or each ``python -m``."""
         env = dict(os.environ)
         env.setdefault("HOMESEC_DATA_DIR", str(self.settings.data_dir))
-        if self.settings.fork:
-            child.proc = ForkedService(child.info, env)
-        else:
-            child.proc = subprocess.Popen([sys.executable, "-m", child.info.module], env=env)
-        child.started_at = time.monotonic()
-        log.info("service started", extra={"service": child.info.name, "pid": child.proc.pid})
+        forked = {}
+        if self.fork:
+            forked = {p.info.name: p for p in fork_services([c.info for c in children], env)}
+        for child in children:
+            if self.fork:
+                child.proc = forked.get(child.info.name)
+            else:
+                child.proc = subprocess.Popen([sys.executable, "-m", child.info.module], env=env)
+            child.started_at = time.monotonic()
+            if child.proc is None:
+                self.failed(child, "the preloader failed")
+                continue
+            log.info("service started", extra={"service": child.info.name, "pid": child.proc.pid})
+
+    def failed(self, child: Child, why: object) -> None:
+        """Schedule a restart of ``child`` after the backoff."""
+        child.failures += 1
+        delay = backoff_delay(
+            child.failures, self.settings.restart_min_seconds, self.settings.restart_max_seconds
+        )
+        log.error(
+            "service exited; restarting",
+            extra={"service": child.info.name, "code": why, "in_seconds": delay},
+        )
+        child.proc = None
+        child.next_start = time.monotonic() + delay
 
     def supervise_once(self) -> None:
         now = time.monotonic()
+        due = []
         for child in self.children:
             if child.proc is None:
                 if now >= child.next_start:
                     child.restarts += 1
-                    self.spawn(child)
+                    due.append(child)
                 continue
             code = child.proc.poll()
             if code is None:
                 if now - child.started_at > self.settings.healthy_after_seconds:
                     child.failures = 0
                 continue
-            child.failures += 1
-            delay = backoff_delay(
-                child.failures, self.settings.restart_min_seconds, self.settings.restart_max_seconds
-            )
-            log.error(
-                "service exited; restarting",
-                extra={"service": child.info.name, "code": code, "in_seconds": delay},
-            )
-            child.proc = None
-            child.next_start = now + delay
+            self.failed(child, code)
+        if due:
+            self.spawn(due)
+        self.reap_orphans()
+
+    def reap_orphans(self) -> None:
+        """Reap exited processes that are neither a service nor the broker: as the services'
+        subreaper this process inherits whatever a service started and left behind."""
+        if not self.fork:
+            return
+        known = {c.proc.pid for c in self.children if c.proc is not None}
+        if self.broker is not None and self.broker.proc is not None:
+            known.add(self.broker.proc.pid)
+        while True:
+            try:
+                found = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+            except ChildProcessError:
+                return
+            if found is None or found.si_pid in known:
+                return  # nothing exited, or a known child its owner reaps
+            os.waitpid(found.si_pid, 0)
 
     def run(self) -> int:
         services = self.plan()
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.ensure_broker()
         self.children = [Child(info) for info in services]
-        if self.settings.fork:
+        if self.fork and not become_subreaper():
+            log.warning("cannot adopt forked services here; starting fresh interpreters")
+            self.fork = False
+        if self.fork:
             # one BLAS thread: no worker threads exist at fork time, and none of the services
             # does the large matrix products that more threads would speed up
             os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-            tune_malloc()  # before the shared imports: the forks inherit the heap and settings
-            shared = preload(services)
-            log.info("preloaded for the services to share", extra={"modules": shared})
-        for child in self.children:
-            self.spawn(child)
+        self.spawn(self.children)
         self.print_endpoints(services)
         try:
             while not self._stop.wait(0.5):
@@ -219,7 +243,49 @@ class Runner:
         print("homesec: stopped", flush=True)
 
 
-def run(settings: RunnerSettings) -> int:
+def read_plan(overrides: dict[str, Any]) -> RunPlan:
+    """The run plan from ``HOMESEC_RUN_*`` (``homesec.run_settings``), read in a forked child
+    where ``os.fork`` exists: pydantic then never loads into the runner, which stays small
+    for as long as the stack runs. An invalid setting ends the run with the settings' error."""
+    if not hasattr(os, "fork"):
+        from homesec.run_settings import plan_values
+
+        return RunPlan(**plan_values(overrides))
+    read_end, write_end = os.pipe()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:  # the child never returns from here
+        os.close(read_end)
+        code = 1
+        try:
+            from homesec.run_settings import plan_values
+
+            os.write(write_end, json.dumps(plan_values(overrides)).encode())
+            code = 0
+        except SystemExit as exc:  # load_settings' clear error: printed, status kept
+            if isinstance(exc.code, str):
+                print(exc.code, file=sys.stderr)
+            code = exc.code if isinstance(exc.code, int) else 2
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            sys.stderr.flush()
+            os._exit(code)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        report = pipe.read()
+    _, status = os.waitpid(pid, 0)
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0 or not report:
+        raise SystemExit(code or 2)
+    values = json.loads(report)
+    values["data_dir"] = Path(values["data_dir"])
+    values["services"] = tuple(values["services"])
+    return RunPlan(**values)
+
+
+def run(settings: RunPlan) -> int:
     runner = Runner(settings)
     signal.signal(signal.SIGTERM, runner.request_stop)
     signal.signal(signal.SIGINT, runner.request_stop)

@@ -12,6 +12,9 @@ class ServiceInfo:
     module: str
     metrics_port: int
     http_port: int | None = None
+    runtime_imports: tuple[str, ...] = ()
+    """Modules the service imports only once it runs (not when its ``main`` is imported):
+    ``homesec run`` imports them before it forks, so the services share them."""
 
     @property
     def env_prefix(self) -> str:
@@ -26,9 +29,31 @@ class ServiceInfo:
 
 
 CATALOGUE: tuple[ServiceInfo, ...] = (
-    ServiceInfo("camera", "homesec_camera", 9101),
+    # the demo source (imported when no camera is configured) and NumPy's random generator
+    ServiceInfo(
+        "camera",
+        "homesec_camera",
+        9101,
+        runtime_imports=("homesec_camera.sources.demo", "numpy.random"),
+    ),
     ServiceInfo("detector", "homesec_detector", 9102),
-    ServiceInfo("slack-gateway", "homesec_slack_gateway", 9103, http_port=3000),
+    # what uvicorn imports by name when it starts, and FastAPI's pydantic-v1 check
+    ServiceInfo(
+        "slack-gateway",
+        "homesec_slack_gateway",
+        9103,
+        http_port=3000,
+        runtime_imports=(
+            "uvicorn.loops.auto",
+            "uvicorn.loops.asyncio",
+            "uvicorn.protocols.http.auto",
+            "uvicorn.protocols.http.h11_impl",
+            "uvicorn.protocols.websockets.auto",
+            "uvicorn.lifespan.on",
+            "uvicorn.lifespan.off",
+            "pydantic.v1",
+        ),
+    ),
     ServiceInfo("presence", "homesec_presence", 9104),
     ServiceInfo("uploader", "homesec_uploader", 9105),
     ServiceInfo("ptz", "homesec_ptz", 9106),
