@@ -9,8 +9,12 @@ Starts the stack as `make run` does (`homesec run`: a private Mosquitto, every s
 camera at 640x480 10 fps, the person model on), arms it (the worst case: an alert, its clip
 encoded), waits until the demo person has walked in, the detector has alerted and the alert's
 clip is written, then reads ``/proc/<pid>/smaps_rollup`` of each service and of the runner
-(the services are its forks: the pages they share with it are divided among them all). PSS divides every shared page among the processes that map it, so the total is what
-the stack really costs the machine (RSS would count shared libraries once per process).
+(the services' parent) several times (``--samples``, 5 s apart; the figures are the medians:
+one instant may fall on an event's person checks or a clip encode). PSS divides every shared
+page among the processes that map it, so the total is what the stack really costs the machine
+(RSS would count shared libraries once per process); it is split into anonymous memory (heap,
+buffers: what only swap could free) and file pages (the code of Python, NumPy and OpenCV: clean
+pages the kernel can drop and read again under memory pressure).
 Figures only; the guard test (tests/core/test_memory_budget.py) compares against
 ``bench/memory_budget.json``.
 """
@@ -21,6 +25,7 @@ import argparse
 import json
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -43,23 +48,49 @@ FULL_AFTER_SECONDS = MediaSettings().missed_buffer_seconds + 10
 """The bounded buffers are full by then: the missed-alert buffer (120 s of frames) is the last."""
 
 
+SAMPLES = 6
+SAMPLE_EVERY_SECONDS = 5.0
+
+
 @dataclass(frozen=True)
 class Memory:
     rss_bytes: int
     pss_bytes: int
+    pss_anon_bytes: int = 0
+    pss_file_bytes: int = 0
+
+
+FIELDS = {"Rss:": "rss_bytes", "Pss:": "pss_bytes", "Pss_Anon:": "pss_anon_bytes"}
+FIELDS["Pss_File:"] = "pss_file_bytes"
 
 
 def memory(pid: int) -> Memory | None:
-    """RSS and PSS of a process from smaps_rollup (kB in the file)."""
+    """RSS and PSS (anonymous, file) of a process from smaps_rollup (kB in the file)."""
     values: dict[str, int] = {}
     try:
         for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
             parts = line.split()
-            if len(parts) >= 2 and parts[0] in ("Rss:", "Pss:"):
-                values[parts[0]] = int(parts[1]) * 1024
+            if len(parts) >= 2 and parts[0] in FIELDS:
+                values[FIELDS[parts[0]]] = int(parts[1]) * 1024
     except OSError:
         return None
-    return Memory(values.get("Rss:", 0), values.get("Pss:", 0))
+    return Memory(**{name: values.get(name, 0) for name in FIELDS.values()})
+
+
+def median(samples: list[dict[str, Memory]]) -> dict[str, Memory]:
+    """Each process's median of each figure over ``samples``."""
+    names = sorted({name for sample in samples for name in sample})
+    found: dict[str, Memory] = {}
+    for name in names:
+        seen = [sample[name] for sample in samples if name in sample]
+        found[name] = Memory(
+            **{f: int(statistics.median(getattr(m, f) for m in seen)) for f in FIELDS.values()}
+        )
+    return found
+
+
+def total_pss(sample: dict[str, Memory]) -> int:
+    return sum(m.pss_bytes for m in sample.values())
 
 
 def service_pids(runner: int) -> dict[str, int]:
@@ -142,8 +173,7 @@ class Stack:
         raise TimeoutError("the stack did not reach a steady state (no alert clip was written)")
 
     def sample(self) -> dict[str, Memory]:
-        """Every service, and the runner itself: under ``homesec run`` the services are its
-        forks and share its pages, so its own share belongs in the stack's total."""
+        """Every service, and the runner itself (their parent: it belongs in the total)."""
         found: dict[str, Memory] = {}
         runner = memory(self.proc.pid)
         if runner is not None:
@@ -153,6 +183,15 @@ class Stack:
             if measured is not None:
                 found[name] = measured
         return found
+
+    def samples(self, count: int, every: float = SAMPLE_EVERY_SECONDS) -> list[dict[str, Memory]]:
+        """``count`` samples, ``every`` seconds apart."""
+        taken = []
+        for i in range(count):
+            if i:
+                time.sleep(every)
+            taken.append(self.sample())
+        return taken
 
     def stop(self) -> None:
         self.proc.send_signal(signal.SIGTERM)
@@ -164,28 +203,34 @@ class Stack:
 
 
 def measure(
-    minutes: float = 0.0, env_extra: dict[str, str] | None = None, every: float = 1.0
+    minutes: float = 0.0,
+    env_extra: dict[str, str] | None = None,
+    every: float = 1.0,
+    samples: int = SAMPLES,
 ) -> dict[str, object]:
-    """Steady-state figures of every service, then (``minutes`` > 0) the total PSS every
-    ``every`` minutes and every service's figures once more at the end."""
+    """Steady-state figures of every service (medians of ``samples`` samples), then
+    (``minutes`` > 0) the median total PSS of a few samples every ``every`` minutes and every
+    service's figures once more at the end."""
     stack = Stack(env_extra)
     series: list[tuple[float, int]] = []
     try:
         stack.wait_steady()
-        first = stack.sample()
+        taken = stack.samples(samples)
+        first = median(taken)
+        totals = [total_pss(sample) for sample in taken]
         later: dict[str, Memory] = {}
-        series.append((0.0, sum(m.pss_bytes for m in first.values())))
+        series.append((0.0, total_pss(first)))
         started = time.monotonic()
         while minutes > 0 and (elapsed := (time.monotonic() - started) / 60) < minutes:
             time.sleep(max(0.0, min(every, minutes - elapsed)) * 60)
-            later = stack.sample()
-            series.append(
-                ((time.monotonic() - started) / 60, sum(m.pss_bytes for m in later.values()))
-            )
+            later = median(stack.samples(3))
+            series.append(((time.monotonic() - started) / 60, total_pss(later)))
     finally:
         stack.stop()
     return {
         "steady": {name: asdict(m) for name, m in sorted(first.items())},
+        "steady_total_pss_range": [min(totals), max(totals)],
+        "samples": samples,
         "later": {name: asdict(m) for name, m in sorted(later.items())},
         "minutes": minutes,
         "total_pss_series": series,
@@ -202,24 +247,28 @@ def main() -> int:
     parser.add_argument("--every", type=float, default=1.0, help="minutes between samples")
     parser.add_argument("--json", action="store_true")
     parser.add_argument(
+        "--samples", type=int, default=SAMPLES, help="samples 5 s apart; figures are medians"
+    )
+    parser.add_argument(
         "--no-fork",
         action="store_true",
         help="HOMESEC_RUN_FORK=false: every service its own interpreter, nothing shared",
     )
     args = parser.parse_args()
     env = {"HOMESEC_RUN_FORK": "false"} if args.no_fork else None
-    result = measure(args.minutes, env, args.every)
+    result = measure(args.minutes, env, args.every, max(1, args.samples))
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
     steady: dict[str, dict[str, int]] = result["steady"]  # type: ignore[assignment]
     later: dict[str, dict[str, int]] = result["later"]  # type: ignore[assignment]
-    header = f"{'service':<14} {'RSS MB':>8} {'PSS MB':>8}"
+    header = f"{'service':<14} {'RSS MB':>8} {'PSS MB':>8} {'anon':>6} {'file':>6}"
     if later:
         header += f" {'PSS MB after':>13} {'growth':>8}"
     print(header)
     for name, m in steady.items():
         line = f"{name:<14} {mb(m['rss_bytes']):>8} {mb(m['pss_bytes']):>8}"
+        line += f" {mb(m['pss_anon_bytes']):>6} {mb(m['pss_file_bytes']):>6}"
         if name in later:
             after = later[name]["pss_bytes"]
             line += f" {mb(after):>13} {(after - m['pss_bytes']) / max(1, m['pss_bytes']):>+8.1%}"
@@ -227,10 +276,14 @@ def main() -> int:
     total_rss = sum(m["rss_bytes"] for m in steady.values())
     total_pss = sum(m["pss_bytes"] for m in steady.values())
     line = f"{'total':<14} {mb(total_rss):>8} {mb(total_pss):>8}"
+    line += f" {mb(sum(m['pss_anon_bytes'] for m in steady.values())):>6}"
+    line += f" {mb(sum(m['pss_file_bytes'] for m in steady.values())):>6}"
     if later:
         after_total = sum(m["pss_bytes"] for m in later.values())
         line += f" {mb(after_total):>13} {(after_total - total_pss) / max(1, total_pss):>+8.1%}"
     print(line)
+    low, high = result["steady_total_pss_range"]  # type: ignore[misc]
+    print(f"total PSS over the {result['samples']} samples: {mb(low)} to {mb(high)} MB")
     series: list[tuple[float, int]] = result["total_pss_series"]  # type: ignore[assignment]
     if len(series) > 1:
         print("total PSS MB by minute: " + ", ".join(f"{t:.0f}: {mb(v)}" for t, v in series))

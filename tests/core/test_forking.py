@@ -109,21 +109,25 @@ def test_sigterm_stops_a_fork_and_wait_times_out_while_it_runs(module, tmp_path)
     assert run["code"] == -signal.SIGTERM
 
 
-def test_a_failed_preload_forks_nothing(tmp_path):
-    """The preloader cannot import a service's main: no service, and the caller goes on (the
-    runner retries with backoff)."""
+def test_a_service_that_cannot_be_preloaded_fails_alone(module, tmp_path):
+    """One service's modules do not import: it is still forked and fails in its own process
+    (status 1, its traceback), and the other service runs."""
     script = (
-        "import os, sys\n"
+        "import json, os, sys\n"
+        f"sys.path.insert(0, {str(module)!r})\n"
         "from homesec.forking import become_subreaper, fork_services\n"
         "from homesec.services import ServiceInfo\n"
         "assert become_subreaper()\n"
-        "print(len(fork_services([ServiceInfo('ghost', 'no_such_module_here', 0)], dict(os.environ))))\n"
+        "ghost, probe = ServiceInfo('ghost', 'no_such_module_here', 0), ServiceInfo('probe', 'forkprobe', 0)\n"
+        f"env = dict(os.environ, FORKPROBE_DO='exit3', FORKPROBE_OUT={str(tmp_path / 'out.txt')!r})\n"
+        "children = fork_services([ghost, probe], env)\n"
+        "print(json.dumps({c.info.name: c.wait(30) for c in children}))\n"
     )
     out = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
     )
-    assert out.stdout.strip() == "0"
-    assert "no_such_module_here" in out.stderr  # the preloader's traceback
+    assert json.loads(out.stdout.splitlines()[-1]) == {"ghost": 1, "probe": 3}
+    assert "No module named no_such_module_here" in out.stderr  # the ghost's own traceback
 
 
 def test_the_runner_reads_its_settings_without_importing_pydantic(tmp_path):

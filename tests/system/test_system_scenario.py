@@ -64,7 +64,6 @@ def test_arm_alert_label_upload_status_disarm(stack, make_bus, slack, s3):
     watcher.subscribe(TRAINING_LABELS, labels)
     watcher.start()
     stack.start()
-    started = time.monotonic()
 
     # Arm over a signed slash command.
     response, _ = stack.command("/homesec", "arm")
@@ -126,8 +125,13 @@ def test_arm_alert_label_upload_status_disarm(stack, make_bus, slack, s3):
     assert stack.metric("camera", "homesec_camera_frames_published_total") > 50
     assert stack.metric("detector", "homesec_detector_motion_events_total") >= 1
     assert stack.metric("detector", "homesec_detector_alerts_total") >= 1
-    assert stack.metric("slack-gateway", "homesec_slack_alerts_sent_total") == 1
-    assert stack.metric("slack-gateway", "homesec_slack_clips_sent_total") == 1
+    # (the demo person walks in every 50 s: on a slow machine the next walk-in may have alerted
+    # too by now; the counters must match what Slack received)
+    sent = len(alert_messages(slack))
+    assert stack.metric("slack-gateway", "homesec_slack_alerts_sent_total") == sent
+    assert stack.metric("slack-gateway", "homesec_slack_clips_sent_total") == len(
+        slack.files_named(".mp4")
+    )
     assert stack.metric("slack-gateway", "homesec_slack_labels_total") == 1
     assert stack.metric("uploader", "homesec_uploader_uploaded_objects_total") >= 3
     assert stack.metric("presence", "homesec_presence_polls_total") >= 1
@@ -137,13 +141,11 @@ def test_arm_alert_label_upload_status_disarm(stack, make_bus, slack, s3):
     # Disarm: the next walk-in is a motion event that alerts nobody.
     response, _ = stack.command("/homesec", "disarm")
     assert response.status_code == 200
+    alerts_armed, stills_armed = len(alert_messages(slack)), len(slack.files_named(".jpg"))
     seen = len(events.payloads)
-    wait_until(
-        lambda: any(e.type == "start" for e in events.payloads[seen:]),
-        timeout=max(10.0, 50 + 30 - (time.monotonic() - started)),
-    )
+    wait_until(lambda: any(e.type == "start" for e in events.payloads[seen:]), timeout=60)
     later = [e for e in events.payloads[seen:] if e.type == "start"]
     assert not later[0].decision.alert and "disarm" in later[0].decision.reason.lower()
     time.sleep(3)
-    assert len(alert_messages(slack)) == 1
-    assert len(slack.shared_files()) == 2  # the one alert's still and clip
+    assert len(alert_messages(slack)) == alerts_armed
+    assert len(slack.files_named(".jpg")) == stills_armed  # no still after the disarm

@@ -66,15 +66,27 @@ def preload(services: Iterable[ServiceInfo]) -> list[str]:
     """Import what forks will share: the core library, every service's ``main`` module with
     all it imports (NumPy and OpenCV for the camera and the detector; each service's settings
     models, built once here instead of in every child) and what each imports only once it
-    runs (``ServiceInfo.runtime_imports``). Returns what was imported."""
-    wanted = [*COMMON_IMPORTS]
-    for info in services:
-        wanted += [f"{info.module}.main", *info.runtime_imports]
-    for module in wanted:
+    runs (``ServiceInfo.runtime_imports``). A service whose modules fail to import is left to
+    fail in its own fork (with its own traceback and restarts), not to stop the others.
+    Returns what was imported."""
+    imported = []
+    for module in COMMON_IMPORTS:
         importlib.import_module(module)
+        imported.append(module)
+    for info in services:
+        for module in (f"{info.module}.main", *info.runtime_imports):
+            try:
+                importlib.import_module(module)
+            except Exception as exc:  # its own fork reports it
+                log.warning(
+                    "not preloaded; the service imports it itself",
+                    extra={"service": info.name, "import": module, "error": repr(exc)},
+                )
+                continue
+            imported.append(module)
     gc.collect()
     gc.freeze()
-    return wanted
+    return imported
 
 
 class ForkedService:
@@ -114,7 +126,8 @@ class ForkedService:
 def fork_services(services: Sequence[ServiceInfo], env: dict[str, str]) -> list[ForkedService]:
     """Fork ``services`` from a preloader that exits once they run; the caller must be a
     subreaper (:func:`become_subreaper`). Returns the services that were forked: none when
-    the preloader failed (its traceback is on stderr), so the caller restarts them later."""
+    the preloader itself failed (its traceback is on stderr; the caller restarts them
+    later)."""
     read_end, write_end = os.pipe()
     sys.stdout.flush()
     sys.stderr.flush()
