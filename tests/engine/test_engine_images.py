@@ -4,6 +4,7 @@ an unprivileged user, and the licence notices of what it redistributes."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from engine import IMAGE_TAG, SERVICES, Compose, in_image, run
@@ -71,3 +72,41 @@ def test_engine_image_carries_licence_notices(service: str, built: Compose) -> N
     # test data never goes into an image
     assert "bgslibrary" not in notices.lower()
     assert "coco_fastestdet" not in notices
+
+
+SHARED = {
+    # package directory in site-packages → the images that must read it from one layer
+    "pydantic_core": SERVICES,
+    "paho": SERVICES,
+    "prometheus_client": SERVICES,
+    "cv2": ("camera", "detector"),
+    "numpy": ("camera", "detector"),
+}
+
+
+def layer_holding(service: str, package: str) -> str:
+    """The overlay2 layer directory the image's ``package`` is read from (the topmost holding it)."""
+    driver = json.loads(run(["docker", "image", "inspect", "-f", "{{json .GraphDriver}}",
+                             image(service)]).stdout)  # fmt: skip
+    if driver["Name"] != "overlay2":
+        pytest.skip(f"storage driver {driver['Name']}: layers not inspectable")
+    data = driver["Data"]
+    dirs = [data["UpperDir"], *data.get("LowerDir", "").split(":")]
+    for layer in filter(None, dirs):
+        site = Path(layer) / "opt" / "venv" / "lib"
+        try:
+            if any(site.glob(f"python3*/site-packages/{package}")):
+                return layer
+        except PermissionError:
+            pytest.skip(f"{layer} not readable: run as root on the engine's host")
+    raise AssertionError(f"{service}: {package} in no layer")
+
+
+def test_engine_images_share_the_dependency_layers(built: Compose) -> None:
+    """Containers share a library's page-cache pages only when they map the same file of the
+    same lower layer (docs/performance.md, memory under the engine): every image reads the core
+    library's dependencies from one layer (common-base), the camera and the detector NumPy and
+    OpenCV from another (vision-base), and no image's own layer carries a copy."""
+    for package, services in SHARED.items():
+        layers = {s: layer_holding(s, package) for s in services}
+        assert len(set(layers.values())) == 1, f"{package} read from separate layers: {layers}"
