@@ -153,6 +153,11 @@ class ReplayPool:
         return len(self._procs)
 
     @property
+    def pids(self) -> list[int]:
+        """The workers' process ids."""
+        return [p.pid for p in self._procs if p.pid is not None]
+
+    @property
     def model_checks(self) -> int:
         return len(self._new_answers)
 
