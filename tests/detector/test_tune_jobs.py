@@ -79,10 +79,10 @@ def test_a_pool_returns_what_one_replayer_returns_stops_included(
     must_alert = frozenset(o.key for o in baseline if o.alert and o.occupied)
     fp = sum(o.alert and not o.occupied for o in baseline)
     order = replay_order(baseline, {})
-    bounds = [
+    bounds = [  # a stop first: the full replay after it uses what was replayed past the stop
+        Bound(must_alert, (0, -len(must_alert)), order),  # unbeatable: stops at the first event
         Bound(),
         Bound(must_alert, (fp, -len(must_alert)), order),  # the search's first bound
-        Bound(must_alert, (0, -len(must_alert)), order),  # unbeatable: stops at the first event
         Bound(must_alert, None, tuple(reversed(order))),
     ]
     deaf = with_knob(base, Knob("evidence", "min_score", 0.99))  # loses every occupied event
