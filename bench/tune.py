@@ -121,6 +121,12 @@ def row(name: str, events: int, r: dict[str, Any], ref: float | None = None) -> 
     )
 
 
+def _cpu(r: dict[str, Any]) -> str:
+    """CPU seconds: this process's, and each worker's (the critical path when cores are free)."""
+    workers = "+".join(f"{s:.1f}" for s in r["worker_cpu_seconds"])
+    return f"{r['cpu_seconds']:.1f}" + (f" (parent) + {workers} (workers)" if workers else "")
+
+
 def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--seeds", type=int, default=5, help="draws of the evaluation set (~56 each)")
@@ -195,10 +201,11 @@ def main() -> int:
         print(row("warm, answers only", len(events), warm_answers, cold["seconds"]))
         for jobs in args.jobs:
             r = colds[jobs]
+            w = warms[jobs]
             print(
                 f"jobs {jobs}: cold {r['speculative_replays']} speculative replays, "
-                f"{r['model_runs']} model runs in all; warm "
-                f"{warms[jobs]['speculative_replays']} speculative replays"
+                f"{r['model_runs']} model runs in all, CPU s {_cpu(r)}; warm "
+                f"{w['speculative_replays']} speculative replays, CPU s {_cpu(w)}"
             )
         if not args.no_exhaustive:
             print(

@@ -89,7 +89,7 @@ def run_tune(
     answers and the motion tracks kept on disk between runs, read and added to;
     ``frame_memory``: bytes of frames kept in memory between replays, in all; ``jobs``: worker
     processes replaying (1: all in this process), same result)."""
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     jobs = max(1, min(jobs, len(events)))
     if jobs == 1:
         replayer = Replayer(
@@ -109,6 +109,7 @@ def run_tune(
             "tracks_from_disk": tracks.hits if tracks is not None else 0,
             "speculative_replays": 0,
             "model_runs": replayer.model_checks,
+            "worker_cpu_seconds": [],
         }
     else:
         with ReplayPool(
@@ -130,6 +131,7 @@ def run_tune(
             "tracks_from_disk": pool.tracks_from_disk,
             "speculative_replays": pool.speculative_replays,
             "model_runs": pool.model_runs,
+            "worker_cpu_seconds": pool.cpu_seconds,
         }
     diff = env_diff(settings, proposal.settings)
     current, proposed = score(baseline), score(proposal.outcomes)
@@ -152,6 +154,7 @@ def run_tune(
         "jobs": jobs,
         **counts,
         "seconds": round(time.perf_counter() - started, 3),
+        "cpu_seconds": round(time.process_time() - cpu_started, 3),
         "at": time.time(),
     }
 

@@ -109,6 +109,7 @@ class ReplayPool:
         self._touched: set[str] = set()
         self._generation = 0
         self._configured: list[int] = [0] * jobs
+        self._cpu: dict[int, float] = {}
         self._keys = [e.key for e in events]
         near = answers.path.parent if answers is not None else None
         self._scratch = Path(tempfile.mkdtemp(prefix="homesec-tune-jobs-", dir=near))
@@ -156,6 +157,12 @@ class ReplayPool:
     def pids(self) -> list[int]:
         """The workers' process ids."""
         return [p.pid for p in self._procs if p.pid is not None]
+
+    @property
+    def cpu_seconds(self) -> list[float]:
+        """Each worker's CPU time, as of its last reply (the load it took, whatever else ran
+        beside it)."""
+        return [round(self._cpu.get(n, 0.0), 3) for n in range(len(self._procs))]
 
     @property
     def model_checks(self) -> int:
@@ -229,11 +236,12 @@ class ReplayPool:
 
     def _receive(self, generation: int, done: dict[int, Done]) -> None:
         """Wait for replies; this generation's go into ``done`` (consumed in order)."""
-        for reply in self._replies():
+        for n, reply in self._replies():
             if isinstance(reply, Failed):
                 raise WorkerError(f"a replay worker failed:\n{reply.message}")
             if not isinstance(reply, Done):
                 continue
+            self._cpu[n] = reply.cpu_seconds
             self.model_runs += reply.usage.model_runs
             self._touched |= reply.usage.old_tracks
             if reply.generation == generation:
@@ -241,15 +249,15 @@ class ReplayPool:
             else:
                 self.speculative_replays += 1
 
-    def _replies(self, timeout: float | None = None) -> list[Reply]:
-        """The replies waiting (blocks until one comes, at most ``timeout``);
+    def _replies(self, timeout: float | None = None) -> list[tuple[int, Reply]]:
+        """The replies waiting, by worker (blocks until one comes, at most ``timeout``);
         :class:`WorkerError` if a worker is gone."""
         ready = wait(self._conns, timeout)
-        replies: list[Reply] = []
+        replies: list[tuple[int, Reply]] = []
         for n, conn in enumerate(self._conns):
             while conn in ready and conn.poll():
                 try:
-                    replies.append(conn.recv())
+                    replies.append((n, conn.recv()))
                 except (EOFError, OSError):
                     raise self._gone(n) from None
         return replies
@@ -278,6 +286,7 @@ class ReplayPool:
                     if isinstance(reply, Failed):
                         raise WorkerError(f"a replay worker failed:\n{reply.message}")
                     if isinstance(reply, Done):
+                        self._cpu[n] = reply.cpu_seconds
                         self.speculative_replays += 1
                         self.model_runs += reply.usage.model_runs
                         self._touched |= reply.usage.old_tracks

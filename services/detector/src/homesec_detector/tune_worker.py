@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
+from time import process_time
 
 import cv2
 
@@ -81,6 +82,8 @@ class Done:
     position: int
     outcome: EventOutcome
     usage: Usage
+    cpu_seconds: float
+    """The worker's CPU time so far (``time.process_time``)."""
 
 
 @dataclass(frozen=True)
@@ -264,7 +267,8 @@ def serve(conn: Connection, job: WorkerJob) -> None:
                     conn.send(Skipped(message.generation, message.position))
                     continue
                 outcome, usage = worker.replay(message.index, settings)
-                conn.send(Done(message.generation, message.position, outcome, usage))
+                done = Done(message.generation, message.position, outcome, usage, process_time())
+                conn.send(done)
         worker.close()
     except EOFError:
         pass  # the pool is gone
