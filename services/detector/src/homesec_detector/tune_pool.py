@@ -249,10 +249,10 @@ class ReplayPool:
             else:
                 self.speculative_replays += 1
 
-    def _replies(self, timeout: float | None = None) -> list[tuple[int, Reply]]:
-        """The replies waiting, by worker (blocks until one comes, at most ``timeout``);
-        :class:`WorkerError` if a worker is gone."""
-        ready = wait(self._conns, timeout)
+    def _replies(self) -> list[tuple[int, Reply]]:
+        """The replies waiting, by worker (blocks until one comes); :class:`WorkerError` if a
+        worker is gone."""
+        ready = wait(self._conns)
         replies: list[tuple[int, Reply]] = []
         for n, conn in enumerate(self._conns):
             while conn in ready and conn.poll():
