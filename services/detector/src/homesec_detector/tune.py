@@ -380,6 +380,10 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError, sqlite3.Error, WorkerError) as exc:
         print(f"homesec tune: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        progress.end()
+        print("homesec tune: interrupted (nothing proposed)", file=sys.stderr)
+        return 130
     result["skipped"] = skipped
     if args.apply is not None and result["proposal"]["env"]:
         old = args.apply.read_text(encoding="utf-8") if args.apply.is_file() else ""
