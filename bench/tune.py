@@ -1,12 +1,14 @@
 """``homesec tune`` benchmark: a few hundred events, cold and warm, against the exhaustive search.
 
     uv run python bench/tune.py [--seeds N] [--max-frames N] [--baseline-seeds N] [--keep DIR]
+                                [--jobs N [N ...]] [--no-exhaustive]
 
 The training set is ``--seeds`` draws of the evaluation set (``trainset_build.write_eval_set``:
 ~56 clips per draw at 640x480 and 320x240, person clips occupied but two far-away figures the
 owner called unoccupied, everything else unoccupied), replayed as ``homesec tune`` does
 (``--max-frames`` event frames after the pre-roll, 10 fps), one thread, the models loaded
-outside the timings. Runs, each with fresh in-memory caches:
+outside the timings (``--jobs`` above 1: each worker loads them, inside the timings). Runs,
+each with fresh in-memory caches:
 
 * **cold**: ``run_tune`` with an empty answers file (every model answer computed once);
 * **warm**: ``run_tune`` again on the answers and motion tracks the cold run left (a second
@@ -17,7 +19,11 @@ outside the timings. Runs, each with fresh in-memory caches:
   the same search and caches, but every candidate replayed on every event (no bound: the
   search as it was before the bound), next to a cold run on the same events for the ratio.
 
-Every run must propose the same. Prints seconds, model runs, replays and the ratios.
+``--jobs 1 2`` runs the cold and warm runs once per ``--jobs`` value (``run_tune(jobs=N)``,
+each with its own files; the other runs use the first value), ``--no-exhaustive`` leaves out the
+exhaustive run and its cold run. Every run must propose the same, and the cold (and warm) runs
+of every ``--jobs`` the same replays and model runs. Prints seconds, model runs, replays and the
+ratios.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import os
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import argparse
+import json
 import shutil
 import tempfile
 import time
@@ -51,14 +58,24 @@ docs/performance.md); the evaluation's --check-ms 80 vs 20 assumes the same 4x."
 
 
 def timed_tune(
-    events: list[TrainingEvent], settings: DetectorSettings, frames: int, files: Path | None
+    events: list[TrainingEvent],
+    settings: DetectorSettings,
+    frames: int,
+    files: Path | None,
+    jobs: int = 1,
 ) -> dict[str, Any]:
     """``run_tune`` keeping the model's answers and the motion tracks in ``files`` (a folder)."""
     store = ModelAnswers(files / "answers.sqlite", model_identity(settings)) if files else None
     tracks = MotionTracks(files / "tracks.sqlite") if files else None
     try:
         result = run_tune(
-            events, settings, fps=10.0, max_frames=frames, answers=store, tracks=tracks
+            events,
+            settings,
+            fps=10.0,
+            max_frames=frames,
+            answers=store,
+            tracks=tracks,
+            jobs=jobs,
         )
     finally:
         for kept in (store, tracks):
@@ -104,12 +121,22 @@ def row(name: str, events: int, r: dict[str, Any], ref: float | None = None) -> 
     )
 
 
+def _cpu(r: dict[str, Any]) -> str:
+    """CPU seconds: this process's, and each worker's (the critical path when cores are free)."""
+    workers = "+".join(f"{s:.1f}" for s in r["worker_cpu_seconds"])
+    return f"{r['cpu_seconds']:.1f}" + (f" (parent) + {workers} (workers)" if workers else "")
+
+
 def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--seeds", type=int, default=5, help="draws of the evaluation set (~56 each)")
     p.add_argument("--baseline-seeds", type=int, default=1, help="draws the exhaustive run gets")
     p.add_argument("--max-frames", type=int, default=100)
     p.add_argument("--keep", type=Path, help="build the set here once and reuse it")
+    p.add_argument(
+        "--jobs", type=int, nargs="+", default=[1], help="worker processes (cold, warm per value)"
+    )
+    p.add_argument("--no-exhaustive", action="store_true", help="leave out the exhaustive run")
     args = p.parse_args()
     cv2.setNumThreads(1)
     tmp = Path(tempfile.mkdtemp(prefix="bench-tune-"))
@@ -123,23 +150,34 @@ def main() -> int:
         settings = DetectorSettings()
         Replayer(settings, 10.0).detector()  # the models' files are read once, outside
 
-        cold = timed_tune(events, settings, args.max_frames, tmp / "kept")
-        only = tmp / "answers-only"
-        only.mkdir()
-        shutil.copy(tmp / "kept" / "answers.sqlite", only / "answers.sqlite")
-        warm = timed_tune(events, settings, args.max_frames, tmp / "kept")
-        warm_answers = timed_tune(events, settings, args.max_frames, only)
-        few_cold = timed_tune(few, settings, args.max_frames, tmp / "few")
-        slow = exhaustive(few, settings, args.max_frames)
+        first = args.jobs[0]
+        colds: dict[int, dict[str, Any]] = {}
+        warms: dict[int, dict[str, Any]] = {}
+        for jobs in args.jobs:
+            kept = tmp / f"kept-{jobs}"
+            colds[jobs] = timed_tune(events, settings, args.max_frames, kept, jobs)
+            if jobs == first:
+                only = tmp / "answers-only"
+                only.mkdir()
+                shutil.copy(kept / "answers.sqlite", only / "answers.sqlite")
+            warms[jobs] = timed_tune(events, settings, args.max_frames, kept, jobs)
+        cold, warm = colds[first], warms[first]
+        warm_answers = timed_tune(events, settings, args.max_frames, only, first)
         proposals = {
             "cold": cold["proposal"]["env"],
             "warm": warm["proposal"]["env"],
             "warm, answers only": warm_answers["proposal"]["env"],
-            "subset cold": few_cold["proposal"]["env"],
-            "subset exhaustive": slow["env"],
+            **{f"cold, jobs {j}": r["proposal"]["env"] for j, r in colds.items()},
+            **{f"warm, jobs {j}": r["proposal"]["env"] for j, r in warms.items()},
         }
-        assert proposals["cold"] == proposals["warm"] == proposals["warm, answers only"], proposals
-        assert proposals["subset cold"] == proposals["subset exhaustive"], proposals
+        assert len({json.dumps(p, sort_keys=True) for p in proposals.values()}) == 1, proposals
+        for runs in (colds, warms):
+            counts = {j: (r["replays"], r["model_checks"]) for j, r in runs.items()}
+            assert len(set(counts.values())) == 1, counts
+        if not args.no_exhaustive:
+            few_cold = timed_tune(few, settings, args.max_frames, tmp / "few", first)
+            slow = exhaustive(few, settings, args.max_frames)
+            assert few_cold["proposal"]["env"] == slow["env"], (few_cold, slow)
 
         frames = sum(e.preroll + min(e.frames, args.max_frames) for e in events)
         print(
@@ -151,16 +189,31 @@ def main() -> int:
             f"{'run':26} {'events':>6} {'tried':>5} {'replays':>7} {'models':>7} "
             f"{'seconds':>8} {'ratio':>6}  Pi est. s (x{PI_FACTOR:g})"
         )
-        print(row("exhaustive (baseline)", len(few), slow))
-        print(row("cold (homesec tune)", len(few), few_cold, slow["seconds"]))
-        print(row("cold (homesec tune)", len(events), cold))
-        print(row("warm (second run)", len(events), warm, cold["seconds"]))
+        if not args.no_exhaustive:
+            print(row("exhaustive (baseline)", len(few), slow))
+            print(row("cold (homesec tune)", len(few), few_cold, slow["seconds"]))
+        for jobs in args.jobs:
+            ref = colds[first]["seconds"] if jobs != first else None
+            print(row(f"cold, jobs {jobs}", len(events), colds[jobs], ref))
+        for jobs in args.jobs:
+            ref = warms[first]["seconds"] if jobs != first else None
+            print(row(f"warm, jobs {jobs}", len(events), warms[jobs], ref))
         print(row("warm, answers only", len(events), warm_answers, cold["seconds"]))
-        print(
-            f"cold/exhaustive on {len(few)} events: {few_cold['seconds'] / slow['seconds']:.3f} "
-            f"({slow['seconds'] / few_cold['seconds']:.1f}x faster); "
-            f"warm/cold on {len(events)}: {warm['seconds'] / cold['seconds']:.3f}"
-        )
+        for jobs in args.jobs:
+            r = colds[jobs]
+            w = warms[jobs]
+            print(
+                f"jobs {jobs}: cold {r['speculative_replays']} speculative replays, "
+                f"{r['model_runs']} model runs in all, CPU s {_cpu(r)}; warm "
+                f"{w['speculative_replays']} speculative replays, CPU s {_cpu(w)}"
+            )
+        if not args.no_exhaustive:
+            print(
+                f"cold/exhaustive on {len(few)} events: "
+                f"{few_cold['seconds'] / slow['seconds']:.3f} "
+                f"({slow['seconds'] / few_cold['seconds']:.1f}x faster)"
+            )
+        print(f"warm/cold on {len(events)}: {warm['seconds'] / cold['seconds']:.3f}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return 0

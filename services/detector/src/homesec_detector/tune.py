@@ -19,8 +19,9 @@ import sqlite3
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 
 from homesec.files import atomic_write
 from homesec.settings import load_settings
@@ -29,9 +30,10 @@ from homesec_detector.settings import DetectorSettings
 from homesec_detector.trainset import TrainingEvent, open_training_set
 from homesec_detector.tune_cache import CACHE_FILE, ModelAnswers, model_identity
 from homesec_detector.tune_frames import FRAME_BUDGET_BYTES, FrameCache
+from homesec_detector.tune_pool import MAX_DEFAULT_JOBS, ReplayPool, WorkerError, default_jobs
 from homesec_detector.tune_replay import Bound, EventOutcome, Replayer, Stopped
 from homesec_detector.tune_result import RESULT_FILE
-from homesec_detector.tune_search import apply_env, env_diff, score, search
+from homesec_detector.tune_search import Proposal, apply_env, env_diff, score, search
 from homesec_detector.tune_tracks import TRACKS_FILE, MotionTracks
 
 
@@ -81,39 +83,56 @@ def run_tune(
     answers: ModelAnswers | None = None,
     tracks: MotionTracks | None = None,
     frame_memory: int = FRAME_BUDGET_BYTES,
+    jobs: int = 1,
 ) -> dict[str, Any]:
     """The whole tune as a JSON-able result (no printing; ``answers``, ``tracks``: the model's
     answers and the motion tracks kept on disk between runs, read and added to;
-    ``frame_memory``: bytes of frames kept in memory between replays)."""
-    started = time.perf_counter()
-    replayer = Replayer(
-        settings,
-        fps,
-        max_frames=max_frames,
-        check_ms=check_ms,
-        answers=answers,
-        tracks=tracks,
-        frame_cache=FrameCache(frame_memory),
-    )
-
-    def evaluate(candidate: DetectorSettings, bound: Bound) -> list[EventOutcome] | Stopped:
-        return replayer.outcomes(events, candidate, bound=bound)
-
-    if progress is not None:
-        progress.start("replaying", len(events))
-    baseline = replayer.outcomes(events, settings, progress=progress.step if progress else None)
-    assert not isinstance(baseline, Stopped)
-    if progress is not None:
-        progress.start("searching", 40)
-    proposal = search(
-        settings,
-        baseline,
-        evaluate,
-        masks=masks and len({e.camera for e in events}) == 1,
-        on_candidate=progress.step if progress else None,
-    )
-    if progress is not None:
-        progress.end()
+    ``frame_memory``: bytes of frames kept in memory between replays, in all; ``jobs``: worker
+    processes replaying (1: all in this process), same result)."""
+    started, cpu_started = time.perf_counter(), time.process_time()
+    jobs = max(1, min(jobs, len(events)))
+    if jobs == 1:
+        replayer = Replayer(
+            settings,
+            fps,
+            max_frames=max_frames,
+            check_ms=check_ms,
+            answers=answers,
+            tracks=tracks,
+            frame_cache=FrameCache(frame_memory),
+        )
+        proposal, baseline = _search(replayer, events, settings, masks, progress)
+        counts = {
+            "replays": replayer.replays,
+            "model_checks": replayer.model_checks,
+            "answers_from_disk": answers.hits if answers is not None else 0,
+            "tracks_from_disk": tracks.hits if tracks is not None else 0,
+            "speculative_replays": 0,
+            "model_runs": replayer.model_checks,
+            "worker_cpu_seconds": [],
+        }
+    else:
+        with ReplayPool(
+            events,
+            settings,
+            fps,
+            jobs=jobs,
+            max_frames=max_frames,
+            check_ms=check_ms,
+            frame_memory=frame_memory,
+            answers=answers,
+            tracks=tracks,
+        ) as pool:
+            proposal, baseline = _search(pool, events, settings, masks, progress)
+        counts = {
+            "replays": pool.replays,
+            "model_checks": pool.model_checks,
+            "answers_from_disk": pool.answers_from_disk,
+            "tracks_from_disk": pool.tracks_from_disk,
+            "speculative_replays": pool.speculative_replays,
+            "model_runs": pool.model_runs,
+            "worker_cpu_seconds": pool.cpu_seconds,
+        }
     diff = env_diff(settings, proposal.settings)
     current, proposed = score(baseline), score(proposal.outcomes)
     return {
@@ -132,13 +151,55 @@ def run_tune(
             set(current["false_alerts"]) - set(proposed["false_alerts"])
         ),
         "candidates_tried": proposal.tried,
-        "replays": replayer.replays,
-        "model_checks": replayer.model_checks,
-        "answers_from_disk": answers.hits if answers is not None else 0,
-        "tracks_from_disk": tracks.hits if tracks is not None else 0,
+        "jobs": jobs,
+        **counts,
         "seconds": round(time.perf_counter() - started, 3),
+        "cpu_seconds": round(time.process_time() - cpu_started, 3),
         "at": time.time(),
     }
+
+
+class Replays(Protocol):
+    """A :class:`Replayer` or a :class:`ReplayPool`: outcomes under a setting."""
+
+    def outcomes(
+        self,
+        events: Sequence[TrainingEvent],
+        settings: DetectorSettings,
+        *,
+        progress: Callable[[], None] | None = None,
+        bound: Bound | None = None,
+    ) -> list[EventOutcome] | Stopped: ...
+
+
+def _search(
+    replays: Replays,
+    events: list[TrainingEvent],
+    settings: DetectorSettings,
+    masks: bool,
+    progress: Progress | None,
+) -> tuple[Proposal, list[EventOutcome]]:
+    """The baseline replay, then the search; (the proposal, the baseline's outcomes)."""
+
+    def evaluate(candidate: DetectorSettings, bound: Bound) -> list[EventOutcome] | Stopped:
+        return replays.outcomes(events, candidate, bound=bound)
+
+    if progress is not None:
+        progress.start("replaying", len(events))
+    baseline = replays.outcomes(events, settings, progress=progress.step if progress else None)
+    assert not isinstance(baseline, Stopped)
+    if progress is not None:
+        progress.start("searching", 40)
+    proposal = search(
+        settings,
+        baseline,
+        evaluate,
+        masks=masks and len({e.camera for e in events}) == 1,
+        on_candidate=progress.step if progress else None,
+    )
+    if progress is not None:
+        progress.end()
+    return proposal, baseline
 
 
 def format_table(title: str, s: dict[str, Any]) -> str:
@@ -186,6 +247,11 @@ def format_result(result: dict[str, Any]) -> str:
         f"{result['tracks_from_disk']} motion tracks from earlier runs), "
         f"{result['seconds']:.1f} s"
     )
+    if result["jobs"] > 1:
+        lines.append(
+            f"{result['jobs']} worker processes: {result['speculative_replays']} replays past a "
+            f"stop (dropped), {result['model_runs']} model runs in all"
+        )
     return "\n".join(lines)
 
 
@@ -258,6 +324,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="frames kept in memory between replays (default %(default)s MB)",
     )
     p.add_argument(
+        "--jobs",
+        type=int,
+        default=default_jobs(),
+        metavar="N",
+        help="worker processes replaying events (default: the usable CPUs, at most "
+        f"{MAX_DEFAULT_JOBS}: %(default)s; 1: in this process); the result does not depend on it",
+    )
+    p.add_argument(
         "--check-ms",
         type=float,
         default=DEFAULT_CHECK_MS,
@@ -297,14 +371,19 @@ def main(argv: list[str] | None = None) -> int:
                     answers=answers,
                     tracks=tracks,
                     frame_memory=args.frame_memory * 2**20,
+                    jobs=args.jobs,
                 )
             finally:
                 for store in (answers, tracks):
                     if store is not None:
                         store.close()
-    except (OSError, ValueError, sqlite3.Error) as exc:
+    except (OSError, ValueError, sqlite3.Error, WorkerError) as exc:
         print(f"homesec tune: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        progress.end()
+        print("homesec tune: interrupted (nothing proposed)", file=sys.stderr)
+        return 130
     result["skipped"] = skipped
     if args.apply is not None and result["proposal"]["env"]:
         old = args.apply.read_text(encoding="utf-8") if args.apply.is_file() else ""

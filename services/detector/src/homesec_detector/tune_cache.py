@@ -14,7 +14,7 @@ import hashlib
 import json
 import sqlite3
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import cv2
 
@@ -51,12 +51,31 @@ def model_identity(settings: DetectorSettings) -> str:
     return hashlib.sha1(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 
+class AnswerStore(Protocol):
+    """Where a replay's person checks look up and keep the model's answers."""
+
+    def get(self, key: str) -> list[Detection] | None: ...
+
+    def put(self, key: str, found: list[Detection]) -> None: ...
+
+
 class ModelAnswers:
     """A SQLite file of answers for one model identity (written on :meth:`close`)."""
 
-    def __init__(self, path: Path, identity: str) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+    def __init__(self, path: Path, identity: str, *, readonly: bool = False) -> None:
+        """``readonly``: only read an existing file of ``identity`` (a replay worker's view
+        while another process owns the file)."""
         self.path = path
+        self.identity = identity
+        self.hits = 0
+        self.added = 0
+        if readonly:
+            self._db = sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True)
+            row = self._db.execute("SELECT value FROM meta WHERE name = 'identity'").fetchone()
+            if row is None or row[0] != identity:
+                raise ValueError(f"{path}: answers of another model identity")
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(path)
         self._db.execute("CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT)")
         self._db.execute("CREATE TABLE IF NOT EXISTS answers (key TEXT PRIMARY KEY, value TEXT)")
@@ -65,8 +84,6 @@ class ModelAnswers:
             self._db.execute("DELETE FROM answers")
             self._db.execute("INSERT OR REPLACE INTO meta VALUES ('identity', ?)", (identity,))
         self._db.commit()
-        self.hits = 0
-        self.added = 0
 
     def get(self, key: str) -> list[Detection] | None:
         row = self._db.execute("SELECT value FROM answers WHERE key = ?", (key,)).fetchone()
@@ -86,6 +103,20 @@ class ModelAnswers:
     def count(self) -> int:
         """Answers in the file."""
         return int(self._db.execute("SELECT COUNT(*) FROM answers").fetchone()[0])
+
+    def merge(self, path: Path) -> int:
+        """Add every answer of another answers file of the same identity; how many."""
+        self._db.commit()
+        self._db.execute("ATTACH DATABASE ? AS other", (str(path),))
+        try:
+            added = self._db.execute(
+                "INSERT OR REPLACE INTO answers SELECT key, value FROM other.answers"
+            ).rowcount
+            self._db.commit()
+        finally:
+            self._db.execute("DETACH DATABASE other")
+        self.added += added
+        return added
 
     def close(self) -> None:
         self._db.commit()

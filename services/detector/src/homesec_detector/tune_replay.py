@@ -51,9 +51,9 @@ from homesec_detector.person_verify import Detects
 from homesec_detector.pipeline import PersonChecker, load_person_model
 from homesec_detector.settings import DetectorSettings
 from homesec_detector.trainset import TrainingEvent
-from homesec_detector.tune_cache import ModelAnswers, answer_key
+from homesec_detector.tune_cache import AnswerStore, answer_key
 from homesec_detector.tune_frames import EventFrames, FrameCache
-from homesec_detector.tune_tracks import MotionTracks
+from homesec_detector.tune_tracks import TrackStore
 
 _PLACEHOLDER = np.zeros((1, 1), np.uint8)
 MOTION_SETTINGS_KEPT = 3
@@ -92,6 +92,33 @@ class Stopped:
 
     key: str
     lost: bool
+
+
+class Tally:
+    """A bound's replay order over ``events`` and its stop decision, outcome by outcome."""
+
+    def __init__(self, events: Sequence[TrainingEvent], bound: Bound | None = None) -> None:
+        self.bound = bound or Bound()
+        position = {e.key: i for i, e in enumerate(events)}
+        first = [position[k] for k in self.bound.order if k in position]
+        chosen = set(first)
+        self.order = first + [i for i in range(len(events)) if i not in chosen]
+        """Indexes into ``events``, in replay order."""
+        self.occupied_left = sum(1 for e in events if e.occupied)
+        self.false_alerts = self.alerts = 0
+
+    def add(self, outcome: EventOutcome) -> Stopped | None:
+        """Count the next outcome in :attr:`order`; :class:`Stopped` once the bound is lost."""
+        bound = self.bound
+        if outcome.key in bound.must_alert and not outcome.alert:
+            return Stopped(outcome.key, lost=True)
+        self.occupied_left -= outcome.occupied
+        self.false_alerts += outcome.alert and not outcome.occupied
+        self.alerts += outcome.alert and outcome.occupied
+        best_case = (self.false_alerts, -(self.alerts + self.occupied_left))
+        if bound.beat is not None and best_case >= bound.beat:
+            return Stopped(outcome.key, lost=False)
+        return None
 
 
 class MotionTrack:
@@ -165,7 +192,7 @@ class CachedPersonChecker(PersonChecker):
         nominal_seconds: float,
         cache: dict[tuple[Any, ...], list[Detection]],
         scope: str,
-        disk: ModelAnswers | None = None,
+        disk: AnswerStore | None = None,
         frames: EventFrames | None = None,
     ) -> None:
         """``frames``: the event's kept frames (the disk key's SHA-1 of each computed once)."""
@@ -234,9 +261,9 @@ class Replayer:
     max_frames: int | None = None
     """Event frames replayed after the pre-roll (None: all of them)."""
     check_ms: float = DEFAULT_CHECK_MS
-    answers: ModelAnswers | None = None
+    answers: AnswerStore | None = None
     """The model's answers on disk (None: in memory only)."""
-    tracks: MotionTracks | None = None
+    tracks: TrackStore | None = None
     """Motion tracks on disk (None: in memory only)."""
     motion_cache: OrderedDict[str, dict[str, MotionTrack]] = field(default_factory=OrderedDict)
     person_cache: dict[tuple[Any, ...], list[Detection]] = field(default_factory=dict)
@@ -346,27 +373,16 @@ class Replayer:
     ) -> list[EventOutcome] | Stopped:
         """Every event's outcome, in ``events`` order; with ``bound``, the events of
         ``bound.order`` first, and :class:`Stopped` as soon as the candidate cannot meet it."""
-        bound = bound or Bound()
-        position = {e.key: i for i, e in enumerate(events)}
-        first = [position[k] for k in bound.order if k in position]
-        chosen = set(first)
-        order = first + [i for i in range(len(events)) if i not in chosen]
-        occupied_left = sum(1 for e in events if e.occupied)
-        false_alerts = alerts = 0
+        tally = Tally(events, bound)
         found: dict[int, EventOutcome] = {}
-        for i in order:
+        for i in tally.order:
             outcome = self.outcome(events[i], settings, cached)
             if progress is not None:
                 progress()
             found[i] = outcome
-            if outcome.key in bound.must_alert and not outcome.alert:
-                return Stopped(outcome.key, lost=True)
-            occupied_left -= outcome.occupied
-            false_alerts += outcome.alert and not outcome.occupied
-            alerts += outcome.alert and outcome.occupied
-            best_case = (false_alerts, -(alerts + occupied_left))
-            if bound.beat is not None and best_case >= bound.beat:
-                return Stopped(outcome.key, lost=False)
+            stopped = tally.add(outcome)
+            if stopped is not None:
+                return stopped
         return [found[i] for i in range(len(events))]
 
 

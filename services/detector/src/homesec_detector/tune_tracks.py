@@ -15,9 +15,9 @@ import hashlib
 import json
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import cv2
 
@@ -64,19 +64,36 @@ def load_results(text: str) -> list[MotionResult | None]:
     return out
 
 
+class TrackStore(Protocol):
+    """Where a replay looks up and keeps motion tracks."""
+
+    def key(self, settings: MotionSettings, frames_digest: str) -> str: ...
+
+    def get(self, key: str) -> list[MotionResult | None] | None: ...
+
+    def put(self, key: str, results: Sequence[MotionResult | None]) -> None: ...
+
+
 class MotionTracks:
     """A SQLite file of motion tracks (written on :meth:`close`)."""
 
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+    def __init__(self, path: Path, *, readonly: bool = False) -> None:
+        """``readonly``: only read an existing file (a replay worker's view while another
+        process owns it: reads mark nothing, :meth:`close` changes nothing)."""
+        self.path = path
         self.identity = code_identity()
+        self.readonly = readonly
+        self._run = time.time_ns()
+        self.hits = 0
+        """Tracks read back from earlier runs (not counting this run's own, read again)."""
+        if readonly:
+            self._db = sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True)
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(path)
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS tracks (key TEXT PRIMARY KEY, run INTEGER, value TEXT)"
         )
-        self._run = time.time_ns()
-        self.hits = 0
-        """Tracks read back from earlier runs (not counting this run's own, read again)."""
 
     def key(self, settings: MotionSettings, frames_digest: str) -> str:
         return track_key(self.identity, settings, frames_digest)
@@ -85,7 +102,7 @@ class MotionTracks:
         row = self._db.execute("SELECT run, value FROM tracks WHERE key = ?", (key,)).fetchone()
         if row is None:
             return None
-        if row[0] != self._run:
+        if row[0] != self._run and not self.readonly:
             self._db.execute("UPDATE tracks SET run = ? WHERE key = ?", (self._run, key))
             self.hits += 1
         return load_results(row[1])
@@ -96,8 +113,31 @@ class MotionTracks:
             (key, self._run, dump_results(results)),
         )
 
+    def touch(self, keys: Iterable[str]) -> None:
+        """Mark tracks of earlier runs as used by this run (kept by :meth:`close`)."""
+        self._db.executemany(
+            "UPDATE tracks SET run = ? WHERE key = ?", ((self._run, k) for k in keys)
+        )
+
+    def merge(self, path: Path) -> int:
+        """Add every track of another tracks file as this run's; how many."""
+        self._db.commit()
+        self._db.execute("ATTACH DATABASE ? AS other", (str(path),))
+        try:
+            added = self._db.execute(
+                "INSERT OR REPLACE INTO tracks SELECT key, ?, value FROM other.tracks",
+                (self._run,),
+            ).rowcount
+            self._db.commit()
+        finally:
+            self._db.execute("DETACH DATABASE other")
+        return added
+
     def close(self) -> None:
-        """Keep what this run used; drop the rest."""
+        """Keep what this run used; drop the rest (a read-only view: just close)."""
+        if self.readonly:
+            self._db.close()
+            return
         self._db.execute("DELETE FROM tracks WHERE run != ?", (self._run,))
         self._db.commit()
         self._db.close()
