@@ -194,3 +194,15 @@ def test_ctrl_c_ends_every_worker(events: list[TrainingEvent]) -> None:
             pids = pool.pids
             pool.outcomes(events, DetectorSettings(), progress=interrupt)
     assert _gone(pids)
+
+
+def test_the_default_jobs_leave_a_small_machine_its_memory():
+    """On a 512 MB Pi (~300 MB available beside the stack) the default is the in-process run;
+    with plenty of memory it is the CPUs (at most 4)."""
+    from homesec_detector.tune_pool import MAX_DEFAULT_JOBS, WORKER_MEMORY_BYTES, default_jobs
+
+    assert default_jobs(available=300 * 2**20) == 1
+    assert default_jobs(available=0) == 1
+    cpus = len(os.sched_getaffinity(0))
+    assert default_jobs(available=64 * 2**30) == min(MAX_DEFAULT_JOBS, cpus)
+    assert default_jobs(available=4 * WORKER_MEMORY_BYTES) == min(2, MAX_DEFAULT_JOBS, cpus)

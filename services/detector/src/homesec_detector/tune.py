@@ -329,7 +329,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=default_jobs(),
         metavar="N",
         help="worker processes replaying events (default: the usable CPUs, at most "
-        f"{MAX_DEFAULT_JOBS}: %(default)s; 1: in this process); the result does not depend on it",
+        f"{MAX_DEFAULT_JOBS} and one per 400 MB available: %(default)s; 1: in this process); "
+        "the result does not depend on it",
     )
     p.add_argument(
         "--check-ms",

@@ -69,10 +69,32 @@ class WorkerError(RuntimeError):
     """A replay worker failed or died."""
 
 
-def default_jobs() -> int:
-    """The usable CPUs, capped at :data:`MAX_DEFAULT_JOBS`."""
+WORKER_MEMORY_BYTES = 200 * 2**20
+"""What one worker may hold on a few hundred events (130-185 MB measured on 280:
+docs/performance.md): the default leaves the machine's running services their memory."""
+
+
+def available_memory_bytes(meminfo: Path = Path("/proc/meminfo")) -> int | None:
+    """``MemAvailable`` from /proc/meminfo (Linux), or None where it cannot be read."""
+    try:
+        for line in meminfo.read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def default_jobs(available: int | None = None) -> int:
+    """The usable CPUs, capped at :data:`MAX_DEFAULT_JOBS` and by memory: one worker per
+    :data:`WORKER_MEMORY_BYTES` in half of what is available (the stack beside ``tune`` on a
+    512 MB Pi must not be pushed to the OOM killer), at least 1 (in-process)."""
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, min(MAX_DEFAULT_JOBS, usable or 1))
+    jobs = max(1, min(MAX_DEFAULT_JOBS, usable or 1))
+    available = available_memory_bytes() if available is None else available
+    if available is not None:
+        jobs = min(jobs, max(1, available // 2 // WORKER_MEMORY_BYTES))
+    return jobs
 
 
 class ReplayPool:
