@@ -19,6 +19,7 @@ Each service still is its own process with its own crash, restart and memory.
 from __future__ import annotations
 
 import ctypes
+import functools
 import gc
 import importlib
 import json
@@ -30,7 +31,8 @@ import subprocess
 import sys
 import time
 import traceback
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import NoReturn
 
 from setproctitle import setproctitle
 
@@ -150,48 +152,13 @@ def fork_services(services: Sequence[ServiceInfo], env: dict[str, str]) -> list[
     return [ForkedService(info, pids[info.name]) for info in services if info.name in pids]
 
 
-def _run_preloader(services: Sequence[ServiceInfo], env: dict[str, str], report_fd: int) -> None:
-    """In the preloader: import the shared modules, fork every service, report their pids."""
+def exit_after(body: Callable[[], None]) -> NoReturn:
+    """In a forked process: run ``body`` and end the process with the status the interpreter
+    would give it (0; ``SystemExit``'s code, or 1 and its message; 1 and the traceback), never
+    returning into the parent's code."""
     code = 1
     try:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
-        setproctitle(PRELOADER_TITLE)
-        tune_malloc()  # before the shared imports: the forks inherit the heap and its settings
-        preload(services)
-        pids: dict[str, int] = {}
-        for info in services:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            pid = os.fork()
-            if pid == 0:  # the service never returns from here
-                os.close(report_fd)
-                _run_child(info, env)
-            pids[info.name] = pid
-        os.write(report_fd, json.dumps(pids).encode())
-        code = 0
-    except BaseException:
-        traceback.print_exc()
-    finally:
-        try:
-            sys.stdout.flush()
-            sys.stderr.flush()
-        finally:
-            os._exit(code)
-
-
-def _run_child(info: ServiceInfo, env: dict[str, str]) -> None:
-    """In the forked service: become ``python -m <module>`` and exit with its code."""
-    code = 1
-    try:
-        # the handlers a fresh interpreter starts with, not the runner's
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        setproctitle(process_title(info))  # first: it finds argv through the environment
-        os.environ.clear()
-        os.environ.update(env)
-        sys.argv = [info.module]
-        runpy.run_module(info.module, run_name="__main__", alter_sys=True)
+        body()
         code = 0
     except SystemExit as exc:
         if exc.code is None or isinstance(exc.code, int):
@@ -206,3 +173,38 @@ def _run_child(info: ServiceInfo, env: dict[str, str]) -> None:
             sys.stderr.flush()
         finally:
             os._exit(code)
+
+
+def _run_preloader(services: Sequence[ServiceInfo], env: dict[str, str], report_fd: int) -> None:
+    """In the preloader: import the shared modules, fork every service, report their pids."""
+
+    def preload_and_fork() -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        setproctitle(PRELOADER_TITLE)
+        tune_malloc()  # before the shared imports: the forks inherit the heap and its settings
+        preload(services)
+        pids: dict[str, int] = {}
+        for info in services:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            pid = os.fork()
+            if pid == 0:  # the service never returns from here
+                os.close(report_fd)
+                exit_after(functools.partial(_become, info, env))
+            pids[info.name] = pid
+        os.write(report_fd, json.dumps(pids).encode())
+
+    exit_after(preload_and_fork)
+
+
+def _become(info: ServiceInfo, env: dict[str, str]) -> None:
+    """In the forked service: become ``python -m <module>``."""
+    # the handlers a fresh interpreter starts with, not the runner's
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    setproctitle(process_title(info))  # first: it finds argv through the environment
+    os.environ.clear()
+    os.environ.update(env)
+    sys.argv = [info.module]
+    runpy.run_module(info.module, run_name="__main__", alter_sys=True)

@@ -18,14 +18,13 @@ import subprocess
 import sys
 import threading
 import time
-import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from homesec.backoff import backoff_delay
 from homesec.broker import MosquittoProcess, port_open
-from homesec.forking import become_subreaper, fork_services
+from homesec.forking import become_subreaper, exit_after, fork_services
 from homesec.services import CATALOGUE, ServiceInfo
 
 log = logging.getLogger("homesec.runner")
@@ -257,21 +256,13 @@ def read_plan(overrides: dict[str, Any]) -> RunPlan:
     pid = os.fork()
     if pid == 0:  # the child never returns from here
         os.close(read_end)
-        code = 1
-        try:
+
+        def write_plan() -> None:
             from homesec.run_settings import plan_values
 
             os.write(write_end, json.dumps(plan_values(overrides)).encode())
-            code = 0
-        except SystemExit as exc:  # load_settings' clear error: printed, status kept
-            if isinstance(exc.code, str):
-                print(exc.code, file=sys.stderr)
-            code = exc.code if isinstance(exc.code, int) else 2
-        except BaseException:
-            traceback.print_exc()
-        finally:
-            sys.stderr.flush()
-            os._exit(code)
+
+        exit_after(write_plan)  # a bad setting: load_settings' message and status 2
     os.close(write_end)
     with os.fdopen(read_end, "rb") as pipe:
         report = pipe.read()
