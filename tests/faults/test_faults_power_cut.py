@@ -174,8 +174,12 @@ def test_detector_that_lost_its_data_folder_takes_the_retained_value(
     with detector(broker_settings, data_dir) as det:
         time.sleep(3)  # restore window, then whatever the detector publishes
         assert_never_disarmed(watcher)
-        local = (data_dir / "state" / "system.json").read_text()
-        assert '"armed"' in local and '"value": true' in local  # the local copy is rebuilt
+        # the local copy is rebuilt (on a loaded machine the detector may start late)
+        state_file = data_dir / "state" / "system.json"
+        wait_until(state_file.exists, timeout=30)
+        wait_until(lambda: '"value": true' in state_file.read_text(), timeout=10)
+        assert '"armed"' in state_file.read_text()
+        assert_never_disarmed(watcher)
         output = det.stop()
     assert "system state restored" in output
 

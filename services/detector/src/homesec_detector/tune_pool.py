@@ -279,13 +279,27 @@ class ReplayPool:
         for n, conn in enumerate(self._conns):
             while conn in ready and conn.poll():
                 try:
-                    replies.append((n, conn.recv()))
+                    reply = conn.recv()
                 except (EOFError, OSError):
-                    raise self._gone(n) from None
+                    raise self._gone(n, replies) from None
+                replies.append((n, reply))
         return replies
 
-    def _gone(self, n: int) -> WorkerError:
-        """The error for worker ``n``, whose pipe broke (it exited, or is about to)."""
+    def _gone(self, n: int, replies: Sequence[tuple[int, Reply]] = ()) -> WorkerError:
+        """The error for worker ``n``, whose pipe broke (it exited, or is about to): the
+        failure it reported before it went (among ``replies`` or still in the pipe), or its
+        exit code."""
+        failed = [r for k, r in replies if k == n and isinstance(r, Failed)]
+        conn = self._conns[n]
+        try:
+            while not failed and conn.poll():
+                reply = conn.recv()
+                if isinstance(reply, Failed):
+                    failed.append(reply)
+        except (EOFError, OSError):
+            pass
+        if failed:
+            return WorkerError(f"a replay worker failed:\n{failed[0].message}")
         proc = self._procs[n]
         proc.join(QUIT_SECONDS)
         return WorkerError(f"replay worker {proc.name} exited (exit code {proc.exitcode})")
