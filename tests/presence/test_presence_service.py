@@ -212,6 +212,8 @@ def test_router_outage_degrades_and_never_flips_armed(
         wait_until(world.armed, 15)
         elapsed = time.monotonic() - recovered_at
         assert elapsed >= GRACE, f"armed {elapsed:.3f}s after the router recovered"
+        # the arm request and the armed state reach this client on their own paths
+        wait_until(lambda: world.sets.payloads, 10)
         assert [s.value for s in world.sets.payloads] == [True], world.sets.items
     finally:
         router.stop()

@@ -64,6 +64,9 @@ def test_arm_alert_label_upload_status_disarm(stack, make_bus, slack, s3):
     watcher.subscribe(TRAINING_LABELS, labels)
     watcher.start()
     stack.start()
+    # the gateway answers before the state owner's first session exists on this fresh broker:
+    # a command sent before it subscribed for the first time has no session to wait in
+    wait_until(lambda: stack.metric("detector", "homesec_mqtt_connected") == 1, timeout=60)
 
     # Arm over a signed slash command.
     response, _ = stack.command("/homesec", "arm")
