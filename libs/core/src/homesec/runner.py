@@ -45,6 +45,17 @@ class RunPlan:
     healthy_after_seconds: float
     fork: bool
 
+    @classmethod
+    def from_values(cls, values: dict[str, Any]) -> RunPlan:
+        """A plan from ``run_settings.plan_values`` (JSON-able: paths and lists as such)."""
+        return cls(
+            **{
+                **values,
+                "data_dir": Path(values["data_dir"]),
+                "services": tuple(values["services"]),
+            }
+        )
+
 
 class ChildProcess(Protocol):
     """What the runner needs of a child: ``subprocess.Popen`` or a ``ForkedService``."""
@@ -249,7 +260,7 @@ def read_plan(overrides: dict[str, Any]) -> RunPlan:
     if not hasattr(os, "fork"):
         from homesec.run_settings import plan_values
 
-        return RunPlan(**plan_values(overrides))
+        return RunPlan.from_values(plan_values(overrides))
     read_end, write_end = os.pipe()
     sys.stdout.flush()
     sys.stderr.flush()
@@ -270,10 +281,7 @@ def read_plan(overrides: dict[str, Any]) -> RunPlan:
     code = os.waitstatus_to_exitcode(status)
     if code != 0 or not report:
         raise SystemExit(code or 2)
-    values = json.loads(report)
-    values["data_dir"] = Path(values["data_dir"])
-    values["services"] = tuple(values["services"])
-    return RunPlan(**values)
+    return RunPlan.from_values(json.loads(report))
 
 
 def run(settings: RunPlan) -> int:
