@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from presence_fake_router import FakeRouter, cookie_router_config
 
+from homesec.broker import MosquittoProcess
 from homesec.bus import Bus
 from homesec.contract import (
     PRESENCE,
@@ -63,6 +64,7 @@ class World:
     presence: Collector[PresenceState]
     sets: Collector[SetCommand]
     status: Collector[ServiceStatus]
+    detector: Bus
 
     def last_presence(self) -> PresenceState | None:
         items = self.presence.payloads
@@ -89,7 +91,7 @@ def world(make_bus: Callable[..., Bus]) -> World:
     client.start()
     assert client.wait_connected(10)
     assert owner.wait_restored(10)
-    return World(client, owner, presence, sets, status)
+    return World(client, owner, presence, sets, status, detector)
 
 
 StartPresence = Callable[..., Running]
@@ -161,6 +163,43 @@ def test_house_empties_then_someone_returns(
     assert presence.metric("homesec_presence_person_home", person="bob") == 1
     assert presence.metric("homesec_presence_backend_up") == 1
     assert presence.metric("homesec_presence_polls_total") > 5
+
+
+def test_arm_request_that_reached_nobody_is_sent_until_the_detector_applies_it(
+    world: World,
+    start_presence: StartPresence,
+    tmp_path: Path,
+    broker: MosquittoProcess,
+    make_bus: Callable[..., Bus],
+) -> None:
+    """The broker came back without its persistence file (no session holds the detector's
+    subscriptions) while the detector is still down: the house empties, and the arm request
+    reaches nobody. Presence sends it again until the restarted detector applies it."""
+    arp = tmp_path / "arp"
+    write_arp(arp, ALICE_MAC)
+    presence = start_presence(neighbours={"arp_path": arp})
+    set_auto_arm(world, presence, True)
+    wait_until(lambda: (s := world.last_presence()) and s.anyone_home, 10)
+    world.owner.stop()
+    world.detector.stop(timeout=1)
+    broker.kill()
+    (broker.data_dir / "mosquitto.db").unlink(missing_ok=True)
+    broker.start()
+    wait_until(lambda: presence.metric("homesec_mqtt_connected") == 1, 15)
+    write_arp(arp)  # alice leaves while the detector is down
+    wait_until(lambda: presence.metric("homesec_presence_arm_requests_total", action="arm"), 15)
+    time.sleep(1.0)
+    detector = make_bus("detector", start=False)
+    owner = SystemStateOwner(detector, restore_wait_seconds=0.2)
+    detector.start()
+    owner.start()
+    assert owner.wait_restored(10)
+    wait_until(lambda: owner.get(SystemSetting.ARMED), 30)
+    assert owner.snapshot()[SystemSetting.ARMED].changed_by == "presence"
+    confirmed = {"command": "armed", "outcome": "confirmed"}
+    wait_until(lambda: presence.metric("homesec_commands_ended_total", **confirmed) == 1, 10)
+    assert presence.metric("homesec_commands_resent_total", command="armed") >= 1
+    owner.stop()
 
 
 def test_auto_arm_off_never_changes_armed(

@@ -106,3 +106,31 @@ def test_alarm_texts() -> None:
     assert alarm_line(pending, now=t0) == ":hourglass: PENDING (away) on front, triggers in 25 s"
     arming = AlarmStatus(state=S.ARMING, mode=AlarmMode.HOME, until=t0 + 9)
     assert alarm_line(arming, now=t0).endswith("arming (home), armed in 9 s")
+
+
+def texts(slack: FakeSlack) -> str:
+    return "\n".join(str(r.get("text", "")) for r in slack.responses)
+
+
+def test_arm_before_the_detector_ever_ran_is_sent_until_it_answers(
+    make_gateway, make_bus, slack: FakeSlack
+) -> None:
+    """A fresh broker drops a command nobody has subscribed to yet: the gateway tells the
+    owner it is not confirmed, sends it again, and says so once the detector armed."""
+    gateway = make_gateway(command_late_seconds=1.0)
+    response, _ = gateway.command("/homesec", "arm")
+    assert response.status_code == 200 and "Arming" in response.json()["text"]
+    wait_until(lambda: "is not confirmed yet" in texts(slack), timeout=15)
+    assert "*armed ON*" in texts(slack)
+    status = gateway.command("/homesec", "status")[0].json()["text"]
+    assert "Sent, not yet confirmed by the detector: armed" in status
+    peers = Peers(make_bus)  # the detector starts only now
+    wait_until(lambda: "*armed ON* confirmed after" in texts(slack), timeout=20)
+    assert peers.owner.alarm.status.state is not S.DISARMED
+    assert gateway.service.gateway.confirmer.pending() == []
+
+
+def test_a_refused_alarm_command_is_reported(gateway: Harness, peers: Peers, slack) -> None:
+    gateway.command("/homesec", "ack")  # nothing to acknowledge while disarmed
+    wait_until(lambda: "refused by the detector" in texts(slack), timeout=15)
+    assert "*ACK* refused by the detector: nothing to acknowledge while disarmed" in texts(slack)

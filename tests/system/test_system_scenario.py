@@ -65,7 +65,8 @@ def test_arm_alert_label_upload_status_disarm(stack, make_bus, slack, s3):
     watcher.start()
     stack.start()
     # the gateway answers before the state owner's first session exists on this fresh broker:
-    # a command sent before it subscribed for the first time has no session to wait in
+    # an arm sent now is dropped by the broker and sent again by the gateway (homesec.confirm,
+    # tests/core/test_confirm.py) up to seconds later, after the demo's first walk-in
     wait_until(lambda: stack.metric("detector", "homesec_mqtt_connected") == 1, timeout=60)
 
     # Arm over a signed slash command.

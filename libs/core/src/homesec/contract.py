@@ -917,10 +917,11 @@ ALARM_RESULT: Channel[AlarmResult] = Channel(
     description=(
         "The answer to every alarm command (`alarm/set`, `alarm/service/set`, "
         "`system/armed/set`): accepted, or refused with the reason. A wrong code says how "
-        "many tries are left; a lockout says until when. The code itself never appears."
+        "many tries are left; a lockout says until when. The code itself never appears. "
+        "The gateway and presence send their commands again until this answers them."
     ),
     publisher="detector",
-    subscribers=("slack-gateway", "home-assistant", "node-red"),
+    subscribers=("slack-gateway", "presence", "home-assistant", "node-red"),
     example={
         "action": "DISARM",
         "accepted": False,

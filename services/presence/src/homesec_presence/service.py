@@ -9,11 +9,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Callable
 
 from prometheus_client import Counter, Gauge
 
 from homesec.bus import Bus
+from homesec.confirm import AlarmResults, Confirmer, setting_check
 from homesec.contract import (
     PRESENCE,
     SYSTEM_SET,
@@ -98,6 +100,12 @@ class PresenceService:
         self.metrics = PresenceMetrics(metrics)
         self.system = SystemStateView(bus)
         self.system.on_change(self._on_system_change)
+        self.results = AlarmResults(bus)
+        self.confirmer = Confirmer(
+            give_up_seconds=settings.command_give_up_seconds,
+            ready=lambda: bus.connected,
+            registry=metrics.registry,
+        )
         self.backend_ok = True
         self.backend_error: str | None = None
         self._auto_arm_enabled = threading.Event()
@@ -128,6 +136,7 @@ class PresenceService:
     def run(self, stop: threading.Event) -> None:
         """Restore, then poll every ``poll_seconds`` (and at once when a push backend says
         something changed) until ``stop`` is set."""
+        self.confirmer.start()
         try:
             if not self._restore(stop):
                 return
@@ -146,6 +155,7 @@ class PresenceService:
                     self._on_auto_arm_enabled()
                 stop.wait(min(0.1, self._settings.poll_seconds))
         finally:
+            self.confirmer.stop()
             self.backend.close()
 
     def _on_auto_arm_enabled(self) -> None:
@@ -245,10 +255,24 @@ class PresenceService:
             return
         self.metrics.arm_requests.labels(action.value).inc()
         log.info("requesting " + action.value, extra={"reason": reason})
-        self._bus.publish(
-            SYSTEM_SET,
-            SetCommand(value=want, source="presence"),
-            setting=SystemSetting.ARMED.value,
+        command = SetCommand(value=want, source="presence", request_id=uuid.uuid4().hex[:12])
+        request_id = command.request_id or ""
+        # sent until the detector answers (a request sent before its first subscription on a
+        # fresh broker would be dropped); a newer request replaces it
+        self.confirmer.submit(
+            SystemSetting.ARMED.value,
+            lambda: self._bus.publish(SYSTEM_SET, command, setting=SystemSetting.ARMED.value),
+            setting_check(
+                lambda: (
+                    self.system.value(SystemSetting.ARMED)
+                    if self.system.known(SystemSetting.ARMED)
+                    else None
+                ),
+                want,
+                "presence",
+                time.time(),
+                lambda: self.results.get(request_id),
+            ),
         )
 
     def state(self, now: float) -> PresenceState:

@@ -142,6 +142,12 @@ class PresenceSettings(ServiceSettings):
         description="Restore window: how long the retained state may take to arrive after "
         "the broker granted the subscription (the local copy is in force meanwhile)",
     )
+    command_give_up_seconds: float = Field(
+        1800.0,
+        gt=0,
+        description="An arm or disarm request is sent until the detector answers it, for at "
+        "most this long (then logged as unconfirmed and counted in homesec_commands_ended_total)",
+    )
     router: RouterSettings = Field(default_factory=RouterSettings)
     neighbours: NeighbourSettings = Field(default_factory=NeighbourSettings)
     mqtt: MqttTrackerSettings = Field(default_factory=MqttTrackerSettings)

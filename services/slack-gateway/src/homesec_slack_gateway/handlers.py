@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from slack_sdk import WebClient
 
 from homesec.bus import Bus
+from homesec.confirm import AlarmResults, Confirmer, Ended, Outcome, alarm_check, setting_check
 from homesec.contract import (
     ALARM_SERVICE_SET,
     MISSED_ALERT,
@@ -137,8 +138,19 @@ class Gateway:
         self.access = Access(settings.allowed_users, settings.admin_users)
         self.access.log_policy()
         self.workers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="slack-work")
+        self.results = AlarmResults(bus)
+        self.confirmer = Confirmer(
+            late_seconds=settings.command_late_seconds,
+            give_up_seconds=settings.command_give_up_seconds,
+            ready=lambda: bus.connected,
+            registry=metrics.registry,
+        )
+
+    def start(self) -> None:
+        self.confirmer.start()
 
     def close(self) -> None:
+        self.confirmer.stop()
         self.workers.shutdown(wait=False, cancel_futures=True)
 
     # ---- slash commands ----------------------------------------------------------------------
@@ -177,12 +189,12 @@ class Gateway:
         if action in SWITCHES:
             setting, value, title = SWITCHES[action]
             return in_channel(
-                f"{title} (requested by <@{cmd.user_id}>)" + self._set(setting, value, source)
+                f"{title} (requested by <@{cmd.user_id}>)" + self._set(setting, value, cmd)
             )
         if action in ALARM_COMMANDS:
             alarm_action, title = ALARM_COMMANDS[action]
             return in_channel(
-                f"{title} (requested by <@{cmd.user_id}>)" + self._alarm(alarm_action, source)
+                f"{title} (requested by <@{cmd.user_id}>)" + self._alarm(alarm_action, cmd)
             )
         if action is Action.HELP:
             return ephemeral(USAGE)
@@ -207,7 +219,7 @@ class Gateway:
             return ephemeral(self.report() if self.report else "No training report here.")
         if action is Action.INITIALIZE:
             suffix = "".join(
-                self._set(s, True, source)
+                self._set(s, True, cmd)
                 for s in (SystemSetting.ARMED, SystemSetting.NOTIFICATIONS, SystemSetting.AUTO_ARM)
             )
             pan, tilt = round(self.settings.initialize_pan), round(self.settings.initialize_tilt)
@@ -220,23 +232,91 @@ class Gateway:
             )
         raise AssertionError(f"unhandled action {action}")
 
-    def _set(self, setting: SystemSetting, value: bool, source: str) -> str:
+    def _set(self, setting: SystemSetting, value: bool, cmd: SlashCommand) -> str:
+        source = f"slack:{cmd.user_id}"
         before = self.state.get(setting)
         command = SetCommand(value=value, source=source, request_id=uuid.uuid4().hex[:12])
-        self.bus.publish(SYSTEM_SET, command, setting=setting.value)
+        request_id = command.request_id or ""
+        wanted = setting_check(
+            lambda: self.state.value(setting) if self.state.known(setting) else None,
+            value,
+            source,
+            time.time(),
+            lambda: self.results.get(request_id) if setting is SystemSetting.ARMED else None,
+        )
+        self._send_confirmed(
+            setting.value,
+            f"*{setting.value} {_on_off(value)}*",
+            lambda: self.bus.publish(SYSTEM_SET, command, setting=setting.value),
+            wanted,
+            cmd,
+        )
         note = f"\n• {setting.value}: {_on_off(before)} → {_on_off(value)}"
         if not self.bus.connected:
             note += " (broker unreachable: queued, applied when it is back)"
         return note
 
-    def _alarm(self, action: AlarmAction, source: str) -> str:
+    def _alarm(self, action: AlarmAction, cmd: SlashCommand) -> str:
+        source = f"slack:{cmd.user_id}"
         command = AlarmCommand(action=action, source=source, request_id=uuid.uuid4().hex[:12])
-        self.bus.publish(ALARM_SERVICE_SET, command)
+        request_id = command.request_id or ""
         status = self.state.alarm()
+        answered = alarm_check(
+            action, self.state.alarm, lambda: self.results.get(request_id), source, time.time()
+        )
+        self._send_confirmed(
+            "alarm",
+            f"*{action.value}*",
+            lambda: self.bus.publish(ALARM_SERVICE_SET, command),
+            answered,
+            cmd,
+        )
         note = f"\n• alarm: {alarm_line(status)}" if status is not None else ""
         if not self.bus.connected:
             note += " (broker unreachable: queued, applied when it is back)"
         return note
+
+    def _send_confirmed(
+        self,
+        key: str,
+        what: str,
+        send: Callable[[], None],
+        check: Callable[[], Any],
+        cmd: SlashCommand,
+    ) -> None:
+        """Send until the detector answers; tell the owner (in the channel, through the
+        command's response_url) when the answer is late, when it comes late, when the
+        detector refused and when it never came."""
+
+        def late(seconds: float) -> None:
+            self._tell(
+                cmd,
+                f":warning: {what} is not confirmed yet: the detector has not answered in "
+                f"{seconds:.0f} s (still starting, or offline?). homesec keeps sending it "
+                f"until it does, for up to {self.confirmer.give_up_seconds / 60:g} min.",
+            )
+
+        def done(ended: Ended) -> None:
+            if ended.outcome is Outcome.REFUSED:
+                self._tell(cmd, f":no_entry: {what} refused by the detector: {ended.detail}")
+            elif not ended.late:
+                return
+            elif ended.outcome is Outcome.CONFIRMED:
+                self._tell(cmd, f":white_check_mark: {what} confirmed after {ended.seconds:.0f} s.")
+            elif ended.outcome is Outcome.SUPERSEDED:
+                self._tell(cmd, f":information_source: {what} no longer sent: {ended.detail}.")
+            elif ended.outcome is Outcome.UNCONFIRMED:
+                self._tell(
+                    cmd,
+                    f":x: {what} was never confirmed ({ended.sends} sends in "
+                    f"{ended.seconds / 60:.0f} min): homesec stopped sending it. "
+                    "See `/homesec status`.",
+                )
+
+        self.confirmer.submit(key, send, check, on_late=late, on_done=done)
+
+    def _tell(self, cmd: SlashCommand, text: str) -> None:
+        self.workers.submit(self.respond, cmd.response_url, in_channel(text))
 
     def _missed(self, parsed: Parsed, cmd: SlashCommand) -> str:
         """Ask the detector to keep the camera's last minutes as an occupied sample."""
@@ -372,6 +452,11 @@ class Gateway:
         ):
             unknown = "" if self.state.known(setting) else " (default; detector not heard yet)"
             lines.append(f"• {title}: *{_on_off(values[setting].value)}*{unknown}")
+        waiting = self.confirmer.pending()
+        if waiting:
+            lines.append(
+                "• :hourglass: Sent, not yet confirmed by the detector: " + ", ".join(waiting)
+            )
         availability, statuses, presence, uploader = self.mirror.copy()
         if presence is None:
             lines.append("• Home: unknown (presence service not heard yet)")

@@ -11,6 +11,7 @@ class GatewayMetrics:
     """Commands, alerts, labels, Slack API latency and signature failures."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
         self.commands = Counter(
             "homesec_slack_commands",
             "Slash commands handled, by command and outcome",

@@ -119,6 +119,7 @@ class GatewayService:
 
     def run(self, stop: threading.Event) -> None:
         """Serve until ``stop`` is set, then shut everything down."""
+        self.gateway.start()
         self.sender.start(stop)
         self.clips.start(stop)
         self.labels.start(stop)

@@ -81,6 +81,20 @@ class SlackGatewaySettings(ServiceSettings):
     ptz_wait_seconds: float = Field(
         5.0, ge=0, le=25, description="How long rotate waits for the PTZ state to confirm"
     )
+    command_late_seconds: float = Field(
+        10.0,
+        gt=0,
+        le=600,
+        description="Arm, disarm and the switches are sent until the detector answers; after "
+        "this long without an answer the owner is told in Slack (and told again when it comes)",
+    )
+    command_give_up_seconds: float = Field(
+        600.0,
+        gt=0,
+        le=1500,
+        description="Stop sending an unanswered command after this long and tell the owner "
+        "(at most 25 min: Slack's response_url lasts 30)",
+    )
     alert_clips: bool = Field(
         True,
         description="Post each alert's clip (the detector's clip.mp4) as the next message once "
