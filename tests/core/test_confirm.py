@@ -13,6 +13,7 @@ from homesec.confirm import (
     Confirmer,
     Ended,
     Outcome,
+    OwnerOnline,
     alarm_check,
     setting_check,
 )
@@ -240,4 +241,57 @@ def test_alarm_command_refused_by_the_owner_is_reported(make_bus):
     assert ended[0].outcome is Outcome.REFUSED
     assert "nothing to acknowledge" in (ended[0].detail or "")
     assert ended[0].sends == 1
+    c.stop()
+
+
+def test_a_copy_applied_before_is_answered_not_applied_again(make_bus):
+    """A copy that waited in the owner's session behind a newer command from someone else
+    (sent again while the owner was a zombie) must not undo that command."""
+    owner_bus = make_bus("detector", start=False)
+    owner = SystemStateOwner(owner_bus, restore_wait_seconds=0.3)
+    owner_bus.start()
+    owner.start()
+    assert owner.wait_restored(10)
+    owner.set(SystemSetting.ARMED, True, "presence")
+    owner.set(SystemSetting.ARMED, False, "slack:U1", request_id="disarm-1")
+    assert owner.get(SystemSetting.ARMED) is False
+    owner.set(SystemSetting.ARMED, True, "home-assistant")  # newer, from someone else
+    owner.set(SystemSetting.ARMED, False, "slack:U1", request_id="disarm-1")  # the late copy
+    assert owner.get(SystemSetting.ARMED) is True
+    assert owner.alarm.status.changed_by == "home-assistant"
+    disarm = AlarmCommand(action=AlarmAction.DISARM, source="slack:U1", request_id="disarm-2")
+    first = owner.alarm.command(disarm, checked=False)
+    assert first.accepted and owner.alarm.status.state is AlarmState.DISARMED
+    owner.alarm.command(AlarmCommand(action=AlarmAction.ARM_AWAY, source="ha"), checked=False)
+    assert owner.alarm.command(disarm, checked=False) == first  # answered again, as before
+    assert owner.alarm.status.state is not AlarmState.DISARMED
+    owner.set(SystemSetting.NOTIFICATIONS, False, "slack:U1", request_id="mute-1")
+    owner.set(SystemSetting.NOTIFICATIONS, True, "home-assistant")
+    owner.set(SystemSetting.NOTIFICATIONS, False, "slack:U1", request_id="mute-1")
+    assert owner.get(SystemSetting.NOTIFICATIONS) is True
+    owner.stop()
+
+
+def test_no_copy_is_sent_to_an_owner_that_is_offline(make_bus):
+    """An offline owner's session holds the first copy: nothing is piled up behind it. Once
+    the owner has been online a while without answering, the copy is sent."""
+    sender_bus = make_bus("slack-gateway", start=False)
+    owner = OwnerOnline(sender_bus)
+    sender_bus.start()
+    assert sender_bus.wait_connected(10)
+    sends: list[float] = []
+    c = Confirmer(resend_min_seconds=0.3, resend_max_seconds=0.3, owner=owner)
+    c.start()
+    c.submit("armed", lambda: sends.append(time.monotonic()), lambda: None)
+    time.sleep(1.5)
+    assert len(sends) == 1  # the owner never came online
+    detector = make_bus("detector")  # its bus announces it online (retained)
+    assert detector.wait_connected(10)
+    wait_until(lambda: len(sends) >= 3, timeout=10)
+    detector.stop(timeout=1)  # offline (a clean stop publishes it)
+    wait_until(lambda: not owner.online_for(0), timeout=10)
+    time.sleep(0.5)
+    count = len(sends)
+    time.sleep(1.2)
+    assert len(sends) == count
     c.stop()

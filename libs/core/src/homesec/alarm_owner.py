@@ -36,6 +36,7 @@ from homesec.alarm import (
 )
 from homesec.bus import Ack, Bus, Received
 from homesec.codes import CodeGuard, CodeSettings, Verdict
+from homesec.confirm import RecentRequests
 from homesec.contract import (
     ALARM_RESULT,
     ALARM_SERVICE_SET,
@@ -79,6 +80,7 @@ class AlarmOwner:
         self.settings = settings
         self.codes = codes
         self._guard = CodeGuard(codes)
+        self._requests: RecentRequests[AlarmResult] = RecentRequests()
         self._lock = lock
         self._mirror = mirror
         self._after_publish = published
@@ -190,7 +192,17 @@ class AlarmOwner:
     # ---- inputs ----------------------------------------------------------------------------
 
     def command(self, cmd: AlarmCommand, *, checked: bool) -> AlarmResult:
-        """Apply one command; ``checked``: the code rules apply (not for trusted services)."""
+        """Apply one command; ``checked``: the code rules apply (not for trusted services).
+        A ``request_id`` applied before is answered again, not applied again (its sender
+        sends until answered: homesec.confirm)."""
+        if not self._requests.first_time(cmd.request_id):
+            log.info(
+                "repeated alarm command answered again, not applied",
+                extra={"action": cmd.action.value, "source": cmd.source},
+            )
+            earlier = self.answer_again(cmd.request_id)
+            if earlier is not None:
+                return earlier
         now = self._clock()
         with self._lock:
             verdict = self._guard.check(cmd.action, cmd.code, now) if checked else Verdict(True)
@@ -211,6 +223,7 @@ class AlarmOwner:
             locked_until=verdict.locked_until,
             at=now,
         )
+        self._requests.answer(cmd.request_id, result)
         self._bus.publish(ALARM_RESULT, result)
         log_extra = {
             "action": cmd.action.value,
@@ -225,6 +238,13 @@ class AlarmOwner:
         if outcome.changed:
             self._published(outcome.status)
         return result
+
+    def answer_again(self, request_id: str | None) -> AlarmResult | None:
+        """Publish again the answer given to ``request_id`` (None: not answered here lately)."""
+        earlier = self._requests.answered(request_id)
+        if earlier is not None:
+            self._bus.publish(ALARM_RESULT, earlier)
+        return earlier
 
     def detection(self, camera: str, event_id: str | None) -> AlarmStatus:
         """A motion event that counts for the alarm (``decision.alarm``) on ``camera``."""

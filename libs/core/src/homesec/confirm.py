@@ -22,6 +22,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Generic, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter
 
@@ -30,14 +31,18 @@ from homesec.bus import Bus, Received
 from homesec.contract import (
     ALARM_RESULT,
     ARM_ACTIONS,
+    AVAILABILITY,
     AlarmAction,
     AlarmResult,
     AlarmState,
     AlarmStatus,
+    Availability,
     SystemValue,
 )
 
 log = logging.getLogger("homesec.confirm")
+
+T = TypeVar("T")
 
 
 class Outcome(StrEnum):
@@ -93,6 +98,70 @@ class AlarmResults:
             self._results.move_to_end(request_id)
             while len(self._results) > self._keep:
                 self._results.popitem(last=False)
+
+
+class OwnerOnline:
+    """Whether the state owner is online (its retained ``availability``, ``offline`` also as its
+    Last Will), and since when. A command is sent again only to an owner that has been online
+    for a while without answering it: that one was lost. An offline owner's persistent session
+    holds the first copy; copies queued behind it could land after a newer command from
+    someone else (the owner also ignores a ``request_id`` it has applied, see
+    :class:`RecentRequests`)."""
+
+    def __init__(
+        self, bus: Bus, service: str = "detector", clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._since: float | None = None
+        bus.subscribe(AVAILABILITY, self._on_availability, service=service)
+
+    def online_for(self, seconds: float) -> bool:
+        """Online, and for at least ``seconds``."""
+        with self._lock:
+            return self._since is not None and self._clock() - self._since >= seconds
+
+    def _on_availability(self, msg: Received[Availability]) -> None:
+        online = msg.payload.root == "online"
+        with self._lock:
+            if not online:
+                self._since = None
+            elif self._since is None:
+                self._since = self._clock()
+
+
+class RecentRequests(Generic[T]):
+    """The owner's side: the ``request_id`` of the commands it applied lately (the newest
+    ``keep``) with its answer, so that a copy sent again is answered again, not applied twice:
+    a copy that waited in the owner's session behind a newer command from someone else must
+    not undo it."""
+
+    def __init__(self, keep: int = 512) -> None:
+        self._keep = keep
+        self._lock = threading.Lock()
+        self._seen: OrderedDict[str, T | None] = OrderedDict()
+
+    def first_time(self, request_id: str | None) -> bool:
+        """Record ``request_id``; False when it was seen before (None: always True)."""
+        if request_id is None:
+            return True
+        with self._lock:
+            if request_id in self._seen:
+                return False
+            self._seen[request_id] = None
+            while len(self._seen) > self._keep:
+                self._seen.popitem(last=False)
+            return True
+
+    def answer(self, request_id: str | None, value: T) -> None:
+        """Keep the answer given to ``request_id`` (recorded by :meth:`first_time`)."""
+        with self._lock:
+            if request_id is not None and request_id in self._seen:
+                self._seen[request_id] = value
+
+    def answered(self, request_id: str | None) -> T | None:
+        with self._lock:
+            return None if request_id is None else self._seen.get(request_id)
 
 
 def _answered(result: AlarmResult | None) -> Answer | None:
@@ -191,6 +260,10 @@ class _Pending:
 class Confirmer:
     """Sends commands until answered (see the module docstring); one thread for all of them.
 
+    A command is sent again only while ``ready`` (the sender's broker connection is up) and,
+    with ``owner``, once the owner has been online for ``resend_min_seconds`` without
+    answering (:class:`OwnerOnline`); the first send waits for neither.
+
     A command is keyed by what it changes (``armed``, ``alarm``, ``notifications`` ...): a newer
     command for the same key ends the older one as superseded. Callbacks run on the
     confirmer's thread (keep them short, or hand them to a worker)."""
@@ -204,6 +277,7 @@ class Confirmer:
         give_up_seconds: float = 600.0,
         poll_seconds: float = 0.2,
         ready: Callable[[], bool] = lambda: True,
+        owner: OwnerOnline | None = None,
         registry: CollectorRegistry | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -215,6 +289,7 @@ class Confirmer:
         self.give_up_seconds = give_up_seconds
         self.poll_seconds = poll_seconds
         self._ready = ready
+        self._owner = owner
         self._clock = clock
         self._lock = threading.Lock()
         self._pending: dict[str, _Pending] = {}
@@ -297,13 +372,18 @@ class Confirmer:
                     extra={"command": item.key, "seconds": round(now - item.started, 1)},
                 )
                 self._call(item.on_late, now - item.started)
-            if now >= item.next_send and self._ready():
+            if now >= item.next_send and self._can_resend():
                 item.send()
                 item.sends += 1
                 self.resent.labels(item.key).inc()
                 item.next_send = now + backoff_delay(
                     item.sends, self.resend_min_seconds, self.resend_max_seconds
                 )
+
+    def _can_resend(self) -> bool:
+        if not self._ready():
+            return False
+        return self._owner is None or self._owner.online_for(self.resend_min_seconds)
 
     def _ask(self, item: _Pending) -> Answer | None:
         try:
@@ -352,6 +432,8 @@ __all__ = [
     "Confirmer",
     "Ended",
     "Outcome",
+    "OwnerOnline",
+    "RecentRequests",
     "alarm_check",
     "alarm_wanted",
     "setting_check",

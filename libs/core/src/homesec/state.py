@@ -23,6 +23,7 @@ from homesec.alarm import AlarmSettings, legacy_armed
 from homesec.alarm_owner import AlarmOwner
 from homesec.bus import Ack, Bus, Received
 from homesec.codes import CodeSettings
+from homesec.confirm import RecentRequests
 from homesec.contract import (
     ALARM_STATE,
     SYSTEM_SET,
@@ -151,6 +152,7 @@ class SystemStateOwner:
         self._thread: threading.Thread | None = None
         self._local_failing: set[str] = set()
         self._mirrored: SystemValue | None = None
+        self._requests: RecentRequests[None] = RecentRequests()
         self._restore = RetainedRestore(
             bus,
             SYSTEM_STATE,
@@ -212,7 +214,20 @@ class SystemStateOwner:
         self, setting: SystemSetting, value: bool, source: str, request_id: str | None = None
     ) -> SystemValue:
         """Apply a change (same path as a ``/set`` command): local copy, then publish.
-        ``armed`` goes through the alarm: ON arms its legacy mode when disarmed, OFF disarms."""
+        ``armed`` goes through the alarm: ON arms its legacy mode when disarmed, OFF disarms.
+        A ``request_id`` applied before is not applied again: the value in force is published
+        again (its sender sends until answered: homesec.confirm)."""
+        if not self._requests.first_time(request_id):
+            with self._lock:
+                current = self._values[setting]
+            log.info(
+                "repeated set command answered again, not applied",
+                extra={"setting": setting.value, "source": source},
+            )
+            self._bus.publish(SYSTEM_STATE, current, setting=setting.value)
+            if setting is SystemSetting.ARMED:  # its answer is the alarm's (alarm/result)
+                self.alarm.answer_again(request_id)
+            return current
         if setting is SystemSetting.ARMED:
             return self._set_armed(value, source, request_id)
         with self._lock:

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from prometheus_client import Counter, Gauge
 
 from homesec.bus import Bus
-from homesec.confirm import AlarmResults, Confirmer, setting_check
+from homesec.confirm import AlarmResults, Confirmer, OwnerOnline, setting_check
 from homesec.contract import (
     PRESENCE,
     SYSTEM_SET,
@@ -104,6 +104,7 @@ class PresenceService:
         self.confirmer = Confirmer(
             give_up_seconds=settings.command_give_up_seconds,
             ready=lambda: bus.connected,
+            owner=OwnerOnline(bus),
             registry=metrics.registry,
         )
         self.backend_ok = True

@@ -20,7 +20,15 @@ from pydantic import ValidationError
 from slack_sdk import WebClient
 
 from homesec.bus import Bus
-from homesec.confirm import AlarmResults, Confirmer, Ended, Outcome, alarm_check, setting_check
+from homesec.confirm import (
+    AlarmResults,
+    Confirmer,
+    Ended,
+    Outcome,
+    OwnerOnline,
+    alarm_check,
+    setting_check,
+)
 from homesec.contract import (
     ALARM_SERVICE_SET,
     MISSED_ALERT,
@@ -143,6 +151,7 @@ class Gateway:
             late_seconds=settings.command_late_seconds,
             give_up_seconds=settings.command_give_up_seconds,
             ready=lambda: bus.connected,
+            owner=OwnerOnline(bus),
             registry=metrics.registry,
         )
 
