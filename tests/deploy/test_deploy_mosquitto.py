@@ -313,3 +313,12 @@ def test_deploy_mosquitto_acl_covers_the_services_code() -> None:
                 problems.append(f"{info.name}: .{verb}({name}) on {topic}, but may not {access} it")
     assert checked >= 15, f"only {checked} channel uses found: is the scan broken?"
     assert not problems, "mosquitto/acl lacks:\n  " + "\n  ".join(problems)
+
+
+def test_deploy_mosquitto_acl_lets_command_senders_see_the_answers() -> None:
+    """The gateway and presence send commands until the detector answers (homesec.confirm,
+    subscribed in the core library, where the scan above does not look): they must read its
+    answers and its availability, or a lost command would never be sent again."""
+    for user in ("slack-gateway", "presence"):
+        for topic in ("homesec/alarm/result", "homesec/detector/availability", "homesec/system/+"):
+            assert acl_allows(user, topic, "read"), f"{user} may not read {topic}"
