@@ -63,6 +63,15 @@ Commands go to one of three topics, by who sends them:
 Every command is answered on `alarm/result`. `system/armed` mirrors the alarm, fail secure:
 `true` in every state but `disarmed` (also while arming, pending and triggered).
 
+**Make sure a command arrived.** QoS 1 takes a command to the broker, not to the detector: one
+published before the detector's first subscription on a fresh broker (a first start, a broker
+that lost its persistence file) is dropped. Give the command a `request_id` and wait for its
+answer on `alarm/result` (for `alarm/*` and `system/armed/set`) or for the retained state to
+show the value (the other switches); send the same command again, with the same `request_id`,
+while `{prefix}/detector/availability` is `online` and no answer came. The detector applies a
+`request_id` once and answers a copy again without applying it, so a late copy never undoes a
+newer command. The slack-gateway and presence do exactly this (`homesec.confirm`).
+
 ## Topics
 
 | topic | payload | delivery | QoS | retained | publisher | subscribers |
