@@ -301,8 +301,9 @@ class Gateway:
             self._tell(
                 cmd,
                 f":warning: {what} is not confirmed yet: the detector has not answered in "
-                f"{seconds:.0f} s (still starting, or offline?). homesec keeps sending it "
-                f"until it does, for up to {self.confirmer.give_up_seconds / 60:g} min.",
+                f"{seconds:.0f} s (still starting, or offline?). homesec sends it again once "
+                f"the detector is online and says here when it is applied (for up to "
+                f"{self.confirmer.give_up_seconds / 60:g} min).",
             )
 
         def done(ended: Ended) -> None:
