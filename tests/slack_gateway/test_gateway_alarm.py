@@ -134,3 +134,16 @@ def test_a_refused_alarm_command_is_reported(gateway: Harness, peers: Peers, sla
     gateway.command("/homesec", "ack")  # nothing to acknowledge while disarmed
     wait_until(lambda: "refused by the detector" in texts(slack), timeout=15)
     assert "*ACK* refused by the detector: nothing to acknowledge while disarmed" in texts(slack)
+
+
+def test_a_command_never_answered_is_reported_when_the_gateway_gives_up(
+    make_gateway, slack: FakeSlack
+) -> None:
+    gateway = make_gateway(command_late_seconds=0.5, command_give_up_seconds=2.0)
+    gateway.command("/homesec", "mute")  # no detector on this broker, ever
+    wait_until(lambda: "*notifications OFF* was never confirmed" in texts(slack), timeout=15)
+    assert "*notifications OFF* is not confirmed yet" in texts(slack)
+    assert "homesec stopped sending it" in texts(slack)
+    registry = gateway.bus.metrics.registry
+    ended = {"command": "notifications", "outcome": "unconfirmed"}
+    assert registry.get_sample_value("homesec_commands_ended_total", ended) == 1
