@@ -242,14 +242,15 @@ PROMETHEUS_DIR = REPO / "prometheus"
 GRAFANA_DIR = REPO / "grafana"
 DASHBOARD = GRAFANA_DIR / "dashboards" / "homesec-overview.json"
 NAME_RE = re.compile(r"\b(?:homesec|process)_[a-zA-Z0-9_]+\b")
-OWNER_PREFIXES = {
-    "homesec_camera_": "camera",
-    "homesec_detector_": "detector",
-    "homesec_slack_": "slack-gateway",
-    "homesec_presence_": "presence",
-    "homesec_uploader_": "uploader",
-    "homesec_ptz_": "ptz",
-    "homesec_training_": "slack-gateway",  # the weekly training report's figures
+OWNER_PREFIXES: dict[str, tuple[str, ...]] = {
+    "homesec_camera_": ("camera",),
+    "homesec_detector_": ("detector",),
+    "homesec_slack_": ("slack-gateway",),
+    "homesec_presence_": ("presence",),
+    "homesec_uploader_": ("uploader",),
+    "homesec_ptz_": ("ptz",),
+    "homesec_training_": ("slack-gateway",),  # the weekly training report's figures
+    "homesec_commands_": ("slack-gateway", "presence"),  # homesec.confirm, in both senders
 }
 
 
@@ -299,11 +300,11 @@ def exported_names(text: str) -> tuple[set[str], set[str]]:
     return names | sampled, sampled
 
 
-def owner(metric: str) -> str | None:
-    """The service that exports ``metric``; None for the metrics every service has."""
-    for prefix, service in OWNER_PREFIXES.items():
+def owners(metric: str) -> tuple[str, ...] | None:
+    """The services that export ``metric``; None for the metrics every service has."""
+    for prefix, services in OWNER_PREFIXES.items():
         if metric.startswith(prefix):
-            return service
+            return services
     return None
 
 

@@ -25,7 +25,7 @@ from deploy_support import (
     dashboard_queries,
     exported_names,
     metric_names,
-    owner,
+    owners,
     rule_expressions,
     scrape,
     start_secured_broker,
@@ -161,8 +161,7 @@ def test_deploy_dashboard_and_alert_metrics_are_exported(
     missing: list[str] = []
     skipped: list[str] = []
     for metric in sorted(wanted):
-        service = owner(metric)
-        services = [service] if service else [r.info.name for r in running]
+        services = list(owners(metric) or [r.info.name for r in running])
         for svc in services:
             if svc in absent:
                 skipped.append(f"{metric} ({svc} not written yet)")
@@ -176,7 +175,7 @@ def test_deploy_dashboard_and_alert_metrics_are_exported(
         f"{m} ({svc})"
         for svc in exports
         for m in wanted & exports[svc] - sampled[svc]
-        if owner(m) in (svc, None)
+        if svc in (owners(m) or (svc,))
     )
     if not_sampled:
         print("declared but without samples yet (labelled, not used yet):", not_sampled)

@@ -20,6 +20,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from homesec.contract import (
+    ALARM_RESULT,
     ALARM_SERVICE_SET,
     ALARM_SET,
     ALARM_STATE,
@@ -102,8 +103,13 @@ SUBSCRIPTIONS: tuple[Sub, ...] = (
     Sub("slack-gateway", MOTION_EVENTS),  # the training desk's own handler (hard negatives)
     Sub("slack-gateway", TRAINING_LABELS),  # the weekly report counts every label
     Sub("slack-gateway", TUNE_RESULT),
+    # homesec.confirm: the detector's answers and whether it is online (commands are sent
+    # until answered)
+    Sub("slack-gateway", ALARM_RESULT),  # (the detector's availability: through AVAILABILITY)
     Sub("presence", PRESENCE),  # its own retained state, restored at start
     Sub("presence", SYSTEM_STATE),
+    Sub("presence", ALARM_RESULT),
+    Sub("presence", AVAILABILITY, (("service", "detector"),)),
     Sub("uploader", TRAINING_LABELS),
     Sub("uploader", UPLOAD_REQUEST),
     Sub("ptz", PTZ_STATE, (("camera", CAMERA),)),

@@ -49,6 +49,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from homesec.broker import MosquittoProcess
 from homesec.contract import (
+    ALARM_RESULT,
     ALARM_SET,
     ALARM_STATE,
     AVAILABILITY,
@@ -252,6 +253,7 @@ COMMAND_CHANNELS = (
 STATE_CHANNELS = (
     SYSTEM_STATE,
     ALARM_STATE,
+    ALARM_RESULT,
     PRESENCE,
     PTZ_STATE,
     AVAILABILITY,

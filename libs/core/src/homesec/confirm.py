@@ -109,20 +109,28 @@ class OwnerOnline:
     :class:`RecentRequests`)."""
 
     def __init__(
-        self, bus: Bus, service: str = "detector", clock: Callable[[], float] = time.monotonic
+        self,
+        bus: Bus | None = None,
+        service: str = "detector",
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """With ``bus``: subscribed to ``service``'s availability. Without: fed by
+        :meth:`seen` (a sender that already mirrors every availability topic: a second
+        subscription to the same topic would have every message delivered twice)."""
         self._clock = clock
         self._lock = threading.Lock()
         self._since: float | None = None
-        bus.subscribe(AVAILABILITY, self._on_availability, service=service)
+        if bus is not None:
+            bus.subscribe(AVAILABILITY, lambda msg: self.seen(msg.payload), service=service)
 
     def online_for(self, seconds: float) -> bool:
         """Online, and for at least ``seconds``."""
         with self._lock:
             return self._since is not None and self._clock() - self._since >= seconds
 
-    def _on_availability(self, msg: Received[Availability]) -> None:
-        online = msg.payload.root == "online"
+    def seen(self, availability: Availability) -> None:
+        """The owner's availability, as received."""
+        online = availability.root == "online"
         with self._lock:
             if not online:
                 self._since = None

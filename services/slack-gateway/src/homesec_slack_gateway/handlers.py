@@ -25,7 +25,6 @@ from homesec.confirm import (
     Confirmer,
     Ended,
     Outcome,
-    OwnerOnline,
     alarm_check,
     setting_check,
 )
@@ -151,7 +150,7 @@ class Gateway:
             late_seconds=settings.command_late_seconds,
             give_up_seconds=settings.command_give_up_seconds,
             ready=lambda: bus.connected,
-            owner=OwnerOnline(bus),
+            owner=mirror.detector,
             registry=metrics.registry,
         )
 

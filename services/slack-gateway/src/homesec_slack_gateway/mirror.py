@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 
 from homesec.bus import Bus, Received
+from homesec.confirm import OwnerOnline
 from homesec.contract import (
     AVAILABILITY,
     PRESENCE,
@@ -34,6 +35,7 @@ class Mirror:
         self.ptz: dict[str, PtzState] = {}
         self.snapshots: dict[str, tuple[Frame, float]] = {}  # frame, received_at
         self.uploader: UploaderStatus | None = None
+        self.detector = OwnerOnline()  # since when the detector is online (homesec.confirm)
         bus.subscribe(AVAILABILITY, self._on_availability)
         bus.subscribe(SERVICE_STATUS, self._on_status)
         bus.subscribe(PRESENCE, self._on_presence)
@@ -49,6 +51,8 @@ class Mirror:
             self._cond.notify_all()
 
     def _on_availability(self, msg: Received[Availability]) -> None:
+        if msg.params["service"] == "detector":
+            self.detector.seen(msg.payload)
         self._update(lambda: self.availability.__setitem__(msg.params["service"], msg.payload.root))
 
     def _on_status(self, msg: Received[ServiceStatus]) -> None:
