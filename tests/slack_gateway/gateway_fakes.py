@@ -92,6 +92,7 @@ class FakeSlack:
         self.responses: list[dict[str, Any]] = []  # bodies posted to response_urls
         self.acks: list[dict[str, Any]] = []  # Socket Mode acknowledgements
         self.faults: dict[str, list[Fault]] = {}
+        self._clear_after: str | None = None
         # conversations.list: the workspace's channels, served page_size at a time
         self.channels: list[dict[str, str]] = [{"id": "C0ALERTS", "name": "alerts"}]
         self.page_size = 100
@@ -160,10 +161,15 @@ class FakeSlack:
         with self._lock:
             self.faults.setdefault(method, []).extend(faults)
 
-    def clear_faults(self) -> None:
-        """Slack works again: forget every fault not yet used (sticky ones included)."""
+    def clear_faults(self, after: str | None = None) -> None:
+        """Slack works again: forget every fault not yet used (sticky ones included). With
+        ``after``: once the next faulted call of that method is answered (the end of the
+        sender's attempt in progress, so no attempt sees Slack half fixed)."""
         with self._lock:
-            self.faults.clear()
+            if after is None:
+                self.faults.clear()
+            else:
+                self._clear_after = after
 
     def _fault_for(self, method: str, args: dict[str, Any]) -> Fault | None:
         with self._lock:
@@ -172,6 +178,9 @@ class FakeSlack:
                 if fault.when is None or fault.when(args):
                     if not fault.sticky:
                         del faults[n]
+                    if method == self._clear_after:
+                        self.faults.clear()
+                        self._clear_after = None
                     return fault
         return None
 
