@@ -193,7 +193,7 @@ def test_arm_sent_before_the_owner_ever_subscribed_is_applied(make_bus):
         "armed",
         lambda: sender_bus.publish(SYSTEM_SET, command, setting="armed"),
         setting_check(
-            lambda: view.value(SystemSetting.ARMED) if view.known(SystemSetting.ARMED) else None,
+            lambda: view.retained(SystemSetting.ARMED),
             True,
             "slack:U1",
             time.time(),

@@ -76,28 +76,53 @@ Check = Callable[[], Answer | None]
 """None while the owner has not answered; an :class:`Answer` once it is over."""
 
 
+class RecentRequests(Generic[T]):
+    """The owner's side: the ``request_id`` of the commands it applied lately (the newest
+    ``keep``) with its answer, so that a copy sent again is answered again, not applied twice:
+    a copy that waited in the owner's session behind a newer command from someone else must
+    not undo it."""
+
+    def __init__(self, keep: int = 512) -> None:
+        self._keep = keep
+        self._lock = threading.Lock()
+        self._seen: OrderedDict[str, T | None] = OrderedDict()
+
+    def first_time(self, request_id: str | None) -> bool:
+        """Record ``request_id``; False when it was seen before (None: always True)."""
+        if request_id is None:
+            return True
+        with self._lock:
+            if request_id in self._seen:
+                return False
+            self._seen[request_id] = None
+            while len(self._seen) > self._keep:
+                self._seen.popitem(last=False)
+            return True
+
+    def answer(self, request_id: str | None, value: T) -> None:
+        """Keep the answer given to ``request_id`` (recorded by :meth:`first_time`)."""
+        with self._lock:
+            if request_id is not None and request_id in self._seen:
+                self._seen[request_id] = value
+
+    def answered(self, request_id: str | None) -> T | None:
+        with self._lock:
+            return None if request_id is None else self._seen.get(request_id)
+
+
 class AlarmResults:
     """The owner's latest answers on ``alarm/result``, by ``request_id`` (the newest ``keep``)."""
 
     def __init__(self, bus: Bus, keep: int = 256) -> None:
-        self._keep = keep
-        self._lock = threading.Lock()
-        self._results: OrderedDict[str, AlarmResult] = OrderedDict()
+        self._results: RecentRequests[AlarmResult] = RecentRequests(keep)
         bus.subscribe(ALARM_RESULT, self._on_result)
 
     def get(self, request_id: str) -> AlarmResult | None:
-        with self._lock:
-            return self._results.get(request_id)
+        return self._results.answered(request_id)
 
     def _on_result(self, msg: Received[AlarmResult]) -> None:
-        request_id = msg.payload.request_id
-        if request_id is None:
-            return
-        with self._lock:
-            self._results[request_id] = msg.payload
-            self._results.move_to_end(request_id)
-            while len(self._results) > self._keep:
-                self._results.popitem(last=False)
+        self._results.first_time(msg.payload.request_id)
+        self._results.answer(msg.payload.request_id, msg.payload)
 
 
 class OwnerOnline:
@@ -136,40 +161,6 @@ class OwnerOnline:
                 self._since = None
             elif self._since is None:
                 self._since = self._clock()
-
-
-class RecentRequests(Generic[T]):
-    """The owner's side: the ``request_id`` of the commands it applied lately (the newest
-    ``keep``) with its answer, so that a copy sent again is answered again, not applied twice:
-    a copy that waited in the owner's session behind a newer command from someone else must
-    not undo it."""
-
-    def __init__(self, keep: int = 512) -> None:
-        self._keep = keep
-        self._lock = threading.Lock()
-        self._seen: OrderedDict[str, T | None] = OrderedDict()
-
-    def first_time(self, request_id: str | None) -> bool:
-        """Record ``request_id``; False when it was seen before (None: always True)."""
-        if request_id is None:
-            return True
-        with self._lock:
-            if request_id in self._seen:
-                return False
-            self._seen[request_id] = None
-            while len(self._seen) > self._keep:
-                self._seen.popitem(last=False)
-            return True
-
-    def answer(self, request_id: str | None, value: T) -> None:
-        """Keep the answer given to ``request_id`` (recorded by :meth:`first_time`)."""
-        with self._lock:
-            if request_id is not None and request_id in self._seen:
-                self._seen[request_id] = value
-
-    def answered(self, request_id: str | None) -> T | None:
-        with self._lock:
-            return None if request_id is None else self._seen.get(request_id)
 
 
 def _answered(result: AlarmResult | None) -> Answer | None:
@@ -376,7 +367,7 @@ class Confirmer:
             if not item.late and now - item.started >= self.late_seconds:
                 item.late = True
                 log.warning(
-                    "command not answered yet; sending it again until it is",
+                    "command not answered yet",
                     extra={"command": item.key, "seconds": round(now - item.started, 1)},
                 )
                 self._call(item.on_late, now - item.started)

@@ -90,6 +90,11 @@ class SystemStateView:
         with self._lock:
             return self._values[setting]
 
+    def retained(self, setting: SystemSetting) -> SystemValue | None:
+        """The retained value received from the owner; None until one arrived."""
+        with self._lock:
+            return self._values[setting] if setting in self._known else None
+
     def known(self, setting: SystemSetting) -> bool:
         """True once the retained value has been received (else the default is reported)."""
         with self._lock:

@@ -264,11 +264,7 @@ class PresenceService:
             SystemSetting.ARMED.value,
             lambda: self._bus.publish(SYSTEM_SET, command, setting=SystemSetting.ARMED.value),
             setting_check(
-                lambda: (
-                    self.system.value(SystemSetting.ARMED)
-                    if self.system.known(SystemSetting.ARMED)
-                    else None
-                ),
+                lambda: self.system.retained(SystemSetting.ARMED),
                 want,
                 "presence",
                 time.time(),

@@ -22,6 +22,7 @@ from slack_sdk import WebClient
 from homesec.bus import Bus
 from homesec.confirm import (
     AlarmResults,
+    Check,
     Confirmer,
     Ended,
     Outcome,
@@ -246,7 +247,7 @@ class Gateway:
         command = SetCommand(value=value, source=source, request_id=uuid.uuid4().hex[:12])
         request_id = command.request_id or ""
         wanted = setting_check(
-            lambda: self.state.value(setting) if self.state.known(setting) else None,
+            lambda: self.state.retained(setting),
             value,
             source,
             time.time(),
@@ -289,7 +290,7 @@ class Gateway:
         key: str,
         what: str,
         send: Callable[[], None],
-        check: Callable[[], Any],
+        check: Check,
         cmd: SlashCommand,
     ) -> None:
         """Send until the detector answers; tell the owner (in the channel, through the
