@@ -46,6 +46,8 @@ from support import Collector, wait_until
 SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 BOT_TOKEN = "xoxb-test-bot-token"
 APP_TOKEN = "xapp-test-app-token"
+RESPONSE_URL_POSTS = 5
+"""Slack: a response_url takes up to five posts within 30 minutes."""
 JPEG = b"\xff\xd8\xff\xe0" + bytes(range(256)) * 8 + b"\xff\xd9"
 
 
@@ -90,6 +92,8 @@ class FakeSlack:
         self.calls: list[Call] = []
         self.uploads: dict[str, bytes] = {}
         self.responses: list[dict[str, Any]] = []  # bodies posted to response_urls
+        self.refused_responses: list[dict[str, Any]] = []  # posts past a response_url's five
+        self._response_posts: dict[str, int] = {}
         self.acks: list[dict[str, Any]] = []  # Socket Mode acknowledgements
         self.faults: dict[str, list[Fault]] = {}
         self._clear_after: str | None = None
@@ -254,6 +258,8 @@ class FakeSlack:
                     and float(m["ts"]) > float(args.get("oldest") or 0)
                 ]
             return self._page(found, args, "messages")
+        if method == "chat.postEphemeral":
+            return {"ok": True, "message_ts": f"{time.time():.6f}"}
         if method in ("chat.postMessage", "chat.update"):
             ts = args.get("ts") or f"{time.time():.6f}"
             return {"ok": True, "channel": args.get("channel"), "ts": ts}
@@ -282,7 +288,13 @@ class FakeSlack:
 
     async def _response(self, request: web.Request) -> web.Response:
         body = await request.json()
+        url = request.match_info["n"]
         with self._lock:
+            # Slack takes five posts per response_url (its refusal's form is undocumented)
+            if self._response_posts.get(url, 0) >= RESPONSE_URL_POSTS:
+                self.refused_responses.append(body)
+                return web.Response(status=404, text="used_url")
+            self._response_posts[url] = self._response_posts.get(url, 0) + 1
             self.responses.append(body)
         return web.Response(text="ok")
 

@@ -147,3 +147,25 @@ def test_a_command_never_answered_is_reported_when_the_gateway_gives_up(
     registry = gateway.bus.metrics.registry
     ended = {"command": "notifications", "outcome": "unconfirmed"}
     assert registry.get_sample_value("homesec_commands_ended_total", ended) == 1
+
+
+def test_initialize_before_the_detector_ran_stays_within_the_response_url_budget(
+    make_gateway, make_bus, slack: FakeSlack
+) -> None:
+    """`/homesec initialize` sets three switches; with no detector yet each is late, then
+    confirmed: six notices, more than the five posts Slack takes on one response_url. The
+    notices of one moment go out as one message, so Slack refuses none of them."""
+    gateway = make_gateway(command_late_seconds=1.0, ptz_wait_seconds=1.0)
+    response, response_url = gateway.command("/homesec", "initialize")
+    assert response.status_code == 200 and "Initializing" in response.json()["text"]
+    switches = ("*armed ON*", "*notifications ON*", "*auto_arm ON*")
+    wait_until(
+        lambda: all(f"{s} is not confirmed yet" in texts(slack) for s in switches), timeout=15
+    )
+    Peers(make_bus)  # the detector starts only now
+    wait_until(lambda: all(f"{s} confirmed after" in texts(slack) for s in switches), timeout=30)
+    assert gateway.service.gateway.confirmer.pending() == []
+    assert slack.refused_responses == []
+    assert len(slack.responses) <= 5
+    late = [r for r in slack.responses if "is not confirmed yet" in r["text"]]
+    assert len(late) == 1, "the three late notices are one message"

@@ -59,6 +59,7 @@ from homesec_slack_gateway.buttons import (
     decode_value,
 )
 from homesec_slack_gateway.commands import USAGE, Action, Parsed, UsageError, parse
+from homesec_slack_gateway.followups import FollowUps
 from homesec_slack_gateway.interactions import BlockActions, SlashCommand
 from homesec_slack_gateway.labels import LabelOutbox
 from homesec_slack_gateway.metrics import GatewayMetrics
@@ -146,6 +147,7 @@ class Gateway:
         self.access = Access(settings.allowed_users, settings.admin_users)
         self.access.log_policy()
         self.workers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="slack-work")
+        self.followups = FollowUps(self._post_response, bot)
         self.results = AlarmResults(bus)
         self.confirmer = Confirmer(
             late_seconds=settings.command_late_seconds,
@@ -326,7 +328,7 @@ class Gateway:
         self.confirmer.submit(key, send, check, on_late=late, on_done=done)
 
     def _tell(self, cmd: SlashCommand, text: str) -> None:
-        self.workers.submit(self.respond, cmd.response_url, in_channel(text))
+        self.followups.tell(cmd.response_url, text, cmd.channel_id)
 
     def _missed(self, parsed: Parsed, cmd: SlashCommand) -> str:
         """Ask the detector to keep the camera's last minutes as an occupied sample."""
@@ -366,12 +368,14 @@ class Gateway:
             job(cmd, *args)
         except Exception as exc:
             log.exception("background job failed", extra={"job": job.__name__})
-            self.respond(cmd.response_url, ephemeral(f"That failed: {describe_error(exc)}"))
+            self.respond(cmd, ephemeral(f"That failed: {describe_error(exc)}"))
 
-    def respond(self, response_url: str | None, body: dict[str, Any]) -> None:
-        """Post a delayed answer to a ``response_url`` (no-op when Slack gave none)."""
-        if not response_url:
-            return
+    def respond(self, cmd: SlashCommand, body: dict[str, Any]) -> None:
+        """Post a delayed answer to a command (through its ``response_url`` while Slack
+        takes it, else in its channel)."""
+        self.followups.send(cmd.response_url, body, cmd.channel_id, cmd.user_id)
+
+    def _post_response(self, response_url: str, body: dict[str, Any]) -> None:
         started = time.perf_counter()
         try:
             result = webhook(response_url, self.settings).send_dict(body)
@@ -396,13 +400,13 @@ class Gateway:
         )
         if frame is None:
             self.respond(
-                cmd.response_url,
+                cmd,
                 ephemeral(f"No snapshot from *{self.camera}* yet: is the camera service running?"),
             )
             return
         if self.bot is None:
             self.respond(
-                cmd.response_url,
+                cmd,
                 ephemeral("Cannot post images: the gateway has no SLACK_BOT_TOKEN."),
             )
             return
@@ -417,7 +421,7 @@ class Gateway:
                 f"for <@{cmd.user_id}>"
             ),
         )
-        self.respond(cmd.response_url, ephemeral(f"Snapshot of *{self.camera}* posted."))
+        self.respond(cmd, ephemeral(f"Snapshot of *{self.camera}* posted."))
 
     def _rotate_job(self, cmd: SlashCommand, request_id: str) -> None:
         state = self.mirror.wait_ptz(self.camera, request_id, self.settings.ptz_wait_seconds)
@@ -431,7 +435,7 @@ class Gateway:
             text = f":warning: ptz: {state.error}. Now at pan {state.pan:g}°, tilt {state.tilt:g}°."
         else:
             text = f":dart: *{self.camera}* now at pan {state.pan:g}°, tilt {state.tilt:g}°."
-        self.respond(cmd.response_url, in_channel(text))
+        self.respond(cmd, in_channel(text))
 
     # ---- reports -----------------------------------------------------------------------------
 
@@ -551,7 +555,7 @@ class Gateway:
             log.warning("button denied", extra={"user": user, "event_id": event_id})
             # also through the response_url: the reply Slack shows the user who clicked
             answer = {**ephemeral(refusal), "replace_original": False}
-            self.workers.submit(self.respond, actions.response_url, answer)
+            self.workers.submit(self.followups.send, actions.response_url, answer)
             return answer
         self.pins.pin(PinKind.LABEL, camera, event_id)  # kept until the uploader has it
         self.labels.add(
@@ -590,7 +594,9 @@ class Gateway:
                 return
             except Exception as exc:
                 log.warning("chat.update failed", extra={"error": describe_error(exc)})
-        self.respond(response_url, {"replace_original": True, "text": text, "blocks": blocks})
+        self.followups.send(
+            response_url, {"replace_original": True, "text": text, "blocks": blocks}
+        )
 
 
 def alarm_line(status: AlarmStatus, now: float | None = None) -> str:
