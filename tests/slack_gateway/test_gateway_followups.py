@@ -12,8 +12,8 @@ from homesec_slack_gateway.followups import RESPONSE_URL_SECONDS, FollowUps
 from support import wait_until
 
 
-def post(url: str, body: dict[str, Any]) -> None:
-    assert WebhookClient(url).send_dict(body).status_code == 200
+def post(url: str, body: dict[str, Any]) -> bool:
+    return bool(WebhookClient(url).send_dict(body).status_code == 200)
 
 
 def test_past_five_posts_a_follow_up_goes_to_the_channel(slack: FakeSlack) -> None:
@@ -65,3 +65,14 @@ def test_without_a_bot_a_used_up_url_drops_with_a_warning(slack: FakeSlack, capl
         followups.send(url, {"text": f"notice {n}"}, "C0HOME")
     assert len(slack.responses) == 5
     assert "response_url is used up" in caplog.text
+
+
+def test_a_follow_up_slack_refuses_goes_to_the_channel(slack: FakeSlack) -> None:
+    """Slack counts a response_url's posts itself: one it refuses is not lost."""
+    bot = WebClient(token="xoxb-test-bot-token", base_url=slack.api_url)
+    url = slack.response_url()
+    for n in range(5):  # another sender used this URL up
+        post(url, {"text": f"other {n}"})
+    FollowUps(post, bot).send(url, {"response_type": "in_channel", "text": "mine"}, "C0HOME")
+    assert [r["text"] for r in slack.refused_responses] == ["mine"]
+    assert [(p["channel"], p["text"]) for p in slack.posts()] == [("C0HOME", "mine")]

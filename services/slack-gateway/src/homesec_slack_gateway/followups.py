@@ -42,7 +42,7 @@ class FollowUps:
 
     def __init__(
         self,
-        post: Callable[[str, dict[str, Any]], None],
+        post: Callable[[str, dict[str, Any]], bool],
         bot: WebClient | None,
         window_seconds: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
@@ -61,14 +61,14 @@ class FollowUps:
         channel: str | None = None,
         user: str | None = None,
     ) -> None:
-        """Post ``body`` on ``response_url`` while it has posts left; else to ``channel``
-        (ephemeral bodies to ``user`` only), when a bot token and a channel are known."""
+        """Post ``body`` on ``response_url`` while it has posts left; else, or when Slack
+        does not take it, to ``channel`` (ephemeral bodies to ``user`` only), when a bot token
+        and a channel are known."""
         if not response_url:
             return
         with self._lock:
             usable = self._take(response_url)
-        if usable:
-            self._post(response_url, body)
+        if usable and self._post(response_url, body):
             return
         self._to_channel(body, channel, user)
 
@@ -115,8 +115,8 @@ class FollowUps:
         ephemeral = body.get("response_type") == "ephemeral"
         if self._bot is None or not channel or not text or (ephemeral and not user):
             log.warning(
-                "follow-up not delivered: its response_url is used up and no channel post is "
-                "possible",
+                "follow-up not delivered: its response_url is used up or refused it, and no "
+                "channel post is possible",
                 extra={"has_bot": self._bot is not None, "channel": channel},
             )
             return
@@ -125,6 +125,6 @@ class FollowUps:
                 self._bot.chat_postEphemeral(channel=channel, user=user, text=text)
             else:
                 self._bot.chat_postMessage(channel=channel, text=text, mrkdwn=True)
-            log.info("follow-up posted to the channel: its response_url is used up")
+            log.info("follow-up posted to the channel instead of its response_url")
         except Exception as exc:
             log.warning("follow-up not posted to the channel", extra={"error": describe_error(exc)})

@@ -375,14 +375,17 @@ class Gateway:
         takes it, else in its channel)."""
         self.followups.send(cmd.response_url, body, cmd.channel_id, cmd.user_id)
 
-    def _post_response(self, response_url: str, body: dict[str, Any]) -> None:
+    def _post_response(self, response_url: str, body: dict[str, Any]) -> bool:
+        """Post on a ``response_url``; True when Slack took it."""
         started = time.perf_counter()
         try:
             result = webhook(response_url, self.settings).send_dict(body)
             if result.status_code != 200:
                 log.warning("response_url refused", extra={"status": result.status_code})
+            return bool(result.status_code == 200)
         except Exception as exc:
             log.warning("response_url failed", extra={"error": describe_error(exc)})
+            return False
         finally:
             self.metrics.api_seconds.labels("response_url").observe(time.perf_counter() - started)
 
