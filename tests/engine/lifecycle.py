@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import time
+from datetime import datetime
 from pathlib import Path
 
 from engine import DOCKERD, Compose, run
@@ -29,10 +30,21 @@ def alerting_starts(watch: Watch, since: float = 0.0) -> list[tuple[float, Motio
     return out
 
 
-def next_alert_at(watch: Watch, timeout: float = 2 * DEMO_PERIOD + 20) -> float:
+def started_at(compose: Compose, service: str) -> float:
+    """When the service's container last started (its ``State.StartedAt``, epoch seconds)."""
+    stamp = str(compose.inspect(service)["State"]["StartedAt"])
+    # RFC 3339 with nanoseconds: keep microseconds for fromisoformat
+    head, _, rest = stamp.rstrip("Z").partition(".")
+    return datetime.fromisoformat(f"{head}.{(rest + '000000')[:6]}+00:00").timestamp()
+
+
+def next_alert_at(watch: Watch, compose: Compose, timeout: float = 2 * DEMO_PERIOD + 20) -> float:
     """When the next alerting ``start`` should be published: the demo person walks in once a
-    period, so one period after the last one seen (waits to see one)."""
-    at = wait_until(lambda: alerting_starts(watch), timeout)[-1][0]
+    period of the camera's timeline, so one period after the last one seen since the camera
+    last started (its timeline starts again with it: an earlier walk-in says nothing of when
+    the next comes). Waits to see one."""
+    since = started_at(compose, "camera") + 4  # frames from before its restart are gone by now
+    at = wait_until(lambda: alerting_starts(watch, since=since), timeout)[-1][0]
     while at < time.time() + 3:
         at += DEMO_PERIOD
     return at
