@@ -32,10 +32,8 @@ def alerting_starts(watch: Watch, since: float = 0.0) -> list[tuple[float, Motio
 
 def started_at(compose: Compose, service: str) -> float:
     """When the service's container last started (its ``State.StartedAt``, epoch seconds)."""
-    stamp = str(compose.inspect(service)["State"]["StartedAt"])
-    # RFC 3339 with nanoseconds: keep microseconds for fromisoformat
-    head, _, rest = stamp.rstrip("Z").partition(".")
-    return datetime.fromisoformat(f"{head}.{(rest + '000000')[:6]}+00:00").timestamp()
+    # RFC 3339 with nanoseconds and "Z": Python 3.11's fromisoformat reads it (to microseconds)
+    return datetime.fromisoformat(str(compose.inspect(service)["State"]["StartedAt"])).timestamp()
 
 
 def next_alert_at(watch: Watch, compose: Compose, timeout: float = 2 * DEMO_PERIOD + 20) -> float:
