@@ -41,8 +41,14 @@ from homesec.services import ServiceInfo
 
 log = logging.getLogger("homesec.forking")
 
-# What every service imports before its own code: the core library and its dependencies.
-COMMON_IMPORTS: tuple[str, ...] = ("homesec.service", "homesec.contract", "homesec.outbox")
+# What every service imports before its own code: the core library and its dependencies, and
+# the codec a connection to the broker by name imports (``socket`` encodes host names with it).
+COMMON_IMPORTS: tuple[str, ...] = (
+    "homesec.service",
+    "homesec.contract",
+    "homesec.outbox",
+    "encodings.idna",
+)
 PRELOADER_TITLE = "homesec preload"
 PR_SET_CHILD_SUBREAPER = 36  # <linux/prctl.h>
 
@@ -68,8 +74,10 @@ def preload(services: Iterable[ServiceInfo]) -> list[str]:
     """Import what forks will share: the core library, every service's ``main`` module with
     all it imports (NumPy and OpenCV for the camera and the detector; each service's settings
     models, built once here instead of in every child) and what each imports only once it
-    runs (``ServiceInfo.runtime_imports``). A service whose modules fail to import is left to
-    fail in its own fork (with its own traceback and restarts), not to stop the others.
+    runs (``ServiceInfo.runtime_imports``); then build each service's settings from the
+    environment (``ServiceInfo.settings``; its fork takes them). A service whose modules fail
+    to import, or whose settings do not validate, is left to fail in its own fork (with its
+    own message, exit status and restarts), not to stop the others.
     Returns what was imported."""
     imported = []
     for module in COMMON_IMPORTS:
@@ -86,9 +94,22 @@ def preload(services: Iterable[ServiceInfo]) -> list[str]:
                 )
                 continue
             imported.append(module)
+        if info.settings:
+            _prebuild(info)
     gc.collect()
     gc.freeze()
     return imported
+
+
+def _prebuild(info: ServiceInfo) -> None:
+    from homesec.settings import prebuild_settings  # in the preloader: the runner has no pydantic
+
+    module, _, name = info.settings.partition(":")
+    try:
+        settings_cls = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError):
+        return  # its fork imports its own modules and fails there, as a service would
+    prebuild_settings(settings_cls)
 
 
 class ForkedService:
@@ -182,6 +203,8 @@ def _run_preloader(services: Sequence[ServiceInfo], env: dict[str, str], report_
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         setproctitle(PRELOADER_TITLE)
+        os.environ.clear()  # the services' environment: what the imports and settings read
+        os.environ.update(env)
         tune_malloc()  # before the shared imports: the forks inherit the heap and its settings
         preload(services)
         pids: dict[str, int] = {}

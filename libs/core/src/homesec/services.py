@@ -15,6 +15,9 @@ class ServiceInfo:
     runtime_imports: tuple[str, ...] = ()
     """Modules the service imports only once it runs (not when its ``main`` is imported):
     ``homesec run`` imports them before it forks, so the services share them."""
+    settings: str = ""
+    """``module:Class`` of the settings its ``main`` loads: ``homesec run`` builds them before
+    it forks (``homesec.settings.prebuild_settings``)."""
 
     @property
     def env_prefix(self) -> str:
@@ -35,8 +38,11 @@ CATALOGUE: tuple[ServiceInfo, ...] = (
         "homesec_camera",
         9101,
         runtime_imports=("homesec_camera.sources.demo", "numpy.random"),
+        settings="homesec_camera.settings:CameraSettings",
     ),
-    ServiceInfo("detector", "homesec_detector", 9102),
+    ServiceInfo(
+        "detector", "homesec_detector", 9102, settings="homesec_detector.settings:DetectorSettings"
+    ),
     # what uvicorn imports by name when it starts, and FastAPI's pydantic-v1 check
     ServiceInfo(
         "slack-gateway",
@@ -53,10 +59,15 @@ CATALOGUE: tuple[ServiceInfo, ...] = (
             "uvicorn.lifespan.off",
             "pydantic.v1",
         ),
+        settings="homesec_slack_gateway.settings:SlackGatewaySettings",
     ),
-    ServiceInfo("presence", "homesec_presence", 9104),
-    ServiceInfo("uploader", "homesec_uploader", 9105),
-    ServiceInfo("ptz", "homesec_ptz", 9106),
+    ServiceInfo(
+        "presence", "homesec_presence", 9104, settings="homesec_presence.settings:PresenceSettings"
+    ),
+    ServiceInfo(
+        "uploader", "homesec_uploader", 9105, settings="homesec_uploader.settings:UploaderSettings"
+    ),
+    ServiceInfo("ptz", "homesec_ptz", 9106, settings="homesec_ptz.settings:PtzSettings"),
 )
 
 BY_NAME = {info.name: info for info in CATALOGUE}

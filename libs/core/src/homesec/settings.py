@@ -165,8 +165,31 @@ def describe_error(settings_cls: type[BaseSettings], exc: ValidationError) -> st
     return "\n".join(lines)
 
 
+_prebuilt: dict[type[BaseSettings], BaseSettings] = {}
+
+
+def prebuild_settings(settings_cls: type[BaseSettings]) -> bool:
+    """Build ``settings_cls`` from the environment now and keep it for the next
+    :func:`load_settings` of that class (once).
+
+    For ``homesec run``'s preloader, whose forks inherit the built settings instead of each
+    building its own: validating a settings class the first time writes to pydantic's shared
+    objects, ~1.5 MB of copied pages per fork (docs/performance.md). False when the settings do
+    not validate: the service, building them itself, names the bad setting."""
+    try:
+        _prebuilt[settings_cls] = settings_cls()
+    except Exception:  # reported by the service itself, with its exit status
+        return False
+    return True
+
+
 def load_settings(settings_cls: type[S], **overrides: Any) -> S:
-    """Read settings or exit with status 2 and a message naming each bad setting."""
+    """Read settings or exit with status 2 and a message naming each bad setting (without
+    ``overrides``: the ones :func:`prebuild_settings` built, if it built them)."""
+    if not overrides:
+        built = _prebuilt.pop(settings_cls, None)
+        if isinstance(built, settings_cls):
+            return built
     try:
         return settings_cls(**overrides)
     except ValidationError as exc:
