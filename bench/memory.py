@@ -40,6 +40,7 @@ from soak import children
 
 from homesec.broker import free_port, port_open
 from homesec.contract import SYSTEM_SET, SetCommand
+from homesec.pagemerge import ksm_running
 from homesec.services import CATALOGUE
 from homesec_detector.media_writer import MediaSettings
 
@@ -213,9 +214,12 @@ def measure(
     service's figures once more at the end."""
     stack = Stack(env_extra)
     series: list[tuple[float, int]] = []
+    ksmd_started, wall_started = ksmd_cpu_seconds(), time.monotonic()
+    sharing = 0
     try:
         stack.wait_steady()
         taken = stack.samples(samples)
+        sharing = ksm_pages_sharing()
         first = median(taken)
         totals = [total_pss(sample) for sample in taken]
         later: dict[str, Memory] = {}
@@ -227,7 +231,14 @@ def measure(
             series.append(((time.monotonic() - started) / 60, total_pss(later)))
     finally:
         stack.stop()
+    ksmd_seconds = ksmd_cpu_seconds() - ksmd_started
     return {
+        "ksm": {
+            "running": ksm_running(),
+            "pages_sharing_at_steady": sharing,
+            "ksmd_cpu_seconds": round(ksmd_seconds, 2),
+            "ksmd_cpu_share": round(ksmd_seconds / (time.monotonic() - wall_started), 4),
+        },
         "steady": {name: asdict(m) for name, m in sorted(first.items())},
         "steady_total_pss_range": [min(totals), max(totals)],
         "samples": samples,
@@ -235,6 +246,26 @@ def measure(
         "minutes": minutes,
         "total_pss_series": series,
     }
+
+
+def ksmd_cpu_seconds() -> float:
+    """CPU time the kernel's same-page merging thread has used since boot (0: none runs)."""
+    for comm in Path("/proc").glob("[0-9]*/comm"):
+        try:
+            if comm.read_text().strip() != "ksmd":
+                continue
+            fields = (comm.parent / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return 0.0
+
+
+def ksm_pages_sharing() -> int:
+    try:
+        return int(Path("/sys/kernel/mm/ksm/pages_sharing").read_text())
+    except (OSError, ValueError):
+        return 0
 
 
 def mb(value: int) -> str:
@@ -284,6 +315,15 @@ def main() -> int:
     print(line)
     low, high = result["steady_total_pss_range"]  # type: ignore[misc]
     print(f"total PSS over the {result['samples']} samples: {mb(low)} to {mb(high)} MB")
+    ksm: dict[str, object] = result["ksm"]  # type: ignore[assignment]
+    if ksm["running"]:
+        print(
+            f"same-page merging (KSM) on: {ksm['pages_sharing_at_steady']} pages merged away at "
+            f"the samples; ksmd used {ksm['ksmd_cpu_seconds']} s of CPU during the run "
+            f"({float(ksm['ksmd_cpu_share']):.1%} of a core)"  # type: ignore[arg-type]
+        )
+    else:
+        print("same-page merging (KSM) off on this host (/sys/kernel/mm/ksm/run)")
     series: list[tuple[float, int]] = result["total_pss_series"]  # type: ignore[assignment]
     if len(series) > 1:
         print("total PSS MB by minute: " + ", ".join(f"{t:.0f}: {mb(v)}" for t, v in series))

@@ -22,6 +22,7 @@ from prometheus_client import (
 )
 
 from homesec import __version__
+from homesec.pagemerge import merged_bytes
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 """Buckets for per-frame and per-message latencies (milliseconds to seconds)."""
@@ -36,6 +37,13 @@ class ServiceMetrics:
         r = self.registry
         ProcessCollector(registry=r)
         PlatformCollector(registry=r)
+        self.merged_memory = Gauge(
+            "homesec_process_merged_memory_bytes",
+            "This process's memory the kernel holds once with another process's identical "
+            "pages (same-page merging, KSM; 0 where the host does not run it)",
+            registry=r,
+        )
+        self.merged_memory.set_function(merged_bytes)
         self.build_info = Info("homesec_build", "homesec build information", registry=r)
         self.build_info.info({"service": service, "version": __version__})
         self.mqtt_connected = Gauge(

@@ -23,6 +23,7 @@ from homesec.bus import Bus
 from homesec.logs import configure_logging
 from homesec.malloc import tune_malloc
 from homesec.metrics import MetricsServer, ServiceMetrics
+from homesec.pagemerge import set_page_merging
 from homesec.settings import ServiceSettings, load_settings
 
 log = logging.getLogger("homesec.service")
@@ -123,6 +124,7 @@ def run_service(
     SIGTERM/SIGINT, stop cleanly; returns the exit status."""
     tune_malloc()
     settings = load_settings(settings_cls)
+    set_page_merging(settings.merge_pages)
     with ServiceRuntime(name, settings) as rt:
         try:
             service = factory(rt, settings)

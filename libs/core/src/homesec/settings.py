@@ -123,6 +123,12 @@ class ServiceSettings(BaseSettings):
         default_factory=lambda: Path(os.environ.get("HOMESEC_DATA_DIR", "var")),
         description="Root folder for media, training data and state (HOMESEC_DATA_DIR)",
     )
+    merge_pages: bool = Field(
+        True,
+        description="Offer the kernel this service's memory for same-page merging (KSM: pages "
+        "it holds byte for byte like another service's are kept once; works where the host "
+        "runs ksmd, docs/deployment.md)",
+    )
 
     @field_validator("log_level", mode="before")
     @classmethod
