@@ -37,6 +37,20 @@ def module(tmp_path: Path) -> Path:
         "if do == 'raise': raise RuntimeError('boom')\n"
         "if do == 'message': raise SystemExit('bad setting: X')\n"
         "if do == 'sleep': time.sleep(60)\n"
+        "if do == 'settings':\n"
+        "    from homesec.settings import load_settings\n"
+        "    from forkprobe.settings import ProbeSettings\n"
+        "    s = load_settings(ProbeSettings)\n"
+        "    out.with_suffix('.settings').write_text(json.dumps([s.built_by, os.getpid(), s.greeting]))\n"
+    )
+    (package / "settings.py").write_text(
+        "import os\n"
+        "from pydantic import Field\n"
+        "from homesec.settings import ServiceSettings, settings_config\n"
+        "class ProbeSettings(ServiceSettings):\n"
+        "    model_config = settings_config('FORKPROBE_')\n"
+        "    built_by: int = Field(default_factory=os.getpid)\n"
+        "    greeting: int = 1\n"
     )
     return tmp_path
 
@@ -207,3 +221,36 @@ def test_the_runner_reaps_what_a_service_left_behind():
     zombies, own_code = json.loads(out.stdout)
     assert zombies == []
     assert own_code == 3  # reaped by its Popen, not taken by the runner's reaper
+
+
+def test_a_fork_takes_the_settings_its_preloader_built(module, tmp_path):
+    """The preloader builds each service's settings from the services' environment (not the
+    runner's) and the fork loads those instead of building them again; settings that do not
+    validate are still reported by the service itself: status 2, the variable named."""
+    script = (
+        "import json, os, sys\n"
+        f"sys.path.insert(0, {str(module)!r})\n"
+        "from homesec.forking import become_subreaper, fork_services\n"
+        "from homesec.services import ServiceInfo\n"
+        "assert become_subreaper()\n"
+        "probe = ServiceInfo('probe', 'forkprobe', 0, settings='forkprobe.settings:ProbeSettings')\n"
+        "codes = []\n"
+        "for greeting in ('7', 'many'):\n"
+        f"    out = os.path.join({str(tmp_path)!r}, 'out-' + greeting + '.txt')\n"
+        "    env = dict(os.environ, FORKPROBE_DO='settings', FORKPROBE_OUT=out,\n"
+        "               FORKPROBE_GREETING=greeting)\n"
+        "    (child,) = fork_services([probe], env)\n"
+        "    codes.append(child.wait(30))\n"
+        "print(json.dumps(codes))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FORKPROBE_")}
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout.splitlines()[-1]) == [0, 2]
+    built_by, service_pid, greeting = json.loads((tmp_path / "out-7.settings").read_text())
+    assert greeting == 7  # the environment handed to the services
+    assert built_by != service_pid  # built before the fork, in the preloader
+    assert not (tmp_path / "out-many.settings").exists()
+    assert "FORKPROBE_GREETING" in out.stderr

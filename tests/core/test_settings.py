@@ -1,4 +1,4 @@
-"""Settings: env prefixes, secrets files, and exit status 2 naming a bad setting."""
+"""Settings: env prefixes, secrets files, exit status 2 naming a bad setting, prebuilt settings."""
 
 from __future__ import annotations
 
@@ -7,7 +7,13 @@ import sys
 
 import pytest
 
-from homesec.settings import BrokerSettings, ServiceSettings, load_settings, settings_config
+from homesec.settings import (
+    BrokerSettings,
+    ServiceSettings,
+    load_settings,
+    prebuild_settings,
+    settings_config,
+)
 
 
 class DemoSettings(ServiceSettings):
@@ -66,3 +72,27 @@ def test_password_is_never_printed(monkeypatch, capsys):
         load_settings(DemoSettings)
     assert "hunter2" not in capsys.readouterr().err
     assert "hunter2" not in repr(BrokerSettings(password="hunter2", port=1883))
+
+
+def test_prebuilt_settings_are_handed_over_once(monkeypatch):
+    """What ``homesec run``'s preloader built is what the next load of that class returns, once;
+    the load after builds again from the environment, and overrides always build."""
+    monkeypatch.setenv("HOMESEC_DEMO_FPS", "3")
+    assert prebuild_settings(DemoSettings) is True
+    monkeypatch.setenv("HOMESEC_DEMO_FPS", "4")
+    first = load_settings(DemoSettings)
+    assert first.fps == 3  # built before the environment changed
+    assert load_settings(DemoSettings).fps == 4
+    assert prebuild_settings(DemoSettings) is True
+    assert load_settings(DemoSettings, fps=5.0).fps == 5  # overrides: never the prebuilt one
+    assert load_settings(DemoSettings).fps == 4  # ... which is still there for this load
+    assert load_settings(DemoSettings) is not first
+
+
+def test_settings_that_do_not_prebuild_are_reported_by_the_load(monkeypatch, capsys):
+    monkeypatch.setenv("HOMESEC_DEMO_FPS", "fast")
+    assert prebuild_settings(DemoSettings) is False
+    with pytest.raises(SystemExit) as exc:
+        load_settings(DemoSettings)
+    assert exc.value.code == 2
+    assert "HOMESEC_DEMO_FPS" in capsys.readouterr().err
