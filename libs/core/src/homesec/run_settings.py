@@ -37,6 +37,11 @@ class RunnerSettings(BaseSettings):
         default_factory=lambda: sys.platform == "linux",
         description="Fork services from a preloaded parent (shares memory; Linux only)",
     )
+    merge_pages: bool = Field(
+        True,
+        description="Offer the runner's memory to the kernel's same-page merging (KSM), as "
+        "every service does its own (HOMESEC_<SERVICE>_MERGE_PAGES)",
+    )
 
 
 def plan_values(overrides: dict[str, Any]) -> dict[str, Any]:
@@ -53,4 +58,5 @@ def plan_values(overrides: dict[str, Any]) -> dict[str, Any]:
         "restart_max_seconds": s.restart_max_seconds,
         "healthy_after_seconds": s.healthy_after_seconds,
         "fork": s.fork,
+        "merge_pages": s.merge_pages,
     }

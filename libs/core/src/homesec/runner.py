@@ -25,7 +25,7 @@ from typing import Any, Protocol
 from homesec.backoff import backoff_delay
 from homesec.broker import MosquittoProcess, port_open
 from homesec.forking import become_subreaper, exit_after, fork_services
-from homesec.pagemerge import ksm_running
+from homesec.pagemerge import ksm_running, set_page_merging
 from homesec.services import CATALOGUE, ServiceInfo
 
 log = logging.getLogger("homesec.runner")
@@ -45,6 +45,7 @@ class RunPlan:
     restart_max_seconds: float
     healthy_after_seconds: float
     fork: bool
+    merge_pages: bool = True
 
     @classmethod
     def from_values(cls, values: dict[str, Any]) -> RunPlan:
@@ -210,9 +211,12 @@ class Runner:
             # one BLAS thread: no worker threads exist at fork time, and none of the services
             # does the large matrix products that more threads would speed up
             os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+        # before the fork: the preloader and the services inherit it (each applies its own
+        # HOMESEC_<SERVICE>_MERGE_PAGES); the runner's copies of the shared pages merge too
+        set_page_merging(self.settings.merge_pages)
         self.spawn(self.children)
         self.print_endpoints(services)
-        if ksm_running() is False:
+        if self.settings.merge_pages and ksm_running() is False:
             print(
                 "homesec: the kernel's same-page merging is off here; as root, "
                 "`echo 1 > /sys/kernel/mm/ksm/run` lets the services hold ~20 MB less "
