@@ -123,19 +123,27 @@ def test_sigterm_stops_a_fork_and_wait_times_out_while_it_runs(module, tmp_path)
     assert run["code"] == -signal.SIGTERM
 
 
-def test_a_service_that_cannot_be_preloaded_fails_alone(module, tmp_path):
-    """One service's modules do not import: it is still forked and fails in its own process
-    (status 1, its traceback), and the other service runs."""
-    script = (
+def subreaper_script(module: Path, body: str) -> str:
+    """A driver (``python -c``) that can import the probe package and is its forks' subreaper,
+    then runs ``body``."""
+    return (
         "import json, os, sys\n"
         f"sys.path.insert(0, {str(module)!r})\n"
         "from homesec.forking import become_subreaper, fork_services\n"
         "from homesec.services import ServiceInfo\n"
-        "assert become_subreaper()\n"
+        "assert become_subreaper()\n" + body
+    )
+
+
+def test_a_service_that_cannot_be_preloaded_fails_alone(module, tmp_path):
+    """One service's modules do not import: it is still forked and fails in its own process
+    (status 1, its traceback), and the other service runs."""
+    script = subreaper_script(
+        module,
         "ghost, probe = ServiceInfo('ghost', 'no_such_module_here', 0), ServiceInfo('probe', 'forkprobe', 0)\n"
         f"env = dict(os.environ, FORKPROBE_DO='exit3', FORKPROBE_OUT={str(tmp_path / 'out.txt')!r})\n"
         "children = fork_services([ghost, probe], env)\n"
-        "print(json.dumps({c.info.name: c.wait(30) for c in children}))\n"
+        "print(json.dumps({c.info.name: c.wait(30) for c in children}))\n",
     )
     out = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
@@ -227,12 +235,8 @@ def test_a_fork_takes_the_settings_its_preloader_built(module, tmp_path):
     """The preloader builds each service's settings from the services' environment (not the
     runner's) and the fork loads those instead of building them again; settings that do not
     validate are still reported by the service itself: status 2, the variable named."""
-    script = (
-        "import json, os, sys\n"
-        f"sys.path.insert(0, {str(module)!r})\n"
-        "from homesec.forking import become_subreaper, fork_services\n"
-        "from homesec.services import ServiceInfo\n"
-        "assert become_subreaper()\n"
+    script = subreaper_script(
+        module,
         "probe = ServiceInfo('probe', 'forkprobe', 0, settings='forkprobe.settings:ProbeSettings')\n"
         "codes = []\n"
         "for greeting in ('7', 'many'):\n"
@@ -241,7 +245,7 @@ def test_a_fork_takes_the_settings_its_preloader_built(module, tmp_path):
         "               FORKPROBE_GREETING=greeting)\n"
         "    (child,) = fork_services([probe], env)\n"
         "    codes.append(child.wait(30))\n"
-        "print(json.dumps(codes))\n"
+        "print(json.dumps(codes))\n",
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("FORKPROBE_")}
     out = subprocess.run(
