@@ -258,3 +258,19 @@ def test_a_fork_takes_the_settings_its_preloader_built(module, tmp_path):
     assert built_by != service_pid  # built before the fork, in the preloader
     assert not (tmp_path / "out-many.settings").exists()
     assert "FORKPROBE_GREETING" in out.stderr
+
+
+@pytest.mark.parametrize("info", CATALOGUE, ids=lambda info: info.name)
+def test_the_catalogue_names_the_settings_each_service_loads(info):
+    """``ServiceInfo.settings`` is the class the service's ``main`` hands to ``run_service``
+    (its prefix is the service's): what the preloader builds is what the fork asks for."""
+    import importlib
+
+    from homesec.settings import ServiceSettings
+
+    module, _, name = info.settings.partition(":")
+    settings_cls = getattr(importlib.import_module(module), name)
+    assert issubclass(settings_cls, ServiceSettings)
+    assert settings_cls.model_config["env_prefix"] == info.env_prefix
+    main = importlib.import_module(f"{info.module}.main")
+    assert getattr(main, name) is settings_cls
