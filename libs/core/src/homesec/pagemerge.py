@@ -6,7 +6,8 @@ CPython 3.11 writes an object's reference count when it uses the object and writ
 when it is done, so the page is copied for a value that is the old one again a moment later.
 A process opted in with ``prctl(PR_SET_MEMORY_MERGE)`` (Linux 6.4 and newer; inherited by its
 forks) lets the kernel's ``ksmd`` find such pages and keep one copy-on-write copy of them:
-~21 MB less for the whole stack (docs/performance.md). ``ksmd`` runs only where the host
+~21 MB less for the forked local stack (docs/performance.md; under Docker, where every
+container is its own interpreter, hardly a page matches). ``ksmd`` runs only where the host
 switched it on (``/sys/kernel/mm/ksm/run`` = 1, as root; docs/deployment.md): the opt-in alone
 costs nothing. Pure standard library: the runner uses it too.
 """
