@@ -40,7 +40,7 @@ from soak import children
 
 from homesec.broker import free_port, port_open
 from homesec.contract import SYSTEM_SET, SetCommand
-from homesec.pagemerge import ksm_running
+from homesec.pagemerge import KSM_DIR, ksm_running
 from homesec.services import CATALOGUE
 from homesec_detector.media_writer import MediaSettings
 
@@ -263,7 +263,7 @@ def ksmd_cpu_seconds() -> float:
 
 def ksm_pages_sharing() -> int:
     try:
-        return int(Path("/sys/kernel/mm/ksm/pages_sharing").read_text())
+        return int((KSM_DIR / "pages_sharing").read_text())
     except (OSError, ValueError):
         return 0
 

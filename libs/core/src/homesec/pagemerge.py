@@ -24,7 +24,9 @@ log = logging.getLogger("homesec.pagemerge")
 
 PR_SET_MEMORY_MERGE = 67  # <linux/prctl.h>, Linux 6.4
 PR_GET_MEMORY_MERGE = 68
-KSM_RUN = Path("/sys/kernel/mm/ksm/run")
+KSM_DIR = Path("/sys/kernel/mm/ksm")
+"""The host's KSM switches and counters (absent where the kernel has no KSM)."""
+KSM_RUN = KSM_DIR / "run"
 """0: ksmd stopped (the kernel's default), 1: merging, 2: stopped and every merge undone."""
 KSM_STAT = Path("/proc/self/ksm_stat")
 
