@@ -127,6 +127,23 @@ class DetectorMetrics:
             "Retention passes that failed (retried at the next interval)",
             registry=r,
         )
+        self.tune_runs = Counter(
+            "homesec_detector_tune_runs",
+            "Nightly homesec tune runs by outcome: ok, skipped (no training set yet), failed, "
+            "timeout",
+            ["outcome"],
+            registry=r,
+        )
+        self.tune_last_run_seconds = Gauge(
+            "homesec_detector_tune_last_run_seconds",
+            "Wall seconds of the last nightly tune run (a child process at the lowest priority)",
+            registry=r,
+        )
+        self.tune_last_success = Gauge(
+            "homesec_detector_tune_last_success_timestamp_seconds",
+            "When the last nightly tune run recorded a result",
+            registry=r,
+        )
         self.clips = Counter(
             "homesec_detector_clips",
             "Alert clips (clip.mp4): made, or failed (frames undecodable, encoder error)",

@@ -54,7 +54,8 @@ from homesec_detector.pipeline import (
 )
 from homesec_detector.retention import Retention, RetentionReport
 from homesec_detector.settings import DetectorSettings
-from homesec_detector.tune_result import TuneResultPublisher
+from homesec_detector.tune_result import RESULT_FILE, TuneResultPublisher
+from homesec_detector.tune_schedule import NightlyTune
 
 log = logging.getLogger("homesec_detector")
 
@@ -183,6 +184,12 @@ class DetectorService:
         self._lock = threading.Lock()
         self._closed = False
         self.tune_result = TuneResultPublisher(bus, settings.data_dir)
+        self.nightly_tune = NightlyTune(
+            settings.tune,
+            settings.data_dir,
+            settings.data_dir / RESULT_FILE,
+            on_outcome=self._on_tune_run,
+        )
         if settings.cameras:
             for camera in settings.cameras:
                 bus.subscribe(FRAMES, self._on_frame, camera=camera)
@@ -198,6 +205,7 @@ class DetectorService:
         self.media.start()
         self.retention.start()
         self.state.start()
+        self.nightly_tune.start()
         log.info(
             "detector running",
             extra={
@@ -230,7 +238,17 @@ class DetectorService:
         self.media.flush()
         self.media.stop()
         self.retention.stop()
+        self.nightly_tune.stop()
         self.state.stop()
+
+    def _on_tune_run(self, outcome: str, seconds: float) -> None:
+        m = self.metrics
+        m.tune_runs.labels(outcome).inc()
+        if outcome != "skipped":
+            m.tune_last_run_seconds.set(seconds)
+        if outcome == "ok":
+            m.tune_last_success.set_to_current_time()
+            self.tune_result.poll()  # published now, not at the next poll
 
     # ---- frames ---------------------------------------------------------------------------
 

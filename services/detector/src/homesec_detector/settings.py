@@ -17,6 +17,7 @@ from homesec_detector.media_writer import MediaSettings
 from homesec_detector.motion import MotionSettings
 from homesec_detector.person import PersonModelSettings
 from homesec_detector.person_verify import VerifierSettings
+from homesec_detector.tune_schedule import TuneScheduleSettings
 
 
 class DetectorSettings(ServiceSettings):
@@ -66,6 +67,10 @@ class DetectorSettings(ServiceSettings):
         ge=0,
         le=1,
         description="A person box must lie this much inside the motion region to count",
+    )
+    tune: TuneScheduleSettings = Field(
+        default_factory=TuneScheduleSettings,
+        description="The nightly homesec tune --record on the training set (docs/training.md)",
     )
     alarm: AlarmSettings = Field(
         default_factory=AlarmSettings,

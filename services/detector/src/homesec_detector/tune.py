@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sqlite3
 import sys
 import tempfile
@@ -269,6 +270,19 @@ def summary(result: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def lower_priority() -> None:
+    """Nice 19, and the first process the kernel's OOM killer takes (each only as far as
+    this process may go)."""
+    try:
+        os.nice(19)
+    except OSError:
+        pass
+    try:
+        Path("/proc/self/oom_score_adj").write_text("1000")
+    except OSError:
+        pass
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="homesec tune",
@@ -333,6 +347,12 @@ def build_parser() -> argparse.ArgumentParser:
         "the result does not depend on it",
     )
     p.add_argument(
+        "--low-priority",
+        action="store_true",
+        help="run at the lowest CPU priority, first in line when the kernel runs out of memory "
+        "(what the detector's nightly run uses)",
+    )
+    p.add_argument(
         "--check-ms",
         type=float,
         default=DEFAULT_CHECK_MS,
@@ -343,6 +363,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.low_priority:
+        lower_priority()
     settings = load_settings(DetectorSettings)
     progress = Progress(sys.stderr, sys.stderr.isatty() and not args.json)
     try:
