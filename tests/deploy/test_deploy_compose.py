@@ -253,6 +253,8 @@ def test_deploy_compose_volumes(compose: dict[str, Any]) -> None:
         "uploader",
     }
     assert mounts("uploader")["/data/training"] == "training"
+    # the detector's nightly tune reads the training set, never writes it
+    assert mounts("detector")["/data/training"] == "training:ro"
     assert mounts("mosquitto")["/mosquitto/data"] == "broker-data"
     declared = set(compose["volumes"])
     for name in services:

@@ -17,7 +17,10 @@ from mqtt_watch import Watch
 from stack_client import BUCKET, Stack, button_value
 
 from homesec.contract import MotionEvent, TrainingLabel
+from homesec_detector.trainset_build import write_clip_set
 from support import wait_until
+
+ASSETS = REPO / "tests" / "assets"
 
 # builds and waits: longer than the suite's 300 s default (the first run builds every image)
 pytestmark = pytest.mark.timeout(1200)
@@ -204,3 +207,33 @@ def test_engine_stack_broker_acls_hold_inside_the_network(stack: Compose) -> Non
         report(f"broker ACLs: {count} publishes outside {len(FORBIDDEN)} users' ACLs all dropped")
     finally:
         admin.close()
+
+
+def test_engine_stack_tune_runs_in_the_detector_on_the_training_volume(
+    stack: Compose, tmp_path: Path
+) -> None:
+    """The owner's ``docker compose exec detector homesec tune /data/training/training --record``
+    (and the nightly run's ``--low-priority``) in the detector's image, as its user, with every
+    capability dropped: the training volume is mounted read-only there, the answers and the
+    result go to its data volume, and the detector publishes the result for the weekly report."""
+    root = tmp_path / "training"
+    keys = write_clip_set(ASSETS, root)
+    # the training volume's writer is the uploader: the set goes in through its container
+    stack("cp", str(root), "uploader:/data/training/")
+    readonly = stack("exec", "-T", "detector", "sh", "-c", "touch /data/training/x", check=False)
+    assert readonly.returncode != 0 and "Read-only" in readonly.stderr, readonly
+    argv = ["homesec", "tune", "/data/training/training", "--record", "--json", "--low-priority"]
+    out = stack("exec", "-T", "detector", *argv, "--max-frames", "40", timeout=600)
+    result = json.loads(out.stdout)
+    assert result["training_set_events"] == len(keys)
+    assert result["proposal"]["changes"] >= 1 and result["removed_false_alerts"]
+    published = json.loads(Stack(stack).retained("homesec/training/tune", timeout=45))
+    assert published["events"] == len(keys) and published["proposes_change"] is True
+    # a second run by the owner: every model answer kept in the detector's data volume
+    owner = ["homesec", "tune", "/data/training/training", "--json", "--max-frames", "40"]
+    again = json.loads(stack("exec", "-T", "detector", *owner).stdout)
+    assert again["model_runs"] == 0 and again["proposal"]["env"] == result["proposal"]["env"]
+    report(
+        f"tune in the detector container: {len(keys)} events, proposal "
+        f"{result['proposal']['env']}, {result['seconds']:.1f} s cold, {again['seconds']:.1f} s warm"
+    )
