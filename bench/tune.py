@@ -15,6 +15,9 @@ each with fresh in-memory caches:
   ``homesec tune``);
 * **warm, answers only**: the same with the answers file but no motion tracks (every frame
   decoded and analysed again: a second run whose motion settings changed);
+* **after a day's labels**: the detector's nightly run (``homesec_detector.tune_schedule``) on
+  the set without ``--new`` of its events, then the owner's run on the whole set on the files
+  the nightly run left: the new events are cold, the rest warm;
 * **exhaustive** (the baseline, on the first ``--baseline-seeds`` draws only: it is slow):
   the same search and caches, but every candidate replayed on every event (no bound: the
   search as it was before the bound), next to a cold run on the same events for the ratio.
@@ -137,6 +140,9 @@ def main() -> int:
         "--jobs", type=int, nargs="+", default=[1], help="worker processes (cold, warm per value)"
     )
     p.add_argument("--no-exhaustive", action="store_true", help="leave out the exhaustive run")
+    p.add_argument(
+        "--new", type=int, default=10, help="events labelled since the nightly run (0: no run)"
+    )
     args = p.parse_args()
     cv2.setNumThreads(1)
     tmp = Path(tempfile.mkdtemp(prefix="bench-tune-"))
@@ -163,10 +169,17 @@ def main() -> int:
             warms[jobs] = timed_tune(events, settings, args.max_frames, kept, jobs)
         cold, warm = colds[first], warms[first]
         warm_answers = timed_tune(events, settings, args.max_frames, only, first)
+        if args.new:
+            step = max(1, len(events) // args.new)
+            labelled_today = {e.key for e in events[::step][: args.new]}
+            before = [e for e in events if e.key not in labelled_today]
+            nightly = timed_tune(before, settings, args.max_frames, tmp / "nightly", first)
+            owner = timed_tune(events, settings, args.max_frames, tmp / "nightly", first)
         proposals = {
             "cold": cold["proposal"]["env"],
             "warm": warm["proposal"]["env"],
             "warm, answers only": warm_answers["proposal"]["env"],
+            **({"after a day's labels": owner["proposal"]["env"]} if args.new else {}),
             **{f"cold, jobs {j}": r["proposal"]["env"] for j, r in colds.items()},
             **{f"warm, jobs {j}": r["proposal"]["env"] for j, r in warms.items()},
         }
@@ -199,6 +212,9 @@ def main() -> int:
             ref = warms[first]["seconds"] if jobs != first else None
             print(row(f"warm, jobs {jobs}", len(events), warms[jobs], ref))
         print(row("warm, answers only", len(events), warm_answers, cold["seconds"]))
+        if args.new:
+            print(row("nightly (day before)", len(before), nightly))
+            print(row(f"owner, {args.new} new events", len(events), owner, cold["seconds"]))
         for jobs in args.jobs:
             r = colds[jobs]
             w = warms[jobs]

@@ -1051,9 +1051,10 @@ TUNE_RESULT: Channel[TuneResult] = Channel(
     retain=True,
     codec=Codec.JSON,
     description=(
-        "The last `homesec tune --record` on the training set (docs/training.md): false "
-        "alerts and missed alerts under the current settings, and whether a change is "
-        "proposed. Retained; the detector publishes the file tune leaves in its data dir."
+        "The last `homesec tune --record` on the training set (docs/training.md; the "
+        "detector's nightly run, or the owner's): false alerts and missed alerts under the "
+        "current settings, and whether a change is proposed. Retained; the detector publishes "
+        "the file tune leaves in its data dir."
     ),
     publisher="detector",
     subscribers=("slack-gateway",),
