@@ -105,14 +105,20 @@ def test_tune_from_a_folder_removes_the_false_alert_keeps_every_occupied_event(
     assert isinstance(fresh, list)
     assert {o.key for o in fresh if o.alert} == {e.key for e in events if e.occupied}
 
-    # deterministic: a second run proposes exactly the same, every model answer from the first
-    # run's answers file (same lookups: nothing new to compute)
+    # deterministic: a second run proposes exactly the same, every event's outcome read back
+    # from the first run's outcomes file (nothing replayed, no model run)
     again = _run(capsys, str(training_set))
-    assert again["proposal"]["env"] == proposal["env"]
+    assert again["proposal"]["env"] == proposal["env"] and again["current"] == result["current"]
     assert result["model_checks"] > 0 and again["model_checks"] == 0
-    assert again["answers_from_disk"] > 0
-    # ... and the motion tracks from the first run's tracks file
-    assert result["tracks_from_disk"] == 0 and again["tracks_from_disk"] >= 5
+    assert result["outcomes_from_disk"] == 0
+    assert again["outcomes_from_disk"] == again["replays"] == result["replays"]
+    assert again["answers_from_disk"] == again["tracks_from_disk"] == 0
+    # without the outcomes (another file): every model answer from the answers file and the
+    # motion tracks from the tracks file, which the second run kept although it read none
+    third = _run(capsys, str(training_set), "--outcomes", str(tmp_path / "other.sqlite"))
+    assert third["proposal"]["env"] == proposal["env"] and third["model_checks"] == 0
+    assert third["answers_from_disk"] > 0 and third["outcomes_from_disk"] == 0
+    assert result["tracks_from_disk"] == 0 and third["tracks_from_disk"] >= 5
     # without the answers file, every answer is computed again, to the same proposal
     fresh_run = _run(capsys, str(training_set), "--no-answers")
     assert fresh_run["proposal"]["env"] == proposal["env"]

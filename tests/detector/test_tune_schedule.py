@@ -167,11 +167,12 @@ def test_the_nightly_run_publishes_its_result_and_leaves_the_owners_run_warm(
     assert _metric(service, "homesec_detector_tune_last_success_timestamp_seconds") > 0
     assert service.state.get(SystemSetting.ARMED)  # the run changed nothing in the detector
 
-    # the owner's run on the same set right after: every model answer from the nightly run
+    # the owner's run on the same set right after: every event's outcome from the nightly run
     monkeypatch.setenv("HOMESEC_DATA_DIR", str(tmp_path / "data"))
     assert tune.main([str(root), "--json", "--jobs", "1"]) == 0
     owners = json.loads(capsys.readouterr().out)
-    assert owners["model_runs"] == 0 and owners["answers_from_disk"] > 0
+    assert owners["model_runs"] == 0
+    assert owners["outcomes_from_disk"] == owners["replays"] > 0  # nothing replayed again
     assert owners["proposal"]["env"] == result.env
 
 

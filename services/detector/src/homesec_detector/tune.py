@@ -31,6 +31,7 @@ from homesec_detector.settings import DetectorSettings
 from homesec_detector.trainset import TrainingEvent, open_training_set
 from homesec_detector.tune_cache import CACHE_FILE, ModelAnswers, model_identity
 from homesec_detector.tune_frames import FRAME_BUDGET_BYTES, FrameCache
+from homesec_detector.tune_outcomes import OUTCOMES_FILE, EventOutcomes, replay_identity
 from homesec_detector.tune_pool import MAX_DEFAULT_JOBS, ReplayPool, WorkerError, default_jobs
 from homesec_detector.tune_replay import Bound, EventOutcome, Replayer, Stopped
 from homesec_detector.tune_result import RESULT_FILE
@@ -83,11 +84,13 @@ def run_tune(
     progress: Progress | None = None,
     answers: ModelAnswers | None = None,
     tracks: MotionTracks | None = None,
+    outcomes: EventOutcomes | None = None,
     frame_memory: int = FRAME_BUDGET_BYTES,
     jobs: int = 1,
 ) -> dict[str, Any]:
-    """The whole tune as a JSON-able result (no printing; ``answers``, ``tracks``: the model's
-    answers and the motion tracks kept on disk between runs, read and added to;
+    """The whole tune as a JSON-able result (no printing; ``answers``, ``tracks``,
+    ``outcomes``: the model's answers, the motion tracks and the events' outcomes kept on disk
+    between runs, read and added to;
     ``frame_memory``: bytes of frames kept in memory between replays, in all; ``jobs``: worker
     processes replaying (1: all in this process), same result)."""
     started, cpu_started = time.perf_counter(), time.process_time()
@@ -100,6 +103,7 @@ def run_tune(
             check_ms=check_ms,
             answers=answers,
             tracks=tracks,
+            outcome_store=outcomes,
             frame_cache=FrameCache(frame_memory),
         )
         proposal, baseline = _search(replayer, events, settings, masks, progress)
@@ -123,6 +127,7 @@ def run_tune(
             frame_memory=frame_memory,
             answers=answers,
             tracks=tracks,
+            outcomes=outcomes,
         ) as pool:
             proposal, baseline = _search(pool, events, settings, masks, progress)
         counts = {
@@ -134,6 +139,7 @@ def run_tune(
             "model_runs": pool.model_runs,
             "worker_cpu_seconds": pool.cpu_seconds,
         }
+    counts["outcomes_from_disk"] = outcomes.hits if outcomes is not None else 0
     diff = env_diff(settings, proposal.settings)
     current, proposed = score(baseline), score(proposal.outcomes)
     return {
@@ -244,8 +250,9 @@ def format_result(result: dict[str, Any]) -> str:
         lines.extend(f"    {key}" for key in removed)
     lines.append(
         f"\n{result['candidates_tried']} settings tried, {result['replays']} replays, "
-        f"{result['model_checks']} model runs ({result['answers_from_disk']} answers and "
-        f"{result['tracks_from_disk']} motion tracks from earlier runs), "
+        f"{result['model_checks']} model runs ({result['outcomes_from_disk']} event outcomes, "
+        f"{result['answers_from_disk']} answers and {result['tracks_from_disk']} motion tracks "
+        "from earlier runs), "
         f"{result['seconds']:.1f} s"
     )
     if result["jobs"] > 1:
@@ -326,9 +333,15 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"the motion tracks kept between runs (default <data_dir>/{TRACKS_FILE})",
     )
     p.add_argument(
+        "--outcomes",
+        type=Path,
+        metavar="FILE",
+        help=f"the events' outcomes kept between runs (default <data_dir>/{OUTCOMES_FILE})",
+    )
+    p.add_argument(
         "--no-answers",
         action="store_true",
-        help="neither read nor keep the model's answers nor the motion tracks",
+        help="neither read nor keep the model's answers, the motion tracks nor the outcomes",
     )
     p.add_argument(
         "--frame-memory",
@@ -378,26 +391,36 @@ def main(argv: list[str] | None = None) -> int:
                 return 2
             answers: ModelAnswers | None = None
             tracks: MotionTracks | None = None
+            outcomes: EventOutcomes | None = None
+            fps = args.fps or camera_fps()
             if not args.no_answers:
                 path = args.answers or settings.data_dir / CACHE_FILE
                 answers = ModelAnswers(path, model_identity(settings))
                 tracks = MotionTracks(args.tracks or settings.data_dir / TRACKS_FILE)
+                outcomes = EventOutcomes(
+                    args.outcomes or settings.data_dir / OUTCOMES_FILE,
+                    replay_identity(settings),
+                    fps=fps,
+                    max_frames=args.max_frames or None,
+                    check_ms=args.check_ms,
+                )
             try:
                 result = run_tune(
                     events,
                     settings,
-                    fps=args.fps or camera_fps(),
+                    fps=fps,
                     max_frames=args.max_frames or None,
                     check_ms=args.check_ms,
                     masks=not args.no_masks,
                     progress=progress,
                     answers=answers,
                     tracks=tracks,
+                    outcomes=outcomes,
                     frame_memory=args.frame_memory * 2**20,
                     jobs=args.jobs,
                 )
             finally:
-                for store in (answers, tracks):
+                for store in (answers, tracks, outcomes):
                     if store is not None:
                         store.close()
     except (OSError, ValueError, sqlite3.Error, WorkerError) as exc:

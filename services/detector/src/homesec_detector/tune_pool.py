@@ -44,6 +44,7 @@ from types import TracebackType
 from homesec_detector.settings import DetectorSettings
 from homesec_detector.trainset import TrainingEvent
 from homesec_detector.tune_cache import ModelAnswers
+from homesec_detector.tune_outcomes import EventOutcomes
 from homesec_detector.tune_replay import Bound, EventOutcome, Stopped, Tally
 from homesec_detector.tune_tracks import MotionTracks
 from homesec_detector.tune_worker import (
@@ -112,6 +113,7 @@ class ReplayPool:
         frame_memory: int,
         answers: ModelAnswers | None = None,
         tracks: MotionTracks | None = None,
+        outcomes: EventOutcomes | None = None,
         window: int | None = None,
     ) -> None:
         """``frame_memory``: the frame memory of every worker together; ``window``: positions
@@ -121,6 +123,7 @@ class ReplayPool:
         self.events = events
         self.answers = answers
         self.tracks = tracks
+        self.outcome_store = outcomes
         self.window = window or 2 * jobs
         self.replays = 0
         self.speculative_replays = 0
@@ -133,6 +136,8 @@ class ReplayPool:
         self._configured: list[int] = [0] * jobs
         self._cpu: dict[int, float] = {}
         self._keys = [e.key for e in events]
+        self._max_frames = max_frames
+        self._paths: dict[str, list[Path]] = {}
         near = answers.path.parent if answers is not None else None
         self._scratch = Path(tempfile.mkdtemp(prefix="homesec-tune-jobs-", dir=near))
         self._conns: list[Connection] = []
@@ -213,30 +218,62 @@ class ReplayPool:
         generation = self._generation
         tally = Tally(events, bound)
         order = tally.order
+        known, keys = self._known(events, settings)
+        # the positions the workers replay (the others' outcomes were read back)
+        pending = [p for p, i in enumerate(order) if i not in known]
         done: dict[int, Done] = {}
         found: dict[int, EventOutcome] = {}
         sent = 0
         for position, index in enumerate(order):
-            while sent < len(order) and sent - position < self.window:
-                self._send(generation, sent, order[sent], settings)
-                sent += 1
-            while position not in done:
-                self._receive(generation, done)
-            reply = done.pop(position)
             self.replays += 1
-            self._new_answers |= reply.usage.new_answers
-            self._old_answers |= reply.usage.old_answers
-            self._old_tracks |= reply.usage.old_tracks
-            outcome = found[index] = reply.outcome
+            if index in known:
+                outcome = found[index] = known[index]
+            else:
+                while sent < len(pending) and pending[sent] - position < self.window:
+                    self._send(generation, pending[sent], order[pending[sent]], settings)
+                    sent += 1
+                while position not in done:
+                    self._receive(generation, done)
+                reply = done.pop(position)
+                self._new_answers |= reply.usage.new_answers
+                self._old_answers |= reply.usage.old_answers
+                self._old_tracks |= reply.usage.old_tracks
+                outcome = found[index] = reply.outcome
+                if self.outcome_store is not None:
+                    self.outcome_store.put(keys[index], outcome)
             if progress is not None:
                 progress()
             stopped = tally.add(outcome)
             if stopped is not None:
                 self.speculative_replays += len(done)
-                if sent > position + 1:
+                if sent and pending[sent - 1] > position:
                     self._cancel(generation + 1)
                 return stopped
         return [found[i] for i in range(len(events))]
+
+    def _known(
+        self, events: Sequence[TrainingEvent], settings: DetectorSettings
+    ) -> tuple[dict[int, EventOutcome], dict[int, str]]:
+        """The outcomes file's outcomes under ``settings`` (by event index), and every event's
+        key there (what the workers replay is kept under it)."""
+        known: dict[int, EventOutcome] = {}
+        keys: dict[int, str] = {}
+        store = self.outcome_store
+        if store is None:
+            return known, keys
+        replayed = store.settings_key(settings)
+        for index, event in enumerate(events):
+            paths = self._paths.get(event.key)
+            if paths is None:
+                paths = self._paths[event.key] = event.frame_paths(self._max_frames)
+            digest = store.event_digest(event, paths)
+            keys[index] = store.key(event, replayed, digest)
+            outcome = store.get(keys[index], event)
+            if outcome is not None:
+                known[index] = outcome
+                if self.tracks is not None:
+                    self._touched.add(self.tracks.key(settings.motion, digest))
+        return known, keys
 
     def _send(self, generation: int, position: int, index: int, settings: DetectorSettings) -> None:
         n = index % len(self._conns)

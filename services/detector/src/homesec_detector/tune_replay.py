@@ -19,6 +19,9 @@ on the simulated frame clock. Caches make trying many settings cheap without a s
   model run for what it saw before); the check's own filters (the share inside the region) and
   the CPU budget (charged the same nominal time) run as in an uncached check, so a cached replay
   decides exactly as an uncached one;
+* **outcomes**: a whole event's outcome under one setting, kept on disk between runs in
+  :class:`~homesec_detector.tune_outcomes.EventOutcomes` (keyed by the code, the model, the
+  settings and the frames): a run replays only what no earlier run replayed;
 * **bound**: the search says which events may not be lost and what a candidate must beat
   (:class:`Bound`); a replay stops as soon as the candidate cannot win (:class:`Stopped`).
 
@@ -32,7 +35,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -53,7 +56,10 @@ from homesec_detector.settings import DetectorSettings
 from homesec_detector.trainset import TrainingEvent
 from homesec_detector.tune_cache import AnswerStore, answer_key
 from homesec_detector.tune_frames import EventFrames, FrameCache
-from homesec_detector.tune_tracks import TrackStore
+from homesec_detector.tune_tracks import MotionTracks, TrackStore
+
+if TYPE_CHECKING:
+    from homesec_detector.tune_outcomes import EventOutcomes
 
 _PLACEHOLDER = np.zeros((1, 1), np.uint8)
 MOTION_SETTINGS_KEPT = 3
@@ -265,6 +271,8 @@ class Replayer:
     """The model's answers on disk (None: in memory only)."""
     tracks: TrackStore | None = None
     """Motion tracks on disk (None: in memory only)."""
+    outcome_store: EventOutcomes | None = None
+    """Whole-event outcomes on disk (None: every event replayed)."""
     motion_cache: OrderedDict[str, dict[str, MotionTrack]] = field(default_factory=OrderedDict)
     person_cache: dict[tuple[Any, ...], list[Detection]] = field(default_factory=dict)
     frame_cache: FrameCache = field(default_factory=FrameCache)
@@ -272,6 +280,7 @@ class Replayer:
     replays: int = 0
     _detector: Detects | None = None
     _paths: dict[str, list[Path]] = field(default_factory=dict)
+    _touched: set[str] = field(default_factory=set)
 
     def detector(self) -> Detects:
         if self._detector is None:
@@ -312,6 +321,15 @@ class Replayer:
         if paths is None:
             paths = self._paths[event.key] = event.frame_paths(self.max_frames)
         frames = self.frame_cache.event(event.key, paths) if cached else None
+        outcome_key = ""
+        store = self.outcome_store
+        if frames is not None and store is not None:
+            digest = store.event_digest(event, paths, frames)
+            outcome_key = store.key(event, store.settings_key(settings), digest)
+            known = store.get(outcome_key, event)
+            if known is not None:
+                self._touch_track(settings.motion, digest)
+                return known
         if frames is None:
             track = MotionTrack(settings.motion)
         else:
@@ -355,13 +373,25 @@ class Replayer:
         boxes = tuple(
             _relative(e["alert_box"], size) for e in ev.events.values() if "alert_box" in e
         )
-        return EventOutcome(
+        outcome = EventOutcome(
             key=event.key,
             occupied=event.occupied,
             motion=bool(ev.events),
             alert=any(e.get("alert") for e in ev.events.values()),
             boxes=boxes,
         )
+        if outcome_key and store is not None:
+            store.put(outcome_key, outcome)
+        return outcome
+
+    def _touch_track(self, motion: MotionSettings, digest: str) -> None:
+        """Keep the motion track of an outcome read back (the tracks file keeps only what a
+        run used; a later change of settings needs it again)."""
+        if isinstance(self.tracks, MotionTracks):
+            key = self.tracks.key(motion, digest)
+            if key not in self._touched:
+                self._touched.add(key)
+                self.tracks.touch((key,))
 
     def outcomes(
         self,
