@@ -11,8 +11,11 @@ outside the timings (``--jobs`` above 1: each worker loads them, inside the timi
 each with fresh in-memory caches:
 
 * **cold**: ``run_tune`` with an empty answers file (every model answer computed once);
-* **warm**: ``run_tune`` again on the answers and motion tracks the cold run left (a second
-  ``homesec tune``);
+* **warm**: ``run_tune`` again on the files the cold run left (a second ``homesec tune``):
+  every event's outcome read back;
+* **warm, no outcomes**: the same on the answers and motion tracks only (the second run as it
+  was before the outcomes file; also a run whose settings changed in the events or evidence
+  blocks);
 * **warm, answers only**: the same with the answers file but no motion tracks (every frame
   decoded and analysed again: a second run whose motion settings changed);
 * **after a day's labels**: the detector's nightly run (``homesec_detector.tune_schedule``) on
@@ -45,11 +48,13 @@ from typing import Any
 
 import cv2
 
+from homesec_detector.evaluate import DEFAULT_CHECK_MS
 from homesec_detector.settings import DetectorSettings
 from homesec_detector.trainset import TrainingEvent, load_events
 from homesec_detector.trainset_build import write_eval_set
 from homesec_detector.tune import run_tune
 from homesec_detector.tune_cache import ModelAnswers, model_identity
+from homesec_detector.tune_outcomes import EventOutcomes, replay_identity
 from homesec_detector.tune_replay import Bound, EventOutcome, Replayer, Stopped
 from homesec_detector.tune_search import search
 from homesec_detector.tune_tracks import MotionTracks
@@ -66,10 +71,21 @@ def timed_tune(
     frames: int,
     files: Path | None,
     jobs: int = 1,
+    outcomes: bool = True,
 ) -> dict[str, Any]:
-    """``run_tune`` keeping the model's answers and the motion tracks in ``files`` (a folder)."""
+    """``run_tune`` keeping the model's answers, the motion tracks and (``outcomes``) the
+    events' outcomes in ``files`` (a folder), as ``homesec tune`` does."""
     store = ModelAnswers(files / "answers.sqlite", model_identity(settings)) if files else None
     tracks = MotionTracks(files / "tracks.sqlite") if files else None
+    kept = None
+    if files and outcomes:
+        kept = EventOutcomes(
+            files / "outcomes.sqlite",
+            replay_identity(settings),
+            fps=10.0,
+            max_frames=frames,
+            check_ms=DEFAULT_CHECK_MS,
+        )
     try:
         result = run_tune(
             events,
@@ -78,12 +94,13 @@ def timed_tune(
             max_frames=frames,
             answers=store,
             tracks=tracks,
+            outcomes=kept,
             jobs=jobs,
         )
     finally:
-        for kept in (store, tracks):
-            if kept is not None:
-                kept.close()
+        for opened in (store, tracks, kept):
+            if opened is not None:
+                opened.close()
     return result
 
 
@@ -169,6 +186,9 @@ def main() -> int:
             warms[jobs] = timed_tune(events, settings, args.max_frames, kept, jobs)
         cold, warm = colds[first], warms[first]
         warm_answers = timed_tune(events, settings, args.max_frames, only, first)
+        no_outcomes = timed_tune(
+            events, settings, args.max_frames, tmp / f"kept-{first}", first, outcomes=False
+        )
         if args.new:
             step = max(1, len(events) // args.new)
             labelled_today = {e.key for e in events[::step][: args.new]}
@@ -179,6 +199,7 @@ def main() -> int:
             "cold": cold["proposal"]["env"],
             "warm": warm["proposal"]["env"],
             "warm, answers only": warm_answers["proposal"]["env"],
+            "warm, no outcomes": no_outcomes["proposal"]["env"],
             **({"after a day's labels": owner["proposal"]["env"]} if args.new else {}),
             **{f"cold, jobs {j}": r["proposal"]["env"] for j, r in colds.items()},
             **{f"warm, jobs {j}": r["proposal"]["env"] for j, r in warms.items()},
@@ -211,6 +232,7 @@ def main() -> int:
         for jobs in args.jobs:
             ref = warms[first]["seconds"] if jobs != first else None
             print(row(f"warm, jobs {jobs}", len(events), warms[jobs], ref))
+        print(row("warm, no outcomes", len(events), no_outcomes, cold["seconds"]))
         print(row("warm, answers only", len(events), warm_answers, cold["seconds"]))
         if args.new:
             print(row("nightly (day before)", len(before), nightly))

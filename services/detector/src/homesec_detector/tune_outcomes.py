@@ -48,18 +48,20 @@ NOT_REPLAYED = frozenset(ServiceSettings.model_fields) | {"tune"}
 of the key, so the owner's shell and the detector's service share outcomes."""
 
 
-def _sources(package_dir: Path) -> list[Path]:
-    return sorted(package_dir.rglob("*.py"))
+def _sources(package_dir: Path) -> list[tuple[str, bytes]]:
+    """Every module of a package: (its path in the package, its bytes), in path order."""
+    return [
+        (path.relative_to(package_dir).as_posix(), path.read_bytes())
+        for path in sorted(package_dir.rglob("*.py"))
+    ]
 
 
 def replay_identity(settings: DetectorSettings) -> str:
     """The code, libraries and model every outcome of a run depends on."""
     digest = hashlib.sha1()
     for package in (homesec_detector, homesec):
-        root = Path(str(package.__file__)).parent
-        for path in _sources(root):
-            digest.update(path.relative_to(root).as_posix().encode() + b"\0")
-            digest.update(path.read_bytes())
+        for name, source in _sources(Path(str(package.__file__)).parent):
+            digest.update(name.encode() + b"\0" + source)
     for part in (cv2.__version__, np.__version__, model_identity(settings)):
         digest.update(part.encode() + b"\0")
     return digest.hexdigest()
