@@ -48,16 +48,12 @@ from typing import Any
 
 import cv2
 
-from homesec_detector.evaluate import DEFAULT_CHECK_MS
 from homesec_detector.settings import DetectorSettings
 from homesec_detector.trainset import TrainingEvent, load_events
 from homesec_detector.trainset_build import write_eval_set
-from homesec_detector.tune import run_tune
-from homesec_detector.tune_cache import ModelAnswers, model_identity
-from homesec_detector.tune_outcomes import EventOutcomes, replay_identity
+from homesec_detector.tune import KeptFiles, run_tune
 from homesec_detector.tune_replay import Bound, EventOutcome, Replayer, Stopped
 from homesec_detector.tune_search import search
-from homesec_detector.tune_tracks import MotionTracks
 
 ASSETS = Path(__file__).resolve().parents[1] / "tests" / "assets"
 PI_FACTOR = 4.0
@@ -75,33 +71,14 @@ def timed_tune(
 ) -> dict[str, Any]:
     """``run_tune`` keeping the model's answers, the motion tracks and (``outcomes``) the
     events' outcomes in ``files`` (a folder), as ``homesec tune`` does."""
-    store = ModelAnswers(files / "answers.sqlite", model_identity(settings)) if files else None
-    tracks = MotionTracks(files / "tracks.sqlite") if files else None
     kept = None
-    if files and outcomes:
-        kept = EventOutcomes(
-            files / "outcomes.sqlite",
-            replay_identity(settings),
-            fps=10.0,
-            max_frames=frames,
-            check_ms=DEFAULT_CHECK_MS,
-        )
+    if files is not None:
+        kept = KeptFiles.in_folder(files, settings, fps=10.0, max_frames=frames, outcomes=outcomes)
     try:
-        result = run_tune(
-            events,
-            settings,
-            fps=10.0,
-            max_frames=frames,
-            answers=store,
-            tracks=tracks,
-            outcomes=kept,
-            jobs=jobs,
-        )
+        return run_tune(events, settings, fps=10.0, max_frames=frames, kept=kept, jobs=jobs)
     finally:
-        for opened in (store, tracks, kept):
-            if opened is not None:
-                opened.close()
-    return result
+        if kept is not None:
+            kept.close()
 
 
 def exhaustive(events: list[TrainingEvent], settings: DetectorSettings, frames: int) -> dict:

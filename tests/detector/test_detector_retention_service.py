@@ -8,7 +8,7 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -96,10 +96,10 @@ def metric(service: DetectorService, name: str) -> float:
 
 @pytest.fixture
 def start_detector(
-    broker_settings: BrokerSettings, make_bus: Any, tmp_path: Path
-) -> Iterator[Callable[..., DetectorService]]:
-    services: list[DetectorService] = []
-
+    broker_settings: BrokerSettings,
+    run_detector: Callable[[DetectorSettings], DetectorService],
+    tmp_path: Path,
+) -> Callable[..., DetectorService]:
     def start(**media: Any) -> DetectorService:
         settings = DetectorSettings(
             broker=broker_settings,
@@ -111,17 +111,9 @@ def start_detector(
             events=EventSettings(quiet_seconds=0.5),
             media=MediaSettings(preroll_frames=5, max_event_frames=20, **media),
         )
-        bus = make_bus("detector", start=False)
-        service = DetectorService(bus, settings, bus.metrics)
-        services.append(service)
-        bus.start()
-        assert bus.wait_connected(10)
-        service.start()
-        return service
+        return run_detector(settings)
 
-    yield start
-    for service in services:
-        service.close()
+    return start
 
 
 def watch(make_bus: Any) -> tuple[Any, Collector[MotionEvent], Collector[ServiceStatus]]:

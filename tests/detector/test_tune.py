@@ -18,23 +18,14 @@ import pytest
 from homesec_detector import tune
 from homesec_detector.settings import DetectorSettings
 from homesec_detector.trainset import load_events
-from homesec_detector.trainset_build import write_clip_set
 from homesec_detector.tune_replay import Replayer
 from homesec_detector.tune_search import Knob, with_knob
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "uploader"))
 from uploader_support import S3Server, s3_with_bucket
 
-ASSETS = Path(__file__).resolve().parents[1] / "assets"
 BUCKET = "training-bucket"
 FALSE_ALERT = "unoccupied/front/2026-11-25/front-person-man-green-traffic-14"
-
-
-@pytest.fixture(scope="module")
-def training_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("training") / "training"
-    write_clip_set(ASSETS, root)
-    return root
 
 
 @pytest.fixture(autouse=True)

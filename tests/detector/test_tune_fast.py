@@ -14,23 +14,13 @@ import numpy as np
 import pytest
 
 from homesec_detector.settings import DetectorSettings
-from homesec_detector.trainset import TrainingEvent, load_events
-from homesec_detector.trainset_build import write_clip_set
+from homesec_detector.trainset import TrainingEvent
 from homesec_detector.tune_frames import FrameCache
 from homesec_detector.tune_replay import Replayer
 from homesec_detector.tune_search import knob_values, mask_values, with_knob
 from homesec_detector.tune_tracks import MotionTracks, dump_results, load_results
 
-ASSETS = Path(__file__).resolve().parents[1] / "assets"
 FRAMES = 50
-
-
-@pytest.fixture(scope="module")
-def events(tmp_path_factory: pytest.TempPathFactory) -> list[TrainingEvent]:
-    root = tmp_path_factory.mktemp("training") / "training"
-    write_clip_set(ASSETS, root)
-    found, _ = load_events(root)
-    return found
 
 
 @pytest.fixture(scope="module")

@@ -19,30 +19,15 @@ import pytest
 
 from homesec_detector.settings import DetectorSettings
 from homesec_detector.trainset import TrainingEvent, load_events
-from homesec_detector.trainset_build import write_clip_set
-from homesec_detector.tune import run_tune
+from homesec_detector.tune import KeptFiles, run_tune
 from homesec_detector.tune_cache import ModelAnswers, model_identity
 from homesec_detector.tune_pool import ReplayPool, WorkerError
 from homesec_detector.tune_replay import Bound, EventOutcome, Replayer, Stopped
 from homesec_detector.tune_search import Knob, knob_values, replay_order, with_knob
 from homesec_detector.tune_tracks import MotionTracks
 
-ASSETS = Path(__file__).resolve().parents[1] / "assets"
 FRAMES = 50
 FRAME_MEMORY = 64 * 2**20
-
-
-@pytest.fixture(scope="module")
-def training_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("training") / "training"
-    write_clip_set(ASSETS, root)
-    return root
-
-
-@pytest.fixture(scope="module")
-def events(training_set: Path) -> list[TrainingEvent]:
-    found, _ = load_events(training_set)
-    return found
 
 
 def _stores(folder: Path) -> tuple[ModelAnswers, MotionTracks]:
@@ -110,20 +95,13 @@ def test_a_pool_returns_what_one_replayer_returns_stops_included(
 
 
 def _run(events: list[TrainingEvent], folder: Path, jobs: int) -> dict[str, Any]:
-    answers, tracks = _stores(folder)
+    """A tune keeping answers and tracks (no outcomes: every replay runs, over the files)."""
+    settings = DetectorSettings()
+    kept = KeptFiles.in_folder(folder, settings, fps=10.0, max_frames=FRAMES, outcomes=False)
     try:
-        return run_tune(
-            events,
-            DetectorSettings(),
-            fps=10.0,
-            max_frames=FRAMES,
-            answers=answers,
-            tracks=tracks,
-            jobs=jobs,
-        )
+        return run_tune(events, settings, fps=10.0, max_frames=FRAMES, kept=kept, jobs=jobs)
     finally:
-        answers.close()
-        tracks.close()
+        kept.close()
 
 
 SAME = ("current", "proposal", "removed_false_alerts", "candidates_tried", "replays")

@@ -19,29 +19,12 @@ from homesec.settings import BrokerSettings
 from homesec_detector import tune_outcomes
 from homesec_detector.settings import DetectorSettings
 from homesec_detector.trainset import TrainingEvent, load_events
-from homesec_detector.trainset_build import write_clip_set
-from homesec_detector.tune import run_tune
-from homesec_detector.tune_cache import ModelAnswers, model_identity
+from homesec_detector.tune import KeptFiles, run_tune
 from homesec_detector.tune_outcomes import EventOutcomes, replay_identity, settings_key
 from homesec_detector.tune_replay import Bound, EventOutcome, Replayer, Stopped
 from homesec_detector.tune_search import Knob, knob_values, replay_order, with_knob
-from homesec_detector.tune_tracks import MotionTracks
 
-ASSETS = Path(__file__).resolve().parents[1] / "assets"
 FRAMES = 50
-
-
-@pytest.fixture(scope="module")
-def training_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("training") / "training"
-    write_clip_set(ASSETS, root)
-    return root
-
-
-@pytest.fixture(scope="module")
-def events(training_set: Path) -> list[TrainingEvent]:
-    found, _ = load_events(training_set)
-    return found
 
 
 def _outcomes(folder: Path, settings: DetectorSettings | None = None) -> EventOutcomes:
@@ -86,23 +69,11 @@ def test_outcomes_read_back_decide_as_an_uncached_replay_stops_included(
 
 def _run(events: list[TrainingEvent], folder: Path, jobs: int) -> dict[str, Any]:
     settings = DetectorSettings()
-    answers = ModelAnswers(folder / "answers.sqlite", model_identity(settings))
-    tracks = MotionTracks(folder / "tracks.sqlite")
-    outcomes = _outcomes(folder)
+    kept = KeptFiles.in_folder(folder, settings, fps=10.0, max_frames=FRAMES)
     try:
-        return run_tune(
-            events,
-            settings,
-            fps=10.0,
-            max_frames=FRAMES,
-            answers=answers,
-            tracks=tracks,
-            outcomes=outcomes,
-            jobs=jobs,
-        )
+        return run_tune(events, settings, fps=10.0, max_frames=FRAMES, kept=kept, jobs=jobs)
     finally:
-        for store in (answers, tracks, outcomes):
-            store.close()
+        kept.close()
 
 
 SAME = ("current", "proposal", "removed_false_alerts", "candidates_tried", "replays")

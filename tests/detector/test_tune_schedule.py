@@ -22,7 +22,7 @@ from homesec.settings import BrokerSettings
 from homesec_detector import tune
 from homesec_detector.service import DetectorService
 from homesec_detector.settings import DetectorSettings
-from homesec_detector.trainset_build import write_clip_set
+from homesec_detector.trainset import TrainingEvent
 from homesec_detector.tune_result import RESULT_FILE
 from homesec_detector.tune_schedule import (
     DEFAULT_TRAINING_SET,
@@ -31,14 +31,6 @@ from homesec_detector.tune_schedule import (
     next_night,
 )
 from support import Collector, wait_until
-
-ASSETS = Path(__file__).resolve().parents[1] / "assets"
-
-
-@pytest.fixture(scope="module")
-def clip_set(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
-    root = tmp_path_factory.mktemp("training") / "training"
-    return root, write_clip_set(ASSETS, root)
 
 
 @pytest.fixture
@@ -104,13 +96,12 @@ def _metric(service: DetectorService, name: str, **labels: str) -> float:
 @pytest.fixture
 def start_detector(
     broker_settings: BrokerSettings,
-    make_bus: Any,
+    run_detector: Callable[[DetectorSettings], DetectorService],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
-) -> Iterator[Callable[..., DetectorService]]:
+) -> Callable[..., DetectorService]:
     for name in [n for n in os.environ if n.startswith("HOMESEC_")]:
         monkeypatch.delenv(name)  # the child reads the detector's settings from its environment
-    services: list[DetectorService] = []
 
     def start(**schedule: Any) -> DetectorService:
         settings = DetectorSettings(
@@ -121,28 +112,21 @@ def start_detector(
             default_armed=True,
             tune=TuneScheduleSettings(first_run_delay_seconds=0, **schedule),
         )
-        bus = make_bus("detector", start=False)
-        service = DetectorService(bus, settings, bus.metrics)
-        services.append(service)
-        bus.start()
-        assert bus.wait_connected(10)
-        service.start()
-        return service
+        return run_detector(settings)
 
-    yield start
-    for service in services:
-        service.close()
+    return start
 
 
 def test_the_nightly_run_publishes_its_result_and_leaves_the_owners_run_warm(
     start_detector: Callable[..., DetectorService],
     make_bus: Any,
-    clip_set: tuple[Path, list[str]],
+    training_set: Path,
+    events: list[TrainingEvent],
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    root, keys = clip_set
+    root = training_set
     client = make_bus("client", start=False)
     results: Collector[TuneResult] = Collector()
     client.subscribe(TUNE_RESULT, results)
@@ -160,7 +144,7 @@ def test_the_nightly_run_publishes_its_result_and_leaves_the_owners_run_warm(
     assert Path(f"/proc/{pid}/oom_score_adj").read_text().strip() == "1000"
 
     result = results.wait_for(1, timeout=240)[0]
-    assert result.events == len(keys)
+    assert result.events == len(events)
     assert result.false_alerts >= 1 and result.proposes_change  # the set's false alert
     assert _metric(service, "homesec_detector_tune_runs_total", outcome="ok") == 1
     assert _metric(service, "homesec_detector_tune_last_run_seconds") > 0
@@ -178,7 +162,7 @@ def test_the_nightly_run_publishes_its_result_and_leaves_the_owners_run_warm(
 
 def test_a_failed_run_is_counted_and_a_stop_ends_a_run_in_progress(
     start_detector: Callable[..., DetectorService],
-    clip_set: tuple[Path, list[str]],
+    training_set: Path,
     tmp_path: Path,
 ) -> None:
     broken = tmp_path / "broken"  # a label with no frame: tune finds no complete event
@@ -190,7 +174,7 @@ def test_a_failed_run_is_counted_and_a_stop_ends_a_run_in_progress(
     assert service.state.get(SystemSetting.ARMED)
     service.close()
 
-    root, _ = clip_set
+    root = training_set
     service = start_detector(training_set=str(root))
     pid = wait_until(lambda: service.nightly_tune.child_pid, 10)
     started = time.monotonic()
@@ -204,9 +188,9 @@ def test_a_failed_run_is_counted_and_a_stop_ends_a_run_in_progress(
 
 
 def test_a_run_past_its_time_is_stopped_and_counted(
-    start_detector: Callable[..., DetectorService], clip_set: tuple[Path, list[str]]
+    start_detector: Callable[..., DetectorService], training_set: Path
 ) -> None:
-    root, _ = clip_set
+    root = training_set
     service = start_detector(training_set=str(root), timeout_seconds=1.0)
     wait_until(lambda: _metric(service, "homesec_detector_tune_runs_total", outcome="timeout"), 30)
     assert service.nightly_tune.child_pid is None

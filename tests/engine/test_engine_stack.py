@@ -223,11 +223,17 @@ def test_engine_stack_tune_runs_in_the_detector_on_the_training_volume(
     readonly = stack("exec", "-T", "detector", "sh", "-c", "touch /data/training/x", check=False)
     assert readonly.returncode != 0 and "Read-only" in readonly.stderr, readonly
     argv = ["homesec", "tune", "/data/training/training", "--record", "--json", "--low-priority"]
-    out = stack("exec", "-T", "detector", *argv, "--max-frames", "40", timeout=600)
-    result = json.loads(out.stdout)
-    assert result["training_set_events"] == len(keys)
-    assert result["proposal"]["changes"] >= 1 and result["removed_false_alerts"]
-    published = json.loads(Stack(stack).retained("homesec/training/tune", timeout=45))
+    watch = Stack(stack).watch("homesec/training/tune")
+    try:
+        out = stack("exec", "-T", "detector", *argv, "--max-frames", "40", timeout=600)
+        result = json.loads(out.stdout)
+        assert result["training_set_events"] == len(keys)
+        assert result["proposal"]["changes"] >= 1 and result["removed_false_alerts"]
+        # the detector publishes the recorded result (its file is polled every 30 s)
+        message = wait_until(lambda: watch.on("homesec/training/tune"), 60)[-1]
+    finally:
+        watch.close()
+    published = json.loads(message.payload)
     assert published["events"] == len(keys) and published["proposes_change"] is True
     # a second run by the owner: every model answer kept in the detector's data volume
     owner = ["homesec", "tune", "/data/training/training", "--json", "--max-frames", "40"]

@@ -21,6 +21,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TextIO
 
@@ -73,6 +74,66 @@ class Progress:
         self.stream.flush()
 
 
+@dataclass
+class KeptFiles:
+    """What a run reads and adds to between runs: the model's answers, the motion tracks and
+    the events' outcomes (``outcomes`` None: every event replayed, as by the bench's baseline)."""
+
+    answers: ModelAnswers
+    tracks: MotionTracks
+    outcomes: EventOutcomes | None
+
+    @classmethod
+    def open(
+        cls,
+        settings: DetectorSettings,
+        *,
+        answers: Path,
+        tracks: Path,
+        outcomes: Path | None,
+        fps: float,
+        max_frames: int | None,
+        check_ms: float,
+    ) -> KeptFiles:
+        kept = None
+        if outcomes is not None:
+            kept = EventOutcomes(
+                outcomes,
+                replay_identity(settings),
+                fps=fps,
+                max_frames=max_frames,
+                check_ms=check_ms,
+            )
+        return cls(ModelAnswers(answers, model_identity(settings)), MotionTracks(tracks), kept)
+
+    @classmethod
+    def in_folder(
+        cls,
+        folder: Path,
+        settings: DetectorSettings,
+        *,
+        fps: float,
+        max_frames: int | None,
+        check_ms: float = DEFAULT_CHECK_MS,
+        outcomes: bool = True,
+    ) -> KeptFiles:
+        """The three files in one folder (scripts and tests)."""
+        return cls.open(
+            settings,
+            answers=folder / "answers.sqlite",
+            tracks=folder / "tracks.sqlite",
+            outcomes=folder / "outcomes.sqlite" if outcomes else None,
+            fps=fps,
+            max_frames=max_frames,
+            check_ms=check_ms,
+        )
+
+    def close(self) -> None:
+        for store in (self.answers, self.tracks, self.outcomes):
+            if store is not None:
+                store.close()
+
+
 def run_tune(
     events: list[TrainingEvent],
     settings: DetectorSettings,
@@ -82,18 +143,18 @@ def run_tune(
     check_ms: float = DEFAULT_CHECK_MS,
     masks: bool = True,
     progress: Progress | None = None,
-    answers: ModelAnswers | None = None,
-    tracks: MotionTracks | None = None,
-    outcomes: EventOutcomes | None = None,
+    kept: KeptFiles | None = None,
     frame_memory: int = FRAME_BUDGET_BYTES,
     jobs: int = 1,
 ) -> dict[str, Any]:
-    """The whole tune as a JSON-able result (no printing; ``answers``, ``tracks``,
-    ``outcomes``: the model's answers, the motion tracks and the events' outcomes kept on disk
-    between runs, read and added to;
+    """The whole tune as a JSON-able result (no printing; ``kept``: the files kept on disk
+    between runs, read and added to (None: in memory only);
     ``frame_memory``: bytes of frames kept in memory between replays, in all; ``jobs``: worker
     processes replaying (1: all in this process), same result)."""
     started, cpu_started = time.perf_counter(), time.process_time()
+    answers = kept.answers if kept is not None else None
+    tracks = kept.tracks if kept is not None else None
+    outcomes = kept.outcomes if kept is not None else None
     jobs = max(1, min(jobs, len(events)))
     if jobs == 1:
         replayer = Replayer(
@@ -389,17 +450,14 @@ def main(argv: list[str] | None = None) -> int:
                     file=sys.stderr,
                 )
                 return 2
-            answers: ModelAnswers | None = None
-            tracks: MotionTracks | None = None
-            outcomes: EventOutcomes | None = None
             fps = args.fps or camera_fps()
+            kept = None
             if not args.no_answers:
-                path = args.answers or settings.data_dir / CACHE_FILE
-                answers = ModelAnswers(path, model_identity(settings))
-                tracks = MotionTracks(args.tracks or settings.data_dir / TRACKS_FILE)
-                outcomes = EventOutcomes(
-                    args.outcomes or settings.data_dir / OUTCOMES_FILE,
-                    replay_identity(settings),
+                kept = KeptFiles.open(
+                    settings,
+                    answers=args.answers or settings.data_dir / CACHE_FILE,
+                    tracks=args.tracks or settings.data_dir / TRACKS_FILE,
+                    outcomes=args.outcomes or settings.data_dir / OUTCOMES_FILE,
                     fps=fps,
                     max_frames=args.max_frames or None,
                     check_ms=args.check_ms,
@@ -413,16 +471,13 @@ def main(argv: list[str] | None = None) -> int:
                     check_ms=args.check_ms,
                     masks=not args.no_masks,
                     progress=progress,
-                    answers=answers,
-                    tracks=tracks,
-                    outcomes=outcomes,
+                    kept=kept,
                     frame_memory=args.frame_memory * 2**20,
                     jobs=args.jobs,
                 )
             finally:
-                for store in (answers, tracks, outcomes):
-                    if store is not None:
-                        store.close()
+                if kept is not None:
+                    kept.close()
     except (OSError, ValueError, sqlite3.Error, WorkerError) as exc:
         print(f"homesec tune: {exc}", file=sys.stderr)
         return 2
