@@ -56,6 +56,12 @@ class Collector(Generic[T]):
         return self.payloads
 
 
+def bus_metric(bus: Any, name: str, **labels: str) -> float:
+    """A sample of the metrics registry a service's bus carries (0 when not exported yet)."""
+    value = bus.metrics.registry.get_sample_value(name, labels)
+    return 0.0 if value is None else float(value)
+
+
 def clean_environ() -> dict[str, str]:
     """This process's environment without the ``HOMESEC_*``, ``SLACK_*`` and ``AWS_*``
     settings a developer's shell may hold, so a service process sees only what a test gives."""
@@ -105,8 +111,7 @@ class ServiceThread(Generic[R]):
         self.bus.stop(timeout=2)
 
     def metric(self, name: str, **labels: str) -> float:
-        value = self.bus.metrics.registry.get_sample_value(name, labels)
-        return 0.0 if value is None else value
+        return bus_metric(self.bus, name, **labels)
 
 
 class ServiceProcess:

@@ -33,7 +33,7 @@ from homesec_detector.events import EventSettings
 from homesec_detector.media_writer import MediaSettings
 from homesec_detector.service import DetectorService
 from homesec_detector.settings import DetectorSettings
-from support import Collector, wait_until
+from support import Collector, bus_metric, wait_until
 
 W, H = 320, 240
 DAY = 86400.0
@@ -87,11 +87,6 @@ def old_event(media: Path, name: str, size: int = 20_000, age: float = 40 * DAY)
     then = time.time() - age
     os.utime(folder / "event.json", (then, then))
     return folder
-
-
-def metric(service: DetectorService, name: str) -> float:
-    value = service.bus.metrics.registry.get_sample_value(name)
-    return 0.0 if value is None else value
 
 
 @pytest.fixture
@@ -163,7 +158,7 @@ def test_a_slow_retention_pass_does_not_delay_events(
         assert (media / start.snapshot).is_file()  # type: ignore[operator]
     finally:
         release.set()
-    wait_until(lambda: metric(service, "homesec_detector_media_pruned_total") == 3, 10)
+    wait_until(lambda: bus_metric(service.bus, "homesec_detector_media_pruned_total") == 3, 10)
     assert not any(f.exists() for f in olds)
 
 
@@ -187,14 +182,14 @@ def test_a_failing_retention_pass_is_counted_and_retried(
     monkeypatch.setattr(shutil, "rmtree", failing_rmtree)
     service = start_detector(retention_interval_seconds=0.2)
     client, events, _ = watch(make_bus)
-    wait_until(lambda: metric(service, "homesec_detector_retention_errors_total") >= 2, 10)
+    wait_until(lambda: bus_metric(service.bus, "homesec_detector_retention_errors_total") >= 2, 10)
     Camera(client).event()
     wait_until(lambda: any(e.type is EventType.END for e in events.payloads), 10)
     assert old.exists()
     broken.clear()  # the next pass works again
     wait_until(lambda: not old.exists(), 10)
     # counted once the pass that removed it returns
-    wait_until(lambda: metric(service, "homesec_detector_media_pruned_total") == 1, 10)
+    wait_until(lambda: bus_metric(service.bus, "homesec_detector_media_pruned_total") == 1, 10)
 
 
 def test_alert_is_pinned_before_it_is_published(
@@ -239,7 +234,7 @@ def test_pinned_media_over_the_cap_degrade_the_status_but_alerts_flow(
 
     status = wait_until(degraded, 10)
     assert "pinned media" in status.detail and "max_total_mb" in status.detail
-    assert metric(service, "homesec_detector_media_pinned_bytes") >= 30_000
+    assert bus_metric(service.bus, "homesec_detector_media_pinned_bytes") >= 30_000
     Camera(client).event()  # still detecting and alerting
     wait_until(lambda: any(e.type is EventType.END for e in events.payloads), 10)
     assert events.payloads[0].decision.alert

@@ -33,7 +33,7 @@ from homesec.settings import BrokerSettings
 from homesec_detector.events import EventSettings
 from homesec_detector.service import DetectorService
 from homesec_detector.settings import DetectorSettings
-from support import Collector, ServiceProcess, assert_module_exits_2_naming, wait_until
+from support import Collector, ServiceProcess, assert_module_exits_2_naming, bus_metric, wait_until
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 
@@ -88,8 +88,7 @@ def detector(
 
 
 def metric(service: DetectorService, name: str, **labels: str) -> float:
-    value = service.bus.metrics.registry.get_sample_value(name, labels)
-    return 0.0 if value is None else value
+    return bus_metric(service.bus, name, **labels)
 
 
 def test_frames_in_event_out_with_state_and_media(

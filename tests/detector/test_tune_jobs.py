@@ -13,20 +13,18 @@ import os
 import shutil
 import signal
 from pathlib import Path
-from typing import Any
 
 import pytest
+from tune_support import FRAMES, SAME, tune_in
 
 from homesec_detector.settings import DetectorSettings
 from homesec_detector.trainset import TrainingEvent, load_events
-from homesec_detector.tune import KeptFiles, run_tune
 from homesec_detector.tune_cache import ModelAnswers, model_identity
 from homesec_detector.tune_pool import ReplayPool, WorkerError
 from homesec_detector.tune_replay import Bound, EventOutcome, Replayer, Stopped
 from homesec_detector.tune_search import Knob, knob_values, replay_order, with_knob
 from homesec_detector.tune_tracks import MotionTracks
 
-FRAMES = 50
 FRAME_MEMORY = 64 * 2**20
 
 
@@ -94,24 +92,11 @@ def test_a_pool_returns_what_one_replayer_returns_stops_included(
         pool.outcomes(events[1:], base)
 
 
-def _run(events: list[TrainingEvent], folder: Path, jobs: int) -> dict[str, Any]:
-    """A tune keeping answers and tracks (no outcomes: every replay runs, over the files)."""
-    settings = DetectorSettings()
-    kept = KeptFiles.in_folder(folder, settings, fps=10.0, max_frames=FRAMES, outcomes=False)
-    try:
-        return run_tune(events, settings, fps=10.0, max_frames=FRAMES, kept=kept, jobs=jobs)
-    finally:
-        kept.close()
-
-
-SAME = ("current", "proposal", "removed_false_alerts", "candidates_tried", "replays")
-
-
 def test_a_tune_with_two_workers_proposes_what_one_process_does(
     events: list[TrainingEvent], tmp_path: Path
 ) -> None:
-    one = _run(events, tmp_path / "one", jobs=1)
-    two = _run(events, tmp_path / "two", jobs=2)
+    one = tune_in(events, tmp_path / "one", jobs=1, outcomes=False)
+    two = tune_in(events, tmp_path / "two", jobs=2, outcomes=False)
     assert one["jobs"] == 1 and two["jobs"] == 2
     assert one["proposal"]["changes"] >= 1 and one["proposal"]["original_table"]
     assert {k: two[k] for k in SAME} == {k: one[k] for k in SAME}
@@ -121,7 +106,7 @@ def test_a_tune_with_two_workers_proposes_what_one_process_does(
     # the files two workers left are read back by one process: no model run, same proposal
     # (and the other way round)
     for folder, jobs in ((tmp_path / "two", 1), (tmp_path / "one", 2)):
-        again = _run(events, folder, jobs)
+        again = tune_in(events, folder, jobs, outcomes=False)
         assert {k: again[k] for k in SAME} == {k: one[k] for k in SAME}
         assert again["model_checks"] == 0, (folder, jobs)
         assert again["answers_from_disk"] > 0 and again["tracks_from_disk"] >= len(events)

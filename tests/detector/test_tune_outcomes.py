@@ -11,20 +11,17 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
-from typing import Any
 
 import pytest
+from tune_support import FRAMES, SAME, tune_in
 
 from homesec.settings import BrokerSettings
 from homesec_detector import tune_outcomes
 from homesec_detector.settings import DetectorSettings
 from homesec_detector.trainset import TrainingEvent, load_events
-from homesec_detector.tune import KeptFiles, run_tune
 from homesec_detector.tune_outcomes import EventOutcomes, replay_identity, settings_key
 from homesec_detector.tune_replay import Bound, EventOutcome, Replayer, Stopped
 from homesec_detector.tune_search import Knob, knob_values, replay_order, with_knob
-
-FRAMES = 50
 
 
 def _outcomes(folder: Path, settings: DetectorSettings | None = None) -> EventOutcomes:
@@ -67,35 +64,23 @@ def test_outcomes_read_back_decide_as_an_uncached_replay_stops_included(
     assert checks_again == 0 and hits_again > 0  # read back: no model run
 
 
-def _run(events: list[TrainingEvent], folder: Path, jobs: int) -> dict[str, Any]:
-    settings = DetectorSettings()
-    kept = KeptFiles.in_folder(folder, settings, fps=10.0, max_frames=FRAMES)
-    try:
-        return run_tune(events, settings, fps=10.0, max_frames=FRAMES, kept=kept, jobs=jobs)
-    finally:
-        kept.close()
-
-
-SAME = ("current", "proposal", "removed_false_alerts", "candidates_tried", "replays")
-
-
 def test_a_second_run_replays_nothing_in_one_process_or_over_workers(
     events: list[TrainingEvent], tmp_path: Path
 ) -> None:
-    first = _run(events, tmp_path / "one", jobs=1)
+    first = tune_in(events, tmp_path / "one", jobs=1)
     assert first["outcomes_from_disk"] == 0 and first["model_checks"] > 0
     shutil.copytree(tmp_path / "one", tmp_path / "two")
     for folder, jobs in ((tmp_path / "one", 1), (tmp_path / "two", 2)):
-        again = _run(events, folder, jobs)
+        again = tune_in(events, folder, jobs)
         assert {k: again[k] for k in SAME} == {k: first[k] for k in SAME}, jobs
         assert again["outcomes_from_disk"] == again["replays"], jobs
         assert again["model_runs"] == 0 and again["speculative_replays"] == 0, jobs
     # a run over two workers leaves outcomes one process reads back
     fresh = tmp_path / "three"
-    by_two = _run(events, fresh, jobs=2)
+    by_two = tune_in(events, fresh, jobs=2)
     assert {k: by_two[k] for k in SAME} == {k: first[k] for k in SAME}
     assert by_two["outcomes_from_disk"] == 0
-    again = _run(events, fresh, jobs=1)
+    again = tune_in(events, fresh, jobs=1)
     assert again["outcomes_from_disk"] == again["replays"] and again["model_checks"] == 0
 
 

@@ -30,7 +30,7 @@ from homesec_detector.tune_schedule import (
     TuneScheduleSettings,
     next_night,
 )
-from support import Collector, wait_until
+from support import Collector, bus_metric, wait_until
 
 
 @pytest.fixture
@@ -88,11 +88,6 @@ def test_a_set_without_a_label_is_skipped_not_failed(tmp_path: Path) -> None:
     assert outcomes == ["skipped", "skipped"]
 
 
-def _metric(service: DetectorService, name: str, **labels: str) -> float:
-    value = service.bus.metrics.registry.get_sample_value(name, labels or None)
-    return 0.0 if value is None else value
-
-
 @pytest.fixture
 def start_detector(
     broker_settings: BrokerSettings,
@@ -146,9 +141,9 @@ def test_the_nightly_run_publishes_its_result_and_leaves_the_owners_run_warm(
     result = results.wait_for(1, timeout=240)[0]
     assert result.events == len(events)
     assert result.false_alerts >= 1 and result.proposes_change  # the set's false alert
-    assert _metric(service, "homesec_detector_tune_runs_total", outcome="ok") == 1
-    assert _metric(service, "homesec_detector_tune_last_run_seconds") > 0
-    assert _metric(service, "homesec_detector_tune_last_success_timestamp_seconds") > 0
+    assert bus_metric(service.bus, "homesec_detector_tune_runs_total", outcome="ok") == 1
+    assert bus_metric(service.bus, "homesec_detector_tune_last_run_seconds") > 0
+    assert bus_metric(service.bus, "homesec_detector_tune_last_success_timestamp_seconds") > 0
     assert service.state.get(SystemSetting.ARMED)  # the run changed nothing in the detector
 
     # the owner's run on the same set right after: every event's outcome from the nightly run
@@ -169,7 +164,9 @@ def test_a_failed_run_is_counted_and_a_stop_ends_a_run_in_progress(
     (broken / "occupied" / "front" / "2026-12-03" / "front-1").mkdir(parents=True)
     (broken / "occupied" / "front" / "2026-12-03" / "front-1" / "label.json").write_text("{}")
     service = start_detector(training_set=str(broken))
-    wait_until(lambda: _metric(service, "homesec_detector_tune_runs_total", outcome="failed"), 60)
+    wait_until(
+        lambda: bus_metric(service.bus, "homesec_detector_tune_runs_total", outcome="failed"), 60
+    )
     assert not (tmp_path / "data" / RESULT_FILE).exists()
     assert service.state.get(SystemSetting.ARMED)
     service.close()
@@ -182,8 +179,8 @@ def test_a_failed_run_is_counted_and_a_stop_ends_a_run_in_progress(
     assert time.monotonic() - started < 10
     assert service.nightly_tune.child_pid is None
     assert not Path(f"/proc/{pid}").exists()  # terminated and reaped
-    assert _metric(service, "homesec_detector_tune_runs_total", outcome="ok") == 0
-    assert _metric(service, "homesec_detector_tune_runs_total", outcome="failed") == 0
+    assert bus_metric(service.bus, "homesec_detector_tune_runs_total", outcome="ok") == 0
+    assert bus_metric(service.bus, "homesec_detector_tune_runs_total", outcome="failed") == 0
     assert not (tmp_path / "data" / RESULT_FILE).exists()
 
 
@@ -192,6 +189,8 @@ def test_a_run_past_its_time_is_stopped_and_counted(
 ) -> None:
     root = training_set
     service = start_detector(training_set=str(root), timeout_seconds=1.0)
-    wait_until(lambda: _metric(service, "homesec_detector_tune_runs_total", outcome="timeout"), 30)
+    wait_until(
+        lambda: bus_metric(service.bus, "homesec_detector_tune_runs_total", outcome="timeout"), 30
+    )
     assert service.nightly_tune.child_pid is None
-    assert 1.0 <= _metric(service, "homesec_detector_tune_last_run_seconds") < 10
+    assert 1.0 <= bus_metric(service.bus, "homesec_detector_tune_last_run_seconds") < 10
