@@ -134,6 +134,8 @@ class DetectorMetrics:
             ["outcome"],
             registry=r,
         )
+        for outcome in ("ok", "skipped", "failed", "timeout"):
+            self.tune_runs.labels(outcome)  # exported at 0 from the start
         self.tune_last_run_seconds = Gauge(
             "homesec_detector_tune_last_run_seconds",
             "Wall seconds of the last nightly tune run (a child process at the lowest priority)",
