@@ -111,7 +111,9 @@ def test_engine_lifecycle_alert_queued_while_gateway_is_down(stack: Compose, eve
                 pass  # between two restarts: no process to kill yet
             time.sleep(0.3)
         at, event = alerting_starts(events, since=down_at)[0]
-        wait_restarted(stack, "slack-gateway", before)
+        # the engine waits 0.1 s x 2^n before the restart after n crashes in a row: wait that
+        # long and the start on top (a fixed 90 s was not enough once in CI, on 3d4323c)
+        wait_restarted(stack, "slack-gateway", before, timeout=60 + 0.1 * 2 ** (crashes + 1))
         seen = [m.payload for m in watch.on(topic) if m.at <= at]
         assert seen and seen[-1] == b"offline", f"the gateway was not down at the event: {seen}"
         try:
