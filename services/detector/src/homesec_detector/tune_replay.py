@@ -288,8 +288,10 @@ class Replayer:
         return self._detector
 
     def _track(
-        self, event: TrainingEvent, motion: MotionSettings, frames: EventFrames
+        self, event: TrainingEvent, motion: MotionSettings, frames: EventFrames, digest: str
     ) -> MotionTrack:
+        """``digest``: the outcomes file's copy of the frames' digest ("": ``frames.digest()``,
+        read only when the tracks file needs it)."""
         key = motion.model_dump_json()
         tracks = self.motion_cache.get(key)
         if tracks is None:
@@ -301,7 +303,7 @@ class Replayer:
             if self.tracks is None:
                 tracks[event.key] = MotionTrack(motion)
             else:
-                disk_key = self.tracks.key(motion, frames.digest())
+                disk_key = self.tracks.key(motion, digest or frames.digest())
                 track = MotionTrack(motion, self.tracks.get(disk_key))
                 track.key = disk_key
                 tracks[event.key] = track
@@ -322,6 +324,7 @@ class Replayer:
             paths = self._paths[event.key] = event.frame_paths(self.max_frames)
         frames = self.frame_cache.event(event.key, paths) if cached else None
         outcome_key = ""
+        digest = ""
         store = self.outcome_store
         if frames is not None and store is not None:
             digest = store.event_digest(event, paths, frames)
@@ -333,7 +336,7 @@ class Replayer:
         if frames is None:
             track = MotionTrack(settings.motion)
         else:
-            track = self._track(event, settings.motion, frames)
+            track = self._track(event, settings.motion, frames, digest)
         checkers: list[CachedPersonChecker] = []
 
         def person(clock: Callable[[], float]) -> PersonChecker | None:
