@@ -3,21 +3,27 @@
 Three people walk in (occupied), a small far-away figure was labelled *unoccupied* by the owner
 on purpose (the false alert to remove) and a light ramp in an empty scene: the proposal must
 remove the false alert and keep alerting on every occupied event, under the detector's own code
-path (the proposal, applied to a fresh replay without caches, decides the same).
+path (the proposal, applied to a fresh replay without caches, decides the same). Two runs on
+one data dir take turns with its kept files.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from homesec.files import FileLock
 from homesec_detector import tune
 from homesec_detector.settings import DetectorSettings
 from homesec_detector.trainset import load_events
+from homesec_detector.tune_outcomes import OUTCOMES_FILE
 from homesec_detector.tune_replay import Replayer
 from homesec_detector.tune_search import Knob, with_knob
 
@@ -151,3 +157,35 @@ def test_tune_text_output_shows_the_tables_and_the_diff(
     assert "motion_model  person  actual  count" in out
     assert "precision 0.750, recall 1.000" in out
     assert "\n+ HOMESEC_DETECTOR_" in out and "false alerts removed: 1" in out
+
+
+def test_a_second_run_waits_for_the_one_holding_the_kept_files(
+    training_set: Path, capsys: pytest.CaptureFixture[str], data_dir: Path
+) -> None:
+    """The nightly run and the owner's run share the data dir's files: the second one says
+    whose run it waits for, waits, then reads back what the first one kept."""
+    first = _run(capsys, str(training_set))
+    assert first["outcomes_from_disk"] == 0
+    # another run holding the kept files (here: this process holding the outcomes file's lock)
+    holder = FileLock(tune.lock_file((data_dir / OUTCOMES_FILE).resolve()))
+    codes: list[int] = []
+    second = threading.Thread(
+        target=lambda: codes.append(tune.main([str(training_set), "--json", "--max-frames", "50"]))
+    )
+    try:
+        second.start()
+        said, deadline = "", time.monotonic() + 60
+        while f"waiting for the tune run of pid {os.getpid()}" not in said:
+            assert time.monotonic() < deadline, said
+            time.sleep(0.05)
+            said += capsys.readouterr().err
+        assert "--no-answers runs without the kept files" in said
+        time.sleep(0.5)
+        assert second.is_alive() and not codes  # it waits, it does not fail
+    finally:
+        holder.release()
+    second.join(120)
+    assert codes == [0]
+    again = json.loads(capsys.readouterr().out)
+    assert again["proposal"] == first["proposal"]
+    assert again["outcomes_from_disk"] == again["replays"] and again["model_checks"] == 0

@@ -14,6 +14,7 @@ the owner applies the proposal and restarts the detector.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sqlite3
@@ -21,11 +22,11 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TextIO
 
-from homesec.files import atomic_write
+from homesec.files import FileLock, atomic_write
 from homesec.settings import load_settings
 from homesec_detector.evaluate import DEFAULT_CHECK_MS, camera_fps
 from homesec_detector.settings import DetectorSettings
@@ -74,14 +75,23 @@ class Progress:
         self.stream.flush()
 
 
+def lock_file(kept: Path) -> Path:
+    """The lock a run holds on one of its kept files while it runs."""
+    return kept.with_name(kept.name + ".lock")
+
+
 @dataclass
 class KeptFiles:
     """What a run reads and adds to between runs: the model's answers, the motion tracks and
-    the events' outcomes (``outcomes`` None: every event replayed, as by the bench's baseline)."""
+    the events' outcomes (``outcomes`` None: every event replayed, as by the bench's baseline).
+
+    One run at a time holds them (the detector's nightly run and the owner's run in a shell
+    share the data dir's files): :meth:`open` waits while another run holds any of them."""
 
     answers: ModelAnswers
     tracks: MotionTracks
     outcomes: EventOutcomes | None
+    locks: list[FileLock] = field(default_factory=list)
 
     @classmethod
     def open(
@@ -94,17 +104,31 @@ class KeptFiles:
         fps: float,
         max_frames: int | None,
         check_ms: float,
+        on_wait: Callable[[Path, str], None] | None = None,
     ) -> KeptFiles:
-        kept = None
-        if outcomes is not None:
-            kept = EventOutcomes(
-                outcomes,
-                replay_identity(settings),
-                fps=fps,
-                max_frames=max_frames,
-                check_ms=check_ms,
+        """``on_wait(file, holder)``: called when another run (``holder``: its pid) holds one of
+        the files, before waiting for it."""
+        locks: list[FileLock] = []
+        try:
+            for path in sorted({p.resolve() for p in (answers, tracks, outcomes) if p}):
+                wait = None if on_wait is None else functools.partial(on_wait, path)
+                locks.append(FileLock(lock_file(path), wait))
+            kept = None
+            if outcomes is not None:
+                kept = EventOutcomes(
+                    outcomes,
+                    replay_identity(settings),
+                    fps=fps,
+                    max_frames=max_frames,
+                    check_ms=check_ms,
+                )
+            return cls(
+                ModelAnswers(answers, model_identity(settings)), MotionTracks(tracks), kept, locks
             )
-        return cls(ModelAnswers(answers, model_identity(settings)), MotionTracks(tracks), kept)
+        except BaseException:
+            for lock in locks:
+                lock.release()
+            raise
 
     @classmethod
     def in_folder(
@@ -129,9 +153,13 @@ class KeptFiles:
         )
 
     def close(self) -> None:
-        for store in (self.answers, self.tracks, self.outcomes):
-            if store is not None:
-                store.close()
+        try:
+            for store in (self.answers, self.tracks, self.outcomes):
+                if store is not None:
+                    store.close()
+        finally:
+            for lock in self.locks:
+                lock.release()
 
 
 def run_tune(
@@ -435,6 +463,17 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def waiting_message(path: Path, holder: str) -> None:
+    """Tell the owner why ``tune`` does not start yet (the nightly run may take minutes)."""
+    who = f"pid {holder}" if holder else "another process"
+    print(
+        f"homesec tune: waiting for the tune run of {who} to finish (it holds {path}; "
+        "--no-answers runs without the kept files)",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.low_priority:
@@ -461,6 +500,7 @@ def main(argv: list[str] | None = None) -> int:
                     fps=fps,
                     max_frames=args.max_frames or None,
                     check_ms=args.check_ms,
+                    on_wait=waiting_message,
                 )
             try:
                 result = run_tune(
