@@ -20,65 +20,31 @@ from uploader_support import (
     EVENT_FILES,
     Clock,
     S3Server,
+    bucket_objects,
     direct,
+    files,
     key,
     label,
     make_event,
+    sample,
+    send,
+    stop,
     uploader_settings,
     versions,
 )
 
-from homesec.contract import TRAINING_LABELS, TrainingLabel
+from homesec.contract import TrainingLabel
 from homesec.settings import BrokerSettings
 from homesec_uploader.ledger import LABEL_DOC, Ledger, NewObject
 from homesec_uploader.s3_store import S3Store
 from homesec_uploader.settings import UploaderSettings
 from homesec_uploader.stores import DestinationError, LocalStore, Stored
-from homesec_uploader.uploader import Uploader
-from support import wait_until
 
 ALL_FILES = [*EVENT_FILES, LABEL_DOC]
 
 
-def files(folder: Path) -> dict[str, bytes]:
-    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*.*")}
-
-
-def sample(uploader: Uploader, name: str) -> float:
-    return uploader.registry.get_sample_value(name) or 0.0
-
-
-def received(uploader: Uploader) -> float:
-    return sum(
-        uploader.registry.get_sample_value("homesec_uploader_labels_received_total", {"label": v})
-        or 0.0
-        for v in ("occupied", "unoccupied")
-    )
-
-
-def send(make_bus: Any, uploader: Uploader, *labels: TrainingLabel) -> None:
-    """Publish labels and wait until the uploader's handler has taken each one."""
-    expected = received(uploader) + len(labels)
-    client = make_bus("client")
-    for item in labels:
-        assert client.publish_confirmed(TRAINING_LABELS, item)
-    wait_until(lambda: received(uploader) == expected)
-    client.stop(timeout=1)
-
-
 def later(item: TrainingLabel, seconds: float) -> TrainingLabel:
     return item.model_copy(update={"labelled_at": item.labelled_at + seconds})
-
-
-def stop(uploader: Uploader) -> None:
-    uploader.bus.stop(timeout=1)
-    uploader.close()
-
-
-def bucket_objects(s3c: Any) -> dict[str, bytes]:
-    """The current (not deleted) objects of the bucket and their bytes."""
-    keys = [o["Key"] for o in s3c.list_objects_v2(Bucket=BUCKET).get("Contents", [])]
-    return {k: s3c.get_object(Bucket=BUCKET, Key=k)["Body"].read() for k in keys}
 
 
 def delete_markers(s3c: Any) -> dict[str, int]:

@@ -17,7 +17,7 @@ import numpy as np
 from botocore.config import Config
 from moto.server import ThreadedMotoServer
 
-from homesec.contract import TrainingLabel
+from homesec.contract import TRAINING_LABELS, TrainingLabel
 from homesec.media import event_dir, frame_name
 from homesec.metrics import ServiceMetrics
 from homesec.service import ServiceRuntime
@@ -25,6 +25,7 @@ from homesec.settings import BrokerSettings
 from homesec_uploader.settings import UploaderSettings
 from homesec_uploader.stores import Store, make_store
 from homesec_uploader.uploader import Uploader
+from support import wait_until
 
 REGION = "us-east-1"
 STARTED_AT = 1764106200.0  # 2025-11-25T21:30:00Z
@@ -261,3 +262,43 @@ def direct(
     bus.start()
     assert bus.wait_connected(10)
     return uploader
+
+
+# ---- driving an uploader from a test ------------------------------------------------------------
+
+
+def files(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*.*")}
+
+
+def sample(uploader: Uploader, name: str) -> float:
+    return uploader.registry.get_sample_value(name) or 0.0
+
+
+def received(uploader: Uploader) -> float:
+    return sum(
+        uploader.registry.get_sample_value("homesec_uploader_labels_received_total", {"label": v})
+        or 0.0
+        for v in ("occupied", "unoccupied")
+    )
+
+
+def send(make_bus: Any, uploader: Uploader, *labels: TrainingLabel) -> None:
+    """Publish labels and wait until the uploader's handler has taken each one."""
+    expected = received(uploader) + len(labels)
+    client = make_bus("client")
+    for item in labels:
+        assert client.publish_confirmed(TRAINING_LABELS, item)
+    wait_until(lambda: received(uploader) == expected)
+    client.stop(timeout=1)
+
+
+def stop(uploader: Uploader) -> None:
+    uploader.bus.stop(timeout=1)
+    uploader.close()
+
+
+def bucket_objects(s3c: Any) -> dict[str, bytes]:
+    """The current (not deleted) objects of the bucket and their bytes."""
+    keys = [o["Key"] for o in s3c.list_objects_v2(Bucket=BUCKET).get("Contents", [])]
+    return {k: s3c.get_object(Bucket=BUCKET, Key=k)["Body"].read() for k in keys}

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from collections.abc import Iterator
 from typing import Any
 
 import boto3
@@ -58,6 +59,25 @@ class S3Store:
         except (BotoCoreError, OSError) as exc:
             raise _error("HEAD", key, exc) from None
         return Stored(int(resp["ContentLength"]), str(resp["ETag"]).strip('"'))
+
+    def listing(self, prefix: str) -> Iterator[tuple[str, Stored]]:
+        """Every object under ``prefix`` (ListObjectsV2, needs s3:ListBucket), in key order."""
+        try:
+            pages = self._client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=prefix
+            )
+            for page in pages:
+                for item in page.get("Contents", []):
+                    yield str(item["Key"]), Stored(int(item["Size"]), str(item["ETag"]).strip('"'))
+        except (ClientError, BotoCoreError, OSError) as exc:
+            raise _error("LIST", prefix, exc) from None
+
+    def get(self, key: str) -> bytes:
+        try:
+            resp = self._client.get_object(Bucket=self.bucket, Key=key)
+            return bytes(resp["Body"].read())
+        except (ClientError, BotoCoreError, OSError) as exc:
+            raise _error("GET", key, exc) from None
 
     def put(self, key: str, data: bytes, content_type: str, metadata: dict[str, str]) -> Stored:
         try:

@@ -50,6 +50,11 @@ class UploaderSettings(ServiceSettings):
     local_dir: Path | None = Field(
         None, description="Folder of the local training set (default <data_dir>/training)"
     )
+    local_copy: bool = Field(
+        False,
+        description="In S3 mode, also keep a copy of the training set in local_dir (the "
+        "detector's nightly `homesec tune` reads it there; it grows like a local-mode set)",
+    )
 
     # ---- behaviour ------------------------------------------------------------------------------
     media_wait_seconds: float = Field(

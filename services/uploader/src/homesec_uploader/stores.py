@@ -3,19 +3,24 @@
 Both store objects under the same keys and answer ``head(key)`` with the size and the MD5 hex
 digest (S3's ETag for a single-part upload without SSE-KMS), which is how the uploader proves an
 object is already there and never uploads it twice. ``copy`` and ``delete`` move a relabelled
-event's objects to the new label's keys.
+event's objects to the new label's keys. :class:`MirroredStore` keeps a local copy of an S3
+training set (``HOMESEC_UPLOADER_LOCAL_COPY``) for the detector's nightly ``homesec tune``.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from homesec.files import atomic_write
 from homesec.media import resolve_inside
 from homesec_uploader.settings import UploaderSettings
+
+if TYPE_CHECKING:
+    from homesec_uploader.s3_store import S3Store
 
 
 class DestinationError(Exception):
@@ -42,6 +47,10 @@ class Store(Protocol):
     verifies_md5: bool
 
     def head(self, key: str) -> Stored | None: ...
+
+    def get(self, key: str) -> bytes:
+        """The object's bytes (DestinationError when it cannot be read)."""
+        ...
 
     def put(self, key: str, data: bytes, content_type: str, metadata: dict[str, str]) -> Stored:
         """Store ``data`` under ``key``; returns what the destination confirmed."""
@@ -79,6 +88,12 @@ class LocalStore:
             raise DestinationError(f"local folder {self.root}: {exc}") from None
         return Stored(len(data), md5_hex(data))
 
+    def get(self, key: str) -> bytes:
+        try:
+            return self._path(key).read_bytes()
+        except OSError as exc:
+            raise DestinationError(f"local folder {self.root}: {exc}") from None
+
     def put(self, key: str, data: bytes, content_type: str, metadata: dict[str, str]) -> Stored:
         try:
             self.root.mkdir(parents=True, exist_ok=True)
@@ -88,11 +103,7 @@ class LocalStore:
         return Stored(len(data), md5_hex(data))
 
     def copy(self, source: str, key: str, content_type: str, metadata: dict[str, str]) -> str:
-        try:
-            data = self._path(source).read_bytes()
-        except OSError as exc:
-            raise DestinationError(f"local folder {self.root}: {exc}") from None
-        return self.put(key, data, content_type, metadata).etag
+        return self.put(key, self.get(source), content_type, metadata).etag
 
     def delete(self, key: str) -> None:
         """Remove the file, then its folders up to the root as far as they are empty."""
@@ -111,10 +122,92 @@ class LocalStore:
                 break  # not empty (or gone): the folders above are not empty either
 
 
+class MirroredStore:
+    """The bucket, with a copy of every object in the local training folder.
+
+    Each ``put``, ``copy`` and ``delete`` is done in the bucket, then in the folder, and an
+    object counts as stored (``head``) only where both hold it: a failed local write is a
+    destination error, retried like any other. ``head`` of an object the bucket has and the
+    folder lacks (stored before the copy was turned on, or a local write that failed after
+    the bucket's) first fetches it into the folder, so a retry, a relabel's copy and an
+    unchanged object never need the event's local media again."""
+
+    mode = "s3"
+
+    def __init__(self, bucket: S3Store, local: LocalStore, prefix: str) -> None:
+        self.bucket = bucket
+        self.local = local
+        self.prefix = prefix
+        self.verifies_md5 = bucket.verifies_md5
+        self.destination = f"{bucket.destination} (a copy in {local.root})"
+
+    def head(self, key: str) -> Stored | None:
+        found = self.bucket.head(key)
+        if found is not None:
+            self._fill(key, found)
+        return found
+
+    def _fill(self, key: str, found: Stored) -> bool:
+        """Fetch ``key`` into the folder unless it holds that object already; whether it did."""
+        mine = self.local.head(key)
+        if (
+            mine is not None
+            and mine.size == found.size
+            and (not self.verifies_md5 or mine == found)
+        ):
+            return False
+        data = self.bucket.get(key)
+        if len(data) != found.size or (self.verifies_md5 and md5_hex(data) != found.etag):
+            raise DestinationError(f"{key}: the bucket's object changed while it was read")
+        self.local.put(key, data, "", {})
+        return True
+
+    def backfill(self, stop: Callable[[], bool] = lambda: False) -> int:
+        """Fetch every object of the bucket's training set the folder lacks (those stored
+        before the copy was turned on); each event's ``label.json`` last, so a folder the
+        detector reads as complete is. How many were fetched (stops early when ``stop()``)."""
+        fetched = 0
+        labels: list[tuple[str, Stored]] = []
+        for key, found in self.bucket.listing(self.prefix + "/"):
+            if stop():
+                return fetched
+            if key.rsplit("/", 1)[-1] == "label.json":
+                labels.append((key, found))
+            else:
+                fetched += self._fill(key, found)
+        for key, found in labels:
+            if stop():
+                break
+            fetched += self._fill(key, found)
+        return fetched
+
+    def get(self, key: str) -> bytes:
+        return self.bucket.get(key)
+
+    def put(self, key: str, data: bytes, content_type: str, metadata: dict[str, str]) -> Stored:
+        stored = self.bucket.put(key, data, content_type, metadata)
+        self.local.put(key, data, content_type, metadata)
+        return stored
+
+    def copy(self, source: str, key: str, content_type: str, metadata: dict[str, str]) -> str:
+        etag = self.bucket.copy(source, key, content_type, metadata)
+        if self.local.head(source) is not None:
+            self.local.copy(source, key, content_type, metadata)
+        else:
+            self.local.put(key, self.bucket.get(key), content_type, metadata)
+        return etag
+
+    def delete(self, key: str) -> None:
+        self.bucket.delete(key)
+        self.local.delete(key)
+
+
 def make_store(settings: UploaderSettings) -> Store:
     """The configured destination; boto3 (~9 MB of memory) is imported only in S3 mode."""
     if settings.mode == "s3":
         from homesec_uploader.s3_store import S3Store
 
+        if settings.local_copy:
+            return MirroredStore(S3Store(settings), LocalStore(settings), settings.key_prefix)
         return S3Store(settings)
     return LocalStore(settings)

@@ -52,7 +52,7 @@ from homesec_uploader.ledger import (
 )
 from homesec_uploader.metrics import UploaderMetrics
 from homesec_uploader.settings import UploaderSettings
-from homesec_uploader.stores import DestinationError, Store, Stored, md5_hex
+from homesec_uploader.stores import DestinationError, MirroredStore, Store, Stored, md5_hex
 
 log = logging.getLogger("homesec.uploader")
 
@@ -111,6 +111,7 @@ class Uploader:
         self._wake = threading.Event()
         self._status_lock = threading.Lock()
         self._degraded_reason: str | None = None
+        self._backfilled = not isinstance(store, MirroredStore)
         last = self.ledger.get_meta("last_success_at")
         if last is not None:
             self.metrics.last_success.set(float(last))
@@ -197,6 +198,8 @@ class Uploader:
         clean up local media, prune the ledger, report."""
         result = RunResult()
         self.metrics.runs.inc()
+        if not self._backfilled:
+            self._backfill(stop)
         now = self.clock()
         for row in self.ledger.labels(LabelState.WAITING):
             self._list_objects(row, now)
@@ -246,6 +249,21 @@ class Uploader:
         self._sync_pins()
         self._finish_run(result)
         return result
+
+    def _backfill(self, stop: threading.Event | None) -> None:
+        """Copy into the local folder what the bucket held before the copy was turned on
+        (once per start; a failure is logged and tried again by the next run)."""
+        assert isinstance(self.store, MirroredStore)
+        try:
+            fetched = self.store.backfill(lambda: stop is not None and stop.is_set())
+        except DestinationError as exc:
+            log.warning(
+                "local copy of the bucket not brought up to date", extra={"error": str(exc)}
+            )
+            return
+        if stop is None or not stop.is_set():
+            self._backfilled = True
+            log.info("local copy of the bucket up to date", extra={"fetched": fetched})
 
     def _sync_pins(self) -> None:
         """Pin every event still owed to the destination; release the pins of events whose
