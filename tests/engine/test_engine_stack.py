@@ -72,8 +72,18 @@ def test_engine_stack_scenario_alert_label_upload(stack: Compose) -> None:
         assert all(k.startswith("training/occupied/front/") for k in keys), keys
         assert any(k.endswith("snapshot.jpg") for k in keys), keys
         assert any("/preroll/" in k for k in keys), keys
+        # and its local copy in the training volume, as the detector's nightly tune sees it
+        label_doc = next(f"/data/training/{k}" for k in keys if k.endswith("label.json"))
+        folder = label_doc.rsplit("/", 1)[0]
+
+        def copied() -> list[str]:  # (the local write follows the bucket's: give it a moment)
+            found = stack("exec", "-T", "detector", "find", folder, "-type", "f", check=False)
+            return sorted(found.stdout.split())
+
+        wait_until(lambda: copied() == sorted(f"/data/training/{k}" for k in keys), 20)
         report(
-            f"scenario passed: event {event_id} alerted, labelled occupied, {len(keys)} objects in S3"
+            f"scenario passed: event {event_id} alerted, labelled occupied, {len(keys)} objects "
+            "in S3 and in the training volume"
         )
     finally:
         watch.close()
@@ -216,13 +226,14 @@ def test_engine_stack_tune_runs_in_the_detector_on_the_training_volume(
     (and the nightly run's ``--low-priority``) in the detector's image, as its user, with every
     capability dropped: the training volume is mounted read-only there, the answers and the
     result go to its data volume, and the detector publishes the result for the weekly report."""
-    root = tmp_path / "training"
+    root = tmp_path / "clips"
     keys = write_clip_set(ASSETS, root)
-    # the training volume's writer is the uploader: the set goes in through its container
+    # the training volume's writer is the uploader: the set goes in through its container (beside
+    # the uploader's own copy of the scenario's label, in /data/training/training)
     stack("cp", str(root), "uploader:/data/training/")
     readonly = stack("exec", "-T", "detector", "sh", "-c", "touch /data/training/x", check=False)
     assert readonly.returncode != 0 and "Read-only" in readonly.stderr, readonly
-    argv = ["homesec", "tune", "/data/training/training", "--record", "--json", "--low-priority"]
+    argv = ["homesec", "tune", "/data/training/clips", "--record", "--json", "--low-priority"]
     watch = Stack(stack).watch("homesec/training/tune")
     try:
         out = stack("exec", "-T", "detector", *argv, "--max-frames", "40", timeout=600)
@@ -236,7 +247,7 @@ def test_engine_stack_tune_runs_in_the_detector_on_the_training_volume(
     published = json.loads(message.payload)
     assert published["events"] == len(keys) and published["proposes_change"] is True
     # a second run by the owner: every model answer kept in the detector's data volume
-    owner = ["homesec", "tune", "/data/training/training", "--json", "--max-frames", "40"]
+    owner = ["homesec", "tune", "/data/training/clips", "--json", "--max-frames", "40"]
     again = json.loads(stack("exec", "-T", "detector", *owner).stdout)
     assert again["model_runs"] == 0 and again["proposal"]["env"] == result["proposal"]["env"]
     report(

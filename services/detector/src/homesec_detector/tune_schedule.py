@@ -166,7 +166,11 @@ class NightlyTune:
         """One run; its outcome: ``ok``, ``skipped`` (no training set yet), ``failed``,
         ``timeout`` or ``stopped``."""
         if not self.has_labels():
-            log.info("nightly tune skipped: no label yet", extra={"path": self.training_set})
+            log.info(
+                "nightly tune skipped: no label yet (with the uploader in S3 mode, "
+                "HOMESEC_UPLOADER_LOCAL_COPY=true keeps a copy of the set here)",
+                extra={"path": self.training_set},
+            )
             self._report("skipped", 0.0)
             return "skipped"
         env = dict(os.environ, HOMESEC_DATA_DIR=str(self.data_dir))
