@@ -29,6 +29,7 @@ from homesec_detector.tune_schedule import (
     NightlyTune,
     TuneScheduleSettings,
     next_night,
+    tune_command,
 )
 from support import Collector, bus_metric, wait_until
 
@@ -62,6 +63,17 @@ def test_the_next_night_is_the_next_time_the_local_clock_shows_the_hour() -> Non
     # an hour that does not exist that night (01:00-02:00 is skipped) still comes, once
     skipped = next_night(_local("2027-03-28 00:30:00"), 1)
     assert 0 < skipped - _local("2027-03-28 00:30:00") <= 3600.0
+
+
+def test_the_workers_are_tunes_own_default_unless_set() -> None:
+    """Unset: the CLI's default (CPUs and memory at run time); set: exactly that many."""
+    default = tune_command("/set", TuneScheduleSettings())
+    assert "--jobs" not in default
+    assert default[-3:] == ["--low-priority", "--frame-memory", "64"]
+    two = tune_command("/set", TuneScheduleSettings(jobs=2))
+    assert two[two.index("--jobs") + 1] == "2"
+    with pytest.raises(ValueError, match="jobs"):
+        TuneScheduleSettings(jobs=0)
 
 
 def test_the_first_run_waits_for_the_night_once_a_result_is_recorded(tmp_path: Path) -> None:

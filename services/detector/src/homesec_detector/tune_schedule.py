@@ -45,7 +45,13 @@ class TuneScheduleSettings(BaseModel):
         description="Folder or s3://bucket/prefix; unset: <data_dir>/training/training, the "
         "uploader's local folder",
     )
-    jobs: int = Field(1, ge=1, le=8, description="Worker processes (memory: ~150 MB each)")
+    jobs: int | None = Field(
+        None,
+        ge=1,
+        le=8,
+        description="Worker processes (memory: ~150 MB each); unset: tune's default, the usable "
+        "CPUs up to 4 and one per 400 MB of half the memory available when the run starts",
+    )
     frame_memory_mb: int = Field(
         64, ge=8, le=4096, description="Frames kept in memory between replays"
     )
@@ -81,8 +87,7 @@ def tune_command(training_set: str, settings: TuneScheduleSettings) -> list[str]
         "--record",
         "--json",
         "--low-priority",
-        "--jobs",
-        str(settings.jobs),
+        *(() if settings.jobs is None else ("--jobs", str(settings.jobs))),
         "--frame-memory",
         str(settings.frame_memory_mb),
     ]
