@@ -169,3 +169,27 @@ def test_the_default_jobs_leave_a_small_machine_its_memory():
     cpus = len(os.sched_getaffinity(0))
     assert default_jobs(available=64 * 2**30) == min(MAX_DEFAULT_JOBS, cpus)
     assert default_jobs(available=4 * WORKER_MEMORY_BYTES) == min(2, MAX_DEFAULT_JOBS, cpus)
+
+
+def test_available_memory_is_the_containers_when_its_cgroup_leaves_less(tmp_path: Path) -> None:
+    """A container's ``mem_limit`` (cgroup v2 ``memory.max``) bounds what the workers may take:
+    /proc/meminfo inside a container shows the host's memory."""
+    from homesec_detector.tune_pool import available_memory_bytes
+
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemTotal: 4000000 kB\nMemAvailable: 3000000 kB\n")
+    cgroup = tmp_path / "cgroup"
+    cgroup.mkdir()
+    assert available_memory_bytes(meminfo, cgroup) == 3000000 * 1024  # no cgroup files
+    (cgroup / "memory.max").write_text("max\n")
+    (cgroup / "memory.current").write_text(f"{100 * 2**20}\n")
+    assert available_memory_bytes(meminfo, cgroup) == 3000000 * 1024  # no limit
+    (cgroup / "memory.max").write_text(f"{512 * 2**20}\n")
+    assert available_memory_bytes(meminfo, cgroup) == 412 * 2**20  # the limit less what is used
+    (cgroup / "memory.current").write_text(f"{600 * 2**20}\n")
+    assert available_memory_bytes(meminfo, cgroup) == 0  # over it: nothing to give
+    meminfo.unlink()
+    (cgroup / "memory.current").write_text(f"{256 * 2**20}\n")
+    assert available_memory_bytes(meminfo, cgroup) == 256 * 2**20
+    (cgroup / "memory.max").unlink()
+    assert available_memory_bytes(meminfo, cgroup) is None

@@ -75,15 +75,27 @@ WORKER_MEMORY_BYTES = 200 * 2**20
 docs/performance.md): the default leaves the machine's running services their memory."""
 
 
-def available_memory_bytes(meminfo: Path = Path("/proc/meminfo")) -> int | None:
-    """``MemAvailable`` from /proc/meminfo (Linux), or None where it cannot be read."""
+def available_memory_bytes(
+    meminfo: Path = Path("/proc/meminfo"), cgroup: Path = Path("/sys/fs/cgroup")
+) -> int | None:
+    """``MemAvailable`` from /proc/meminfo (Linux), or less where this process's cgroup (v2:
+    a container's ``mem_limit``) leaves less; None where neither can be read."""
+    available = None
     try:
         for line in meminfo.read_text().splitlines():
             if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
+                available = int(line.split()[1]) * 1024
+                break
     except (OSError, ValueError, IndexError):
-        return None
-    return None
+        pass
+    try:
+        limit = (cgroup / "memory.max").read_text().strip()
+        if limit != "max":
+            left = max(0, int(limit) - int((cgroup / "memory.current").read_text()))
+            available = left if available is None else min(available, left)
+    except (OSError, ValueError):
+        pass
+    return available
 
 
 def default_jobs(available: int | None = None) -> int:
