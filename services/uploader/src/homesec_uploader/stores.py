@@ -88,6 +88,15 @@ class LocalStore:
             raise DestinationError(f"local folder {self.root}: {exc}") from None
         return Stored(len(data), md5_hex(data))
 
+    def size(self, key: str) -> int | None:
+        """The stored file's size (a ``stat``, nothing read), None when there is none."""
+        try:
+            return self._path(key).stat().st_size
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise DestinationError(f"local folder {self.root}: {exc}") from None
+
     def get(self, key: str) -> bytes:
         try:
             return self._path(key).read_bytes()
@@ -165,12 +174,15 @@ class MirroredStore:
     def backfill(self, stop: Callable[[], bool] = lambda: False) -> int:
         """Fetch every object of the bucket's training set the folder lacks (those stored
         before the copy was turned on); each event's ``label.json`` last, so a folder the
-        detector reads as complete is. How many were fetched (stops early when ``stop()``)."""
+        detector reads as complete is. A file of the object's size counts as held (a ``stat``:
+        a start does not read the whole set). How many were fetched (stops early on ``stop()``)."""
         fetched = 0
         labels: list[tuple[str, Stored]] = []
         for key, found in self.bucket.listing(self.prefix + "/"):
             if stop():
                 return fetched
+            if self.local.size(key) == found.size:
+                continue
             if key.rsplit("/", 1)[-1] == "label.json":
                 labels.append((key, found))
             else:
