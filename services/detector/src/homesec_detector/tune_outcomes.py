@@ -28,6 +28,7 @@ import json
 import os
 import sqlite3
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -55,11 +56,22 @@ outcome depends on."""
 OWN_PACKAGES = ("homesec", "homesec_detector")
 
 
+def _statements(body: list[ast.stmt]) -> Iterator[ast.stmt]:
+    """Every statement of a body, nested ones (functions, classes, branches) included; an
+    import is a statement, so the expressions (most of a tree) are not walked."""
+    for node in body:
+        yield node
+        for name in ("body", "orelse", "finalbody"):
+            yield from _statements(getattr(node, name, []))
+        for part in (*getattr(node, "handlers", ()), *getattr(node, "cases", ())):
+            yield from _statements(part.body)
+
+
 def _imported(module: str, tree: ast.Module) -> set[str]:
     """The modules a module's code imports (anywhere in it, functions included), absolute."""
     found: set[str] = set()
     package = module if module.endswith("__init__") else module.rpartition(".")[0]
-    for node in ast.walk(tree):
+    for node in _statements(tree.body):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
