@@ -18,10 +18,11 @@ import pytest
 from tune_support import FRAMES, SAME, tune_in
 
 from homesec.settings import BrokerSettings
-from homesec_detector import tune_outcomes
+from homesec_detector import tune_identity
 from homesec_detector.settings import DetectorSettings
 from homesec_detector.trainset import TrainingEvent, load_events
-from homesec_detector.tune_outcomes import EventOutcomes, replay_identity, settings_key
+from homesec_detector.tune_identity import replay_identity, settings_key
+from homesec_detector.tune_outcomes import EventOutcomes
 from homesec_detector.tune_replay import Bound, EventOutcome, Replayer, Stopped
 from homesec_detector.tune_search import Knob, knob_values, replay_order, with_knob
 
@@ -114,8 +115,8 @@ def test_the_key_follows_every_input_of_an_outcome_and_nothing_else(
     assert other.key(event, settings_key(base), digest) != key
     lower = base.model_copy(update={"person_report_threshold": 0.1})  # the model's own floor
     assert replay_identity(lower) != replay_identity(base)
-    real = tune_outcomes._sources  # a module of the code changed (here: one more)
-    monkeypatch.setattr(tune_outcomes, "_sources", lambda: [*real(), ("new", b"x = 1")])
+    real = tune_identity._sources  # a module of the code changed (here: one more)
+    monkeypatch.setattr(tune_identity, "_sources", lambda: [*real(), ("new", b"x = 1")])
     assert replay_identity(base) != store.identity
     monkeypatch.undo()
 
@@ -157,7 +158,7 @@ def test_the_code_identity_covers_what_a_replay_imports_and_not_the_service() ->
     """Every module the replay can run (followed through imports in both packages, functions
     included) is hashed; the service, the bus, the CLI and the search are not, so an upgrade
     that only touches them keeps the kept outcomes."""
-    names = {name for name, _ in tune_outcomes._sources()}
+    names = {name for name, _ in tune_identity._sources()}
     for module in (
         "homesec_detector.tune_replay",
         "homesec_detector.pipeline",

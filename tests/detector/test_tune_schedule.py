@@ -18,13 +18,15 @@ from typing import Any
 import pytest
 
 from homesec.contract import TUNE_RESULT, SystemSetting, TuneResult
-from homesec.settings import BrokerSettings
+from homesec.settings import BrokerSettings, load_settings
 from homesec_detector import tune
 from homesec_detector.service import DetectorService
 from homesec_detector.settings import DetectorSettings
 from homesec_detector.trainset import TrainingEvent
+from homesec_detector.tune_identity import run_basis
 from homesec_detector.tune_result import RESULT_FILE
 from homesec_detector.tune_schedule import (
+    BASIS_FILE,
     DEFAULT_TRAINING_SET,
     NightlyTune,
     TuneScheduleSettings,
@@ -85,6 +87,40 @@ def test_the_first_run_waits_for_the_night_once_a_result_is_recorded(tmp_path: P
     (tmp_path / RESULT_FILE).write_text("{}")
     assert nightly.first_run_at(now) == next_night(now, 3)
     assert nightly.training_set == str(tmp_path / DEFAULT_TRAINING_SET)
+
+    # with the basis known: a result of another code or settings brings the first run forward
+    basis = ["code-and-settings-1"]
+    aware = NightlyTune(settings, tmp_path, tmp_path / RESULT_FILE, basis=lambda: basis[0])
+    assert aware.first_run_at(now) == now + 600  # recorded by a version that kept no basis
+    (tmp_path / BASIS_FILE).write_text("code-and-settings-1")
+    assert aware.first_run_at(now) == next_night(now, 3)
+    basis[0] = "code-and-settings-2"  # an upgrade of the replay's code, or new settings
+    assert aware.first_run_at(now) == now + 600
+
+
+def test_a_recorded_run_leaves_the_basis_the_service_computes(
+    training_set: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``tune --record`` writes the basis of its settings; the service, under the same
+    environment, computes the same one (so the next start waits for the night), and another
+    setting gives another."""
+    monkeypatch.setenv("HOMESEC_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("HOMESEC_DETECTOR_MOTION__DELTA_THRESH", "9")
+    argv = [str(training_set), "--record", "--json", "--jobs", "1", "--max-frames", "30"]
+    assert tune.main(argv) == 0
+    settings = load_settings(DetectorSettings)
+    recorded = (tmp_path / "data" / BASIS_FILE).read_text()
+    assert recorded == run_basis(settings)
+    nightly = NightlyTune(
+        settings.tune,
+        settings.data_dir,
+        settings.data_dir / RESULT_FILE,
+        basis=lambda: run_basis(settings),
+    )
+    now = time.time()
+    assert nightly.first_run_at(now) == next_night(now, settings.tune.hour)
+    monkeypatch.setenv("HOMESEC_DETECTOR_MOTION__DELTA_THRESH", "10")
+    assert run_basis(load_settings(DetectorSettings)) != recorded
 
 
 def test_a_set_without_a_label_is_skipped_not_failed(tmp_path: Path) -> None:

@@ -54,6 +54,7 @@ from homesec_detector.pipeline import (
 )
 from homesec_detector.retention import Retention, RetentionReport
 from homesec_detector.settings import DetectorSettings
+from homesec_detector.tune_identity import run_basis
 from homesec_detector.tune_result import RESULT_FILE, TuneResultPublisher
 from homesec_detector.tune_schedule import NightlyTune
 
@@ -189,6 +190,7 @@ class DetectorService:
             settings.data_dir,
             settings.data_dir / RESULT_FILE,
             on_outcome=self._on_tune_run,
+            basis=lambda: run_basis(settings),
         )
         if settings.cameras:
             for camera in settings.cameras:

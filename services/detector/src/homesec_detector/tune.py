@@ -33,10 +33,12 @@ from homesec_detector.settings import DetectorSettings
 from homesec_detector.trainset import TrainingEvent, open_training_set
 from homesec_detector.tune_cache import CACHE_FILE, ModelAnswers, model_identity
 from homesec_detector.tune_frames import FRAME_BUDGET_BYTES, FrameCache
-from homesec_detector.tune_outcomes import OUTCOMES_FILE, EventOutcomes, replay_identity
+from homesec_detector.tune_identity import replay_identity, run_basis
+from homesec_detector.tune_outcomes import OUTCOMES_FILE, EventOutcomes
 from homesec_detector.tune_pool import MAX_DEFAULT_JOBS, ReplayPool, WorkerError, default_jobs
 from homesec_detector.tune_replay import Bound, EventOutcome, Replayer, Stopped
 from homesec_detector.tune_result import RESULT_FILE
+from homesec_detector.tune_schedule import BASIS_FILE
 from homesec_detector.tune_search import Proposal, apply_env, env_diff, score, search
 from homesec_detector.tune_tracks import TRACKS_FILE, MotionTracks
 
@@ -532,6 +534,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.record:
         path = settings.data_dir / RESULT_FILE
         path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(settings.data_dir / BASIS_FILE, run_basis(settings).encode())
         atomic_write(path, json.dumps(summary(result), indent=2).encode())
     if args.json:
         print(json.dumps(result))

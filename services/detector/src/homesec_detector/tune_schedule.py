@@ -29,6 +29,10 @@ from pydantic import BaseModel, Field
 
 log = logging.getLogger("homesec_detector.tune_schedule")
 
+BASIS_FILE = "tune/result-basis.txt"
+"""Under the data dir, beside the recorded result: what its outcomes were replayed under
+(:func:`~homesec_detector.tune_identity.run_basis`), written by ``tune --record``."""
+
 DEFAULT_TRAINING_SET = Path("training") / "training"
 """Under the data dir: the uploader's folder in local mode (``local_dir`` <data_dir>/training,
 ``key_prefix`` training); the same path in the detector's container (docker-compose.yml)."""
@@ -105,10 +109,16 @@ class NightlyTune:
         *,
         on_outcome: Callable[[str, float], None] | None = None,
         clock: Callable[[], float] = time.time,
+        basis: Callable[[], str] | None = None,
     ) -> None:
+        """``basis``: what a run now would replay under (``tune_outcomes.run_basis`` of the
+        detector's settings); a recorded result of another basis (the replay's code upgraded,
+        the settings changed) brings the first run forward as if none were recorded."""
         self.settings = settings
         self.data_dir = data_dir
         self.result_file = result_file
+        self.basis_file = result_file.with_name(Path(BASIS_FILE).name)
+        self._basis = basis
         self.training_set = settings.training_set or str(data_dir / DEFAULT_TRAINING_SET)
         self._on_outcome = on_outcome
         self._clock = clock
@@ -153,9 +163,23 @@ class NightlyTune:
         return next(labels, None) is not None
 
     def first_run_at(self, now: float) -> float:
-        if self.result_file.exists():
+        """At night when the recorded result is of the current basis; else (none, or its
+        outcomes are stale: the owner's next run would replay everything) soon after start."""
+        if self.result_file.exists() and self._recorded_basis_is_current():
             return next_night(now, self.settings.hour)
         return now + self.settings.first_run_delay_seconds
+
+    def _recorded_basis_is_current(self) -> bool:
+        if self._basis is None:
+            return True
+        try:
+            recorded = self.basis_file.read_text(encoding="utf-8").strip()
+        except OSError:
+            recorded = ""  # recorded by a version that kept no basis
+        current = self._basis()
+        if recorded != current:
+            log.info("tune result of another code or settings: the first run comes early")
+        return recorded == current
 
     def _run(self) -> None:
         at = self.first_run_at(self._clock())
