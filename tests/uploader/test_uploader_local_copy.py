@@ -22,6 +22,7 @@ from uploader_support import (
     S3Server,
     bucket_objects,
     direct,
+    files,
     key,
     label,
     make_event,
@@ -35,7 +36,6 @@ from homesec.settings import BrokerSettings
 from homesec_detector.trainset import load_events
 from homesec_uploader.ledger import LABEL_DOC
 from homesec_uploader.s3_store import S3Store
-from homesec_uploader.settings import UploaderSettings
 from homesec_uploader.stores import (
     DestinationError,
     LocalStore,
@@ -61,11 +61,6 @@ class Recording(MirroredStore):
         return fetched
 
 
-def local_objects(settings: UploaderSettings) -> dict[str, bytes]:
-    root = settings.training_dir
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
-
-
 def test_the_local_copy_holds_the_buckets_set_old_and_new_through_a_relabel(
     s3: S3Server, broker_settings: BrokerSettings, make_bus: Any, tmp_path: Path
 ) -> None:
@@ -85,7 +80,7 @@ def test_the_local_copy_holds_the_buckets_set_old_and_new_through_a_relabel(
     uploader = direct(make_bus, settings, store=store)
     first = uploader.run_once()
     assert first.uploaded == 0
-    assert local_objects(settings) == bucket_objects(s3.client())  # fetched, byte for byte
+    assert files(settings.training_dir) == bucket_objects(s3.client())  # fetched, byte for byte
     assert order[-1] == LABEL_DOC and order.count(LABEL_DOC) == 1
     assert (
         uploader.status().destination == f"s3://{BUCKET}/training (a copy in {tmp_path}/training)"
@@ -97,7 +92,7 @@ def test_the_local_copy_holds_the_buckets_set_old_and_new_through_a_relabel(
     order.clear()
     assert uploader.run_once().uploaded == 8
     assert order == []  # written to both as uploaded: nothing fetched
-    assert local_objects(settings) == bucket_objects(s3.client())
+    assert files(settings.training_dir) == bucket_objects(s3.client())
     assert not (settings.media_dir / "front" / "ev-after").exists()  # local media cleaned up
 
     # a relabel after the media is gone: copied and deleted in both
@@ -109,7 +104,7 @@ def test_the_local_copy_holds_the_buckets_set_old_and_new_through_a_relabel(
     assert set(stored) == {key("ev-before", rel) for rel in ALL_FILES} | {
         key("ev-after", rel, "unoccupied") for rel in ALL_FILES
     }
-    assert local_objects(settings) == stored
+    assert files(settings.training_dir) == stored
     stop(uploader)
 
     # the folder lost a file (a disk error, an owner's mistake): a restart's backfill fetches
@@ -118,7 +113,7 @@ def test_the_local_copy_holds_the_buckets_set_old_and_new_through_a_relabel(
     (settings.training_dir / lost).unlink()
     uploader = direct(make_bus, settings)
     assert uploader.run_once().uploaded == 0
-    assert local_objects(settings) == stored
+    assert files(settings.training_dir) == stored
     assert versions(s3.client(), BUCKET)[lost] == 1  # fetched, not uploaded again
     stop(uploader)
 
@@ -161,6 +156,6 @@ def test_a_failed_local_write_is_retried_and_fetched_not_uploaded_twice(
     clock.now += 60
     second = uploader.run_once()
     assert (second.already_present, second.uploaded, second.failed) == (1, 1, 0)
-    assert local_objects(settings) == bucket_objects(s3.client())
+    assert files(settings.training_dir) == bucket_objects(s3.client())
     assert set(versions(s3.client(), BUCKET).values()) == {1}  # each object put once
     stop(uploader)

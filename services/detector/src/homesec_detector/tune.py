@@ -534,7 +534,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.record:
         path = settings.data_dir / RESULT_FILE
         path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(settings.data_dir / BASIS_FILE, run_basis(settings).encode())
+        identity = kept.outcomes.identity if kept is not None and kept.outcomes else None
+        atomic_write(settings.data_dir / BASIS_FILE, run_basis(settings, identity).encode())
         atomic_write(path, json.dumps(summary(result), indent=2).encode())
     if args.json:
         print(json.dumps(result))

@@ -97,10 +97,11 @@ def replay_identity(settings: DetectorSettings) -> str:
     return digest.hexdigest()
 
 
-def run_basis(settings: DetectorSettings) -> str:
-    """What every kept outcome of a run under ``settings`` shares: the replay identity and the
-    settings (a run after either changed replays every event again)."""
-    parts = f"{replay_identity(settings)}\0{settings_key(settings)}"
+def run_basis(settings: DetectorSettings, identity: str | None = None) -> str:
+    """What every kept outcome of a run under ``settings`` shares: the replay identity (given,
+    when the run computed it already, else computed here) and the settings (a run after either
+    changed replays every event again)."""
+    parts = f"{identity or replay_identity(settings)}\0{settings_key(settings)}"
     return hashlib.sha1(parts.encode()).hexdigest()
 
 

@@ -111,13 +111,13 @@ class NightlyTune:
         clock: Callable[[], float] = time.time,
         basis: Callable[[], str] | None = None,
     ) -> None:
-        """``basis``: what a run now would replay under (``tune_outcomes.run_basis`` of the
+        """``basis``: what a run now would replay under (``tune_identity.run_basis`` of the
         detector's settings); a recorded result of another basis (the replay's code upgraded,
         the settings changed) brings the first run forward as if none were recorded."""
         self.settings = settings
         self.data_dir = data_dir
         self.result_file = result_file
-        self.basis_file = result_file.with_name(Path(BASIS_FILE).name)
+        self.basis_file = data_dir / BASIS_FILE
         self._basis = basis
         self.training_set = settings.training_set or str(data_dir / DEFAULT_TRAINING_SET)
         self._on_outcome = on_outcome

@@ -203,7 +203,7 @@ class MirroredStore:
 
     def copy(self, source: str, key: str, content_type: str, metadata: dict[str, str]) -> str:
         etag = self.bucket.copy(source, key, content_type, metadata)
-        if self.local.head(source) is not None:
+        if self.local.size(source) is not None:
             self.local.copy(source, key, content_type, metadata)
         else:
             self.local.put(key, self.bucket.get(key), content_type, metadata)
