@@ -19,7 +19,8 @@ from tune_support import FRAMES, SAME, tune_in
 
 from homesec_detector.settings import DetectorSettings
 from homesec_detector.trainset import TrainingEvent, load_events
-from homesec_detector.tune_cache import ModelAnswers, model_identity
+from homesec_detector.tune_cache import ModelAnswers
+from homesec_detector.tune_identity import model_identity
 from homesec_detector.tune_pool import ReplayPool, WorkerError
 from homesec_detector.tune_replay import Bound, EventOutcome, Replayer, Stopped
 from homesec_detector.tune_search import Knob, knob_values, replay_order, with_knob

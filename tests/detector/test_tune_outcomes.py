@@ -115,8 +115,10 @@ def test_the_key_follows_every_input_of_an_outcome_and_nothing_else(
     assert other.key(event, settings_key(base), digest) != key
     lower = base.model_copy(update={"person_report_threshold": 0.1})  # the model's own floor
     assert replay_identity(lower) != replay_identity(base)
-    real = tune_identity._sources  # a module of the code changed (here: one more)
-    monkeypatch.setattr(tune_identity, "_sources", lambda: [*real(), ("new", b"x = 1")])
+    real = tune_identity.code_sources  # a module of the code changed (here: one more)
+    monkeypatch.setattr(
+        tune_identity, "code_sources", lambda entry: [*real(entry), ("new", b"x = 1")]
+    )
     assert replay_identity(base) != store.identity
     monkeypatch.undo()
 
@@ -158,7 +160,7 @@ def test_the_code_identity_covers_what_a_replay_imports_and_not_the_service() ->
     """Every module the replay can run (followed through imports in both packages, functions
     included) is hashed; the service, the bus, the CLI and the search are not, so an upgrade
     that only touches them keeps the kept outcomes."""
-    names = {name for name, _ in tune_identity._sources()}
+    names = {name for name, _ in tune_identity.code_sources()}
     for module in (
         "homesec_detector.tune_replay",
         "homesec_detector.pipeline",
@@ -194,3 +196,44 @@ def test_the_code_identity_covers_what_a_replay_imports_and_not_the_service() ->
         check=True,
     ).stdout.split()
     assert set(loaded) <= names, set(loaded) - names
+
+
+def test_the_answers_and_tracks_are_keyed_by_the_code_that_computes_them() -> None:
+    """A kept model answer depends on the person check's code (decode, relight, both models,
+    their decoders), a kept motion track on the motion code: each identity hashes that closure
+    and moves when any of its modules changes, and not with the code the other one runs."""
+    answers = {name for name, _ in tune_identity.code_sources(tune_identity.ANSWER_ENTRY)}
+    assert {
+        "homesec_detector.person",
+        "homesec_detector.person_decoders",
+        "homesec_detector.person_verify",
+    } <= answers
+    assert "homesec_detector.motion" not in answers
+    assert "homesec_detector.pipeline" not in answers
+    tracks = {name for name, _ in tune_identity.code_sources(tune_identity.MOTION_ENTRY)}
+    assert "homesec_detector.motion" in tracks
+    assert "homesec_detector.person" not in tracks
+
+    settings = DetectorSettings()
+    model, motion = tune_identity.model_identity(settings), tune_identity.motion_identity()
+    real = tune_identity.code_sources
+
+    def person_changed(entry: str) -> list[tuple[str, bytes]]:
+        return [
+            (name, source + b"\n# changed" if name == "homesec_detector.person" else source)
+            for name, source in real(entry)
+        ]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(tune_identity, "code_sources", person_changed)
+        assert tune_identity.model_identity(settings) != model
+        assert tune_identity.motion_identity() == motion
+    # each part of the model's own inputs moves it too
+    assert (
+        tune_identity.model_identity(
+            settings.model_copy(
+                update={"person": settings.person.model_copy(update={"input_size": 320})}
+            )
+        )
+        != model
+    )

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Literal, Protocol
 
+import cv2
 import numpy as np
 from pydantic import Field
 
@@ -30,6 +31,24 @@ class Detects(Protocol):
     """What the pipeline needs of a person model (``PersonDetector``, ``VerifiedDetector``)."""
 
     def detect(self, image_bgr: np.ndarray, roi: Box | None = None) -> list[Detection]: ...
+
+
+def detect_in_jpeg(
+    detector: Detects,
+    jpeg: bytes,
+    flag: int,
+    roi: Box | None,
+    relight: tuple[float, float] | None,
+) -> list[Detection] | None:
+    """A person check's model answer: ``detector``'s detections in ``jpeg`` decoded with
+    ``flag`` (``roi`` in its pixels), relit first (gain, offset); None when it does not
+    decode. ``homesec tune`` keeps these answers, keyed by the code from here on."""
+    image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), flag)
+    if image is None:
+        return None
+    if relight is not None:
+        cv2.addWeighted(image, relight[0], image, 0.0, relight[1], dst=image)
+    return detector.detect(image, roi)
 
 
 class VerifierSettings(PersonModelSettings):

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import cv2
-import numpy as np
 
 from homesec.contract import (
     EventType,
@@ -36,7 +35,7 @@ from homesec_detector.media_writer import BufferedFrame, MediaWriter, MissedBuff
 from homesec_detector.motion import BoxXYWH, MotionDetector, MotionResult
 from homesec_detector.person import CpuBudget, PersonDetector, PersonModelSettings
 from homesec_detector.person_decoders import Detection
-from homesec_detector.person_verify import Detects, VerifiedDetector
+from homesec_detector.person_verify import Detects, VerifiedDetector, detect_in_jpeg
 from homesec_detector.settings import DetectorSettings
 
 log = logging.getLogger("homesec_detector.pipeline")
@@ -130,12 +129,7 @@ class PersonChecker:
     ) -> list[Detection] | None:
         """The model's detections in ``frame`` decoded with ``flag`` (``roi`` in its pixels),
         relit first; None when the frame does not decode."""
-        image = cv2.imdecode(np.frombuffer(frame.jpeg, np.uint8), flag)
-        if image is None:
-            return None
-        if relight is not None:
-            cv2.addWeighted(image, relight[0], image, 0.0, relight[1], dst=image)
-        return self.detector.detect(image, roi)
+        return detect_in_jpeg(self.detector, frame.jpeg, flag, roi, relight)
 
 
 def build_person_checker(

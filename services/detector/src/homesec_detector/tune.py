@@ -31,9 +31,9 @@ from homesec.settings import load_settings
 from homesec_detector.evaluate import DEFAULT_CHECK_MS, camera_fps
 from homesec_detector.settings import DetectorSettings
 from homesec_detector.trainset import TrainingEvent, open_training_set
-from homesec_detector.tune_cache import CACHE_FILE, ModelAnswers, model_identity
+from homesec_detector.tune_cache import CACHE_FILE, ModelAnswers
 from homesec_detector.tune_frames import FRAME_BUDGET_BYTES, FrameCache
-from homesec_detector.tune_identity import replay_identity, run_basis
+from homesec_detector.tune_identity import model_identity, replay_identity, run_basis
 from homesec_detector.tune_outcomes import OUTCOMES_FILE, EventOutcomes
 from homesec_detector.tune_pool import MAX_DEFAULT_JOBS, ReplayPool, WorkerError, default_jobs
 from homesec_detector.tune_replay import Bound, EventOutcome, Replayer, Stopped

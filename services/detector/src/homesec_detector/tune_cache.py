@@ -3,52 +3,24 @@
 An answer is what :meth:`PersonChecker.answer` returned: the model's detections (before the
 check's own filters) for one frame's pixels, decode reduction, relight and the square the model
 saw. It is keyed by the SHA-1 of the frame's JPEG bytes and those inputs, in a SQLite file whose
-answers all belong to one *model identity*: the model files' SHA-1s, both models' settings and
-the OpenCV version (its decoder and DNN). A file made with another identity is emptied before
-use, so an answer is never served for a model that did not give it.
+answers all belong to one *model identity* (:func:`~homesec_detector.tune_identity.model_identity`:
+the code that computes an answer, the OpenCV and NumPy versions, the model files' SHA-1s and
+both models' settings). A file made with another identity is emptied before use, so an answer
+is never served for a model, or a check's code, that did not give it.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sqlite3
 from pathlib import Path
 from typing import Any, Protocol
 
-import cv2
-
-from homesec_detector.person import BUNDLED_MODEL
 from homesec_detector.person_decoders import Detection
-from homesec_detector.settings import DetectorSettings
+from homesec_detector.tune_kept import claim_identity
 
 CACHE_FILE = "tune/model-answers.sqlite"
 """Under the data dir: the answers of the last model identity."""
-
-
-def _file_sha1(path: Path) -> str:
-    return hashlib.sha1(path.read_bytes()).hexdigest()
-
-
-def model_identity(settings: DetectorSettings) -> str:
-    """What the answers depend on besides the inputs: model files, model settings, OpenCV."""
-    first = settings.person.model_copy(
-        update={
-            "score_threshold": min(
-                settings.person_report_threshold, settings.person.score_threshold
-            )
-        }
-    )
-    parts: dict[str, Any] = {
-        "opencv": cv2.__version__,
-        "first": first.model_dump(mode="json"),
-        "first_file": _file_sha1((first.model_path or BUNDLED_MODEL).expanduser()),
-    }
-    if settings.verifier.enabled:
-        parts["verifier"] = settings.verifier.model_dump(mode="json")
-        if settings.verifier.model_path is not None:
-            parts["verifier_file"] = _file_sha1(settings.verifier.model_path.expanduser())
-    return hashlib.sha1(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 
 class AnswerStore(Protocol):
@@ -77,13 +49,8 @@ class ModelAnswers:
             return
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(path)
-        self._db.execute("CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT)")
         self._db.execute("CREATE TABLE IF NOT EXISTS answers (key TEXT PRIMARY KEY, value TEXT)")
-        row = self._db.execute("SELECT value FROM meta WHERE name = 'identity'").fetchone()
-        if row is None or row[0] != identity:
-            self._db.execute("DELETE FROM answers")
-            self._db.execute("INSERT OR REPLACE INTO meta VALUES ('identity', ?)", (identity,))
-        self._db.commit()
+        claim_identity(self._db, identity, ["answers"])
 
     def get(self, key: str) -> list[Detection] | None:
         row = self._db.execute("SELECT value FROM answers WHERE key = ?", (key,)).fetchone()

@@ -15,13 +15,14 @@ import importlib.util
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 
 from homesec.settings import ServiceSettings
+from homesec_detector.person import BUNDLED_MODEL
 from homesec_detector.settings import DetectorSettings
-from homesec_detector.tune_cache import model_identity
 
 NOT_REPLAYED = frozenset(ServiceSettings.model_fields) | {"tune"}
 """Settings no replay reads (broker, data dir, logs, metrics, the nightly schedule): left out
@@ -31,6 +32,13 @@ of the key, so the owner's shell and the detector's service share outcomes."""
 REPLAY_ENTRY = "homesec_detector.tune_replay"
 """The module a replay runs from: its imports, followed through both packages, are the code an
 outcome depends on."""
+
+ANSWER_ENTRY = "homesec_detector.person_verify"
+"""The module a person check's model answer runs from (decode, relight, both models and their
+decoders): :func:`model_identity` hashes its closure."""
+
+MOTION_ENTRY = "homesec_detector.motion"
+"""The module a motion track runs from: :func:`motion_identity` hashes its closure."""
 
 OWN_PACKAGES = ("homesec", "homesec_detector")
 
@@ -62,7 +70,7 @@ def _imported(module: str, tree: ast.Module) -> set[str]:
     return found
 
 
-def _sources(entry: str = REPLAY_ENTRY) -> list[tuple[str, bytes]]:
+def code_sources(entry: str = REPLAY_ENTRY) -> list[tuple[str, bytes]]:
     """The modules of ``homesec`` and ``homesec_detector`` a replay can run, found by
     following the imports of ``entry`` (and its packages' ``__init__``): (name, source bytes),
     in name order. Code outside them (the service, the bus, the CLI, the search) cannot change
@@ -87,14 +95,50 @@ def _sources(entry: str = REPLAY_ENTRY) -> list[tuple[str, bytes]]:
     return sorted(found.items())
 
 
-def replay_identity(settings: DetectorSettings) -> str:
-    """The code, libraries and model every outcome of a run depends on."""
+def code_identity(entry: str, *parts: str) -> str:
+    """The SHA-1 of :func:`code_sources` of ``entry``, OpenCV's and NumPy's versions and
+    ``parts``."""
     digest = hashlib.sha1()
-    for name, source in _sources():
+    for name, source in code_sources(entry):
         digest.update(name.encode() + b"\0" + source)
-    for part in (cv2.__version__, np.__version__, model_identity(settings)):
+    for part in (cv2.__version__, np.__version__, *parts):
         digest.update(part.encode() + b"\0")
     return digest.hexdigest()
+
+
+def replay_identity(settings: DetectorSettings) -> str:
+    """The code, libraries and model every outcome of a run depends on."""
+    return code_identity(REPLAY_ENTRY, model_identity(settings))
+
+
+def motion_identity() -> str:
+    """The code and libraries a motion track was computed with."""
+    return code_identity(MOTION_ENTRY)
+
+
+def _file_sha1(path: Path) -> str:
+    return hashlib.sha1(path.read_bytes()).hexdigest()
+
+
+def model_identity(settings: DetectorSettings) -> str:
+    """What a person check's model answer depends on besides its inputs: the code that computes
+    it, OpenCV and NumPy, the model files and both models' settings."""
+    first = settings.person.model_copy(
+        update={
+            "score_threshold": min(
+                settings.person_report_threshold, settings.person.score_threshold
+            )
+        }
+    )
+    parts: dict[str, Any] = {
+        "first": first.model_dump(mode="json"),
+        "first_file": _file_sha1((first.model_path or BUNDLED_MODEL).expanduser()),
+    }
+    if settings.verifier.enabled:
+        parts["verifier"] = settings.verifier.model_dump(mode="json")
+        if settings.verifier.model_path is not None:
+            parts["verifier_file"] = _file_sha1(settings.verifier.model_path.expanduser())
+    return code_identity(ANSWER_ENTRY, json.dumps(parts, sort_keys=True))
 
 
 def run_basis(settings: DetectorSettings, identity: str | None = None) -> str:

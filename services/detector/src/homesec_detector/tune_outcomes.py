@@ -15,8 +15,10 @@ event's frames digest under the frames' *file fingerprint* (path, size, modifica
 inode of every frame file): an event whose files did not change is not read at all. A file
 rewritten in place keeps its path but not its modification time, so it is hashed again.
 
-The file keeps what the last run used (the rest is dropped when it closes), like the motion
-tracks. One writer: the ``tune`` process (replay workers never write it).
+The file holds one replay identity's outcomes; a row stays while a run used it in the last
+:data:`~homesec_detector.tune_kept.KEEP_UNUSED_DAYS` days (:mod:`~homesec_detector.tune_kept`),
+so a run on another set or a subset keeps the house set's outcomes, like the motion tracks. One
+writer: the ``tune`` process (replay workers never write it).
 """
 
 from __future__ import annotations
@@ -32,10 +34,11 @@ from homesec_detector.settings import DetectorSettings
 from homesec_detector.trainset import TrainingEvent
 from homesec_detector.tune_frames import EventFrames
 from homesec_detector.tune_identity import settings_key
+from homesec_detector.tune_kept import claim_identity, drop_unused
 from homesec_detector.tune_replay import EventOutcome
 
 OUTCOMES_FILE = "tune/event-outcomes.sqlite"
-"""Under the data dir: the outcomes (and frames digests) of the last run."""
+"""Under the data dir: the outcomes (and frames digests) runs used lately."""
 
 
 def fingerprint(paths: list[Path]) -> str | None:
@@ -77,6 +80,8 @@ class EventOutcomes:
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS digests (print TEXT PRIMARY KEY, run INTEGER, value TEXT)"
         )
+        claim_identity(self._db, identity, ["outcomes"])  # a digest is the bytes': kept
+        drop_unused(self._db, ["outcomes", "digests"], self._run)
         self._digests: dict[str, str] = {}
         self._settings: tuple[DetectorSettings, str] | None = None
 
@@ -153,8 +158,5 @@ class EventOutcomes:
         )
 
     def close(self) -> None:
-        """Keep what this run used; drop the rest."""
-        for table in ("outcomes", "digests"):
-            self._db.execute(f"DELETE FROM {table} WHERE run != ?", (self._run,))
         self._db.commit()
         self._db.close()

@@ -2,10 +2,11 @@
 
 A :class:`~homesec_detector.tune_replay.MotionTrack` (an event's
 :class:`~homesec_detector.motion.MotionResult` per frame under one motion setting) depends only
-on the event's frames, the motion settings, the motion code and OpenCV: :func:`track_key` hashes
-all of them, so a stored track is used only for exactly the inputs that produced it. A second
+on the event's frames, the motion settings, the motion code, OpenCV and NumPy
+(:func:`~homesec_detector.tune_identity.motion_identity`): :func:`track_key` hashes all of them, so a stored track is used only for exactly the inputs that produced it. A second
 ``tune`` on the same set and settings then decodes no frame the first run already analysed.
-The file keeps the tracks the last run used (the others are dropped when it closes).
+The file holds one motion identity's tracks, each kept while a run used it in the last
+:data:`~homesec_detector.tune_kept.KEEP_UNUSED_DAYS` days (:mod:`~homesec_detector.tune_kept`).
 """
 
 from __future__ import annotations
@@ -19,21 +20,14 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-import cv2
-
-from homesec_detector import motion
 from homesec_detector.motion import MotionResult, MotionSettings
+from homesec_detector.tune_identity import motion_identity
+from homesec_detector.tune_kept import claim_identity, drop_unused
 
 TRACKS_FILE = "tune/motion-tracks.sqlite"
-"""Under the data dir: the motion tracks of the last run."""
+"""Under the data dir: the motion tracks runs used lately."""
 
 _BOX_LISTS = ("boxes", "check_boxes", "relit_boxes")
-
-
-def code_identity() -> str:
-    """The motion code and OpenCV version a track was computed with."""
-    source = Path(motion.__file__).read_bytes()
-    return hashlib.sha1(source + cv2.__version__.encode()).hexdigest()
 
 
 def track_key(identity: str, settings: MotionSettings, frames_digest: str) -> str:
@@ -81,7 +75,7 @@ class MotionTracks:
         """``readonly``: only read an existing file (a replay worker's view while another
         process owns it: reads mark nothing, :meth:`close` changes nothing)."""
         self.path = path
-        self.identity = code_identity()
+        self.identity = motion_identity()
         self.readonly = readonly
         self._run = time.time_ns()
         self.hits = 0
@@ -94,6 +88,8 @@ class MotionTracks:
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS tracks (key TEXT PRIMARY KEY, run INTEGER, value TEXT)"
         )
+        claim_identity(self._db, self.identity, ["tracks"])
+        drop_unused(self._db, ["tracks"], self._run)
 
     def key(self, settings: MotionSettings, frames_digest: str) -> str:
         return track_key(self.identity, settings, frames_digest)
@@ -114,7 +110,7 @@ class MotionTracks:
         )
 
     def touch(self, keys: Iterable[str]) -> None:
-        """Mark tracks of earlier runs as used by this run (kept by :meth:`close`)."""
+        """Mark tracks of earlier runs as used by this run (kept another ``KEEP_UNUSED_DAYS``)."""
         self._db.executemany(
             "UPDATE tracks SET run = ? WHERE key = ?", ((self._run, k) for k in keys)
         )
@@ -134,10 +130,5 @@ class MotionTracks:
         return added
 
     def close(self) -> None:
-        """Keep what this run used; drop the rest (a read-only view: just close)."""
-        if self.readonly:
-            self._db.close()
-            return
-        self._db.execute("DELETE FROM tracks WHERE run != ?", (self._run,))
-        self._db.commit()
+        self._db.commit()  # nothing to commit in a read-only view
         self._db.close()
