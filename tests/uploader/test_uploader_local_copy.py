@@ -4,12 +4,17 @@ nightly ``homesec tune`` reads the set from disk under Docker too.
 Against moto's S3 server: what the bucket held before the copy was turned on is fetched into the
 folder (label documents last), every new upload lands in both with the same bytes, a relabel
 moves the objects in both, an object the folder lost is fetched back rather than uploaded from
-local media that is gone, and the folder reads as a training set whose frames decode.
+local media that is gone, the folder reads as a training set whose frames decode, and what the
+bucket loses outside homesec (a lifecycle rule) leaves the folder at the next daily sync, unless
+the bucket shares nothing with the folder (a wrong bucket or prefix: nothing removed).
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +31,7 @@ from uploader_support import (
     key,
     label,
     make_event,
+    sample,
     send,
     stop,
     uploader_settings,
@@ -158,4 +164,77 @@ def test_a_failed_local_write_is_retried_and_fetched_not_uploaded_twice(
     assert (second.already_present, second.uploaded, second.failed) == (1, 1, 0)
     assert files(settings.training_dir) == bucket_objects(s3.client())
     assert set(versions(s3.client(), BUCKET).values()) == {1}  # each object put once
+    stop(uploader)
+
+
+class RecordingDeletes(LocalStore):
+    """Records the keys the local copy deletes, in order."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.deleted: list[str] = []
+
+    def delete(self, k: str) -> None:
+        self.deleted.append(k)
+        super().delete(k)
+
+
+def test_what_the_bucket_loses_outside_homesec_leaves_the_local_copy_at_the_next_sync(
+    s3: S3Server,
+    broker_settings: BrokerSettings,
+    make_bus: Any,
+    tmp_path: Path,
+    caplog: Any,
+) -> None:
+    settings = uploader_settings(
+        broker_settings, tmp_path, s3, local_copy=True, local_copy_sync_seconds=3600.0
+    )
+    local = RecordingDeletes(settings)
+    store = MirroredStore(S3Store(settings), local, settings.key_prefix)
+    clock = Clock(2e9)
+    uploader = direct(make_bus, settings, clock, store=store)
+    for event_id in ("ev-old", "ev-kept"):
+        make_event(settings.media_dir, "front", event_id)
+    send(make_bus, uploader, label("ev-old"), label("ev-kept"))
+    assert uploader.run_once().uploaded == 16
+    assert files(settings.training_dir) == bucket_objects(s3.client())
+
+    # a lifecycle rule expires the old event in the bucket (delete markers: versioned bucket)
+    client = s3.client()
+    for rel in ALL_FILES:
+        client.delete_object(Bucket=BUCKET, Key=key("ev-old", rel))
+    # a file the folder got after the sync listed the bucket is not the bucket's to remove
+    newer = settings.training_dir / key("ev-kept", "notes.txt")
+    newer.write_bytes(b"written during the listing")
+    later = time.time() + 3600
+    os.utime(newer, (later, later))
+
+    clock.now += 60  # within the sync interval: the folder is left alone
+    uploader.run_once()
+    assert (settings.training_dir / key("ev-old", LABEL_DOC)).exists()
+
+    clock.now += 3600  # the next sync is due
+    uploader.run_once()
+    assert local.deleted[0] == key("ev-old", LABEL_DOC)  # the event stops being complete first
+    assert sorted(local.deleted) == sorted(key("ev-old", rel) for rel in ALL_FILES)
+    assert not (settings.training_dir / key("ev-old", LABEL_DOC)).parent.exists()
+    assert sample(uploader, "homesec_uploader_local_copy_removed_objects_total") == 8
+    held = files(settings.training_dir)
+    assert held.pop(key("ev-kept", "notes.txt")) == b"written during the listing"
+    assert held == bucket_objects(s3.client())
+    events, _ = load_events(settings.training_dir / "training")
+    assert [e.event_id for e in events] == ["ev-kept"]
+    stop(uploader)
+
+    # a wrong bucket (another, holding nothing of the set): the folder keeps everything
+    client.create_bucket(Bucket="another-bucket")
+    wrong = settings.model_copy(update={"bucket": "another-bucket"})
+    before = files(settings.training_dir)
+    local.deleted.clear()
+    uploader = direct(make_bus, wrong, store=MirroredStore(S3Store(wrong), local, wrong.key_prefix))
+    with caplog.at_level(logging.WARNING, logger="homesec.uploader"):
+        uploader.run_once()
+    assert local.deleted == []
+    assert files(settings.training_dir) == before
+    assert any("the bucket holds none of the folder's objects" in r.message for r in caplog.records)
     stop(uploader)

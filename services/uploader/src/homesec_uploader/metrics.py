@@ -61,6 +61,16 @@ class UploaderMetrics:
             "process",
             registry=r,
         )
+        self.local_copy_fetched = Counter(
+            "homesec_uploader_local_copy_fetched_objects",
+            "Objects fetched from the bucket into the local copy (HOMESEC_UPLOADER_LOCAL_COPY)",
+            registry=r,
+        )
+        self.local_copy_removed = Counter(
+            "homesec_uploader_local_copy_removed_objects",
+            "Files removed from the local copy because the bucket no longer holds them",
+            registry=r,
+        )
         self.pending_deletes = Gauge(
             "homesec_uploader_pending_deletes",
             "Objects of superseded labels still to delete from the destination",

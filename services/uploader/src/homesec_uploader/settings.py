@@ -55,6 +55,12 @@ class UploaderSettings(ServiceSettings):
         description="In S3 mode, also keep a copy of the training set in local_dir (the "
         "detector's nightly `homesec tune` reads it there; it grows like a local-mode set)",
     )
+    local_copy_sync_seconds: float = Field(
+        86400.0,
+        gt=0,
+        description="How often the local copy is checked against the bucket: what it lacks is "
+        "fetched, what the bucket no longer holds (a lifecycle rule) is removed",
+    )
 
     # ---- behaviour ------------------------------------------------------------------------------
     media_wait_seconds: float = Field(

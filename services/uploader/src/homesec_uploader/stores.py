@@ -10,7 +10,9 @@ training set (``HOMESEC_UPLOADER_LOCAL_COPY``) for the detector's nightly ``home
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+import os
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -131,6 +133,34 @@ class LocalStore:
                 break  # not empty (or gone): the folders above are not empty either
 
 
+@dataclass(frozen=True)
+class Synced:
+    """What :meth:`MirroredStore.sync` did to the folder."""
+
+    fetched: int
+    """Objects fetched from the bucket."""
+    removed: int
+    """Files removed: their objects are gone from the bucket."""
+    refused: int = 0
+    """Files the bucket lacks that were kept: the bucket shares nothing with the folder."""
+
+
+def _files_under(folder: Path, prefix: str) -> Iterator[str]:
+    """The keys (``prefix/relative/path``) of the regular files under ``folder``."""
+    for dirpath, _dirs, names in os.walk(folder):
+        rel = Path(dirpath).relative_to(folder)
+        for name in names:
+            if (Path(dirpath) / name).is_file():
+                yield "/".join((prefix, *rel.parts, name))
+
+
+def _older_than(path: Path, moment: float) -> bool:
+    try:
+        return path.stat().st_mtime < moment
+    except FileNotFoundError:
+        return False
+
+
 class MirroredStore:
     """The bucket, with a copy of every object in the local training folder.
 
@@ -171,27 +201,49 @@ class MirroredStore:
         self.local.put(key, data, "", {})
         return True
 
-    def backfill(self, stop: Callable[[], bool] = lambda: False) -> int:
-        """Fetch every object of the bucket's training set the folder lacks (those stored
-        before the copy was turned on); each event's ``label.json`` last, so a folder the
-        detector reads as complete is. A file of the object's size counts as held (a ``stat``:
-        a start does not read the whole set). How many were fetched (stops early on ``stop()``)."""
-        fetched = 0
+    def sync(self, stop: Callable[[], bool] = lambda: False) -> Synced:
+        """Bring the folder's copy of the bucket's training set up to date.
+
+        Fetches every object the folder lacks (stored before the copy was turned on, or lost
+        from the folder), each event's ``label.json`` last, so a folder the detector reads as
+        complete is; a file of the object's size counts as held (a ``stat``: a sync does not
+        read the whole set). Then removes from the folder what the bucket no longer holds
+        (deleted outside homesec: a lifecycle rule, the owner), each event's ``label.json``
+        first, but only files older than the listing and only when the listing was complete
+        and shares an object with the folder: a wrong bucket or prefix (nothing in common)
+        removes nothing (:attr:`Synced.refused`). Stops early on ``stop()``."""
+        started = time.time()
+        root = self.local.root / self.prefix
+        local = set(_files_under(root, self.prefix))
+        fetched, common = 0, 0
         labels: list[tuple[str, Stored]] = []
         for key, found in self.bucket.listing(self.prefix + "/"):
             if stop():
-                return fetched
-            if self.local.size(key) == found.size:
-                continue
+                return Synced(fetched, 0)
+            if key in local:
+                local.discard(key)
+                common += 1
+                if self.local.size(key) == found.size:
+                    continue
             if key.rsplit("/", 1)[-1] == "label.json":
                 labels.append((key, found))
             else:
                 fetched += self._fill(key, found)
         for key, found in labels:
             if stop():
-                break
+                return Synced(fetched, 0)
             fetched += self._fill(key, found)
-        return fetched
+        gone = [k for k in local if _older_than(self.local.root / k, started)]
+        if gone and not common:
+            return Synced(fetched, 0, refused=len(gone))
+        gone.sort(key=lambda k: (not k.endswith("/label.json"), k))
+        removed = 0
+        for key in gone:
+            if stop():
+                break
+            self.local.delete(key)
+            removed += 1
+        return Synced(fetched, removed)
 
     def get(self, key: str) -> bytes:
         return self.bucket.get(key)

@@ -111,7 +111,7 @@ class Uploader:
         self._wake = threading.Event()
         self._status_lock = threading.Lock()
         self._degraded_reason: str | None = None
-        self._backfilled = not isinstance(store, MirroredStore)
+        self._next_sync = 0.0 if isinstance(store, MirroredStore) else float("inf")
         last = self.ledger.get_meta("last_success_at")
         if last is not None:
             self.metrics.last_success.set(float(last))
@@ -198,8 +198,8 @@ class Uploader:
         clean up local media, prune the ledger, report."""
         result = RunResult()
         self.metrics.runs.inc()
-        if not self._backfilled:
-            self._backfill(stop)
+        if self.clock() >= self._next_sync:
+            self._sync_local_copy(stop)
         now = self.clock()
         for row in self.ledger.labels(LabelState.WAITING):
             self._list_objects(row, now)
@@ -250,20 +250,33 @@ class Uploader:
         self._finish_run(result)
         return result
 
-    def _backfill(self, stop: threading.Event | None) -> None:
-        """Copy into the local folder what the bucket held before the copy was turned on
-        (once per start; a failure is logged and tried again by the next run)."""
+    def _sync_local_copy(self, stop: threading.Event | None) -> None:
+        """Bring the local copy up to date with the bucket (at the first run after a start,
+        then every ``local_copy_sync_seconds``; a failure is logged and tried again by the
+        next run)."""
         assert isinstance(self.store, MirroredStore)
         try:
-            fetched = self.store.backfill(lambda: stop is not None and stop.is_set())
+            synced = self.store.sync(lambda: stop is not None and stop.is_set())
         except DestinationError as exc:
             log.warning(
                 "local copy of the bucket not brought up to date", extra={"error": str(exc)}
             )
             return
+        self.metrics.local_copy_fetched.inc(synced.fetched)
+        self.metrics.local_copy_removed.inc(synced.removed)
+        if synced.refused:
+            log.warning(
+                "local copy: the bucket holds none of the folder's objects, so nothing was "
+                "removed from the folder; check HOMESEC_UPLOADER_BUCKET and "
+                "HOMESEC_UPLOADER_KEY_PREFIX",
+                extra={"kept": synced.refused, "folder": str(self.store.local.root)},
+            )
         if stop is None or not stop.is_set():
-            self._backfilled = True
-            log.info("local copy of the bucket up to date", extra={"fetched": fetched})
+            self._next_sync = self.clock() + self.settings.local_copy_sync_seconds
+            log.info(
+                "local copy of the bucket up to date",
+                extra={"fetched": synced.fetched, "removed": synced.removed},
+            )
 
     def _sync_pins(self) -> None:
         """Pin every event still owed to the destination; release the pins of events whose
