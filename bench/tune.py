@@ -18,6 +18,9 @@ each with fresh in-memory caches:
   blocks);
 * **warm, answers only**: the same with the answers file but no motion tracks (every frame
   decoded and analysed again: a second run whose motion settings changed);
+* **after a run on a subset**: the owner's run on the first draw only, on the cold run's files,
+  then the nightly run on the whole set again: every outcome the subset's run did not use is
+  still kept (``tune_kept``), so nothing is replayed;
 * **after a day's labels**: the detector's nightly run (``homesec_detector.tune_schedule``) on
   the set without ``--new`` of its events, then the owner's run on the whole set on the files
   the nightly run left: the new events are cold, the rest warm;
@@ -29,7 +32,7 @@ each with fresh in-memory caches:
 each with its own files; the other runs use the first value), ``--no-exhaustive`` leaves out the
 exhaustive run and its cold run. Every run must propose the same, and the cold (and warm) runs
 of every ``--jobs`` the same replays and model runs. Prints seconds, model runs, replays and the
-ratios.
+ratios, and the kept files' sizes after the cold run.
 """
 
 from __future__ import annotations
@@ -162,6 +165,10 @@ def main() -> int:
                 shutil.copy(kept / "answers.sqlite", only / "answers.sqlite")
             warms[jobs] = timed_tune(events, settings, args.max_frames, kept, jobs)
         cold, warm = colds[first], warms[first]
+        sizes = {f.name: f.stat().st_size for f in sorted((tmp / f"kept-{first}").glob("*.sqlite"))}
+        subset = [e for e in events if _seed(e) < 1]
+        timed_tune(subset, settings, args.max_frames, tmp / f"kept-{first}", first)
+        after_subset = timed_tune(events, settings, args.max_frames, tmp / f"kept-{first}", first)
         warm_answers = timed_tune(events, settings, args.max_frames, only, first)
         no_outcomes = timed_tune(
             events, settings, args.max_frames, tmp / f"kept-{first}", first, outcomes=False
@@ -177,6 +184,7 @@ def main() -> int:
             "warm": warm["proposal"]["env"],
             "warm, answers only": warm_answers["proposal"]["env"],
             "warm, no outcomes": no_outcomes["proposal"]["env"],
+            "after a run on a subset": after_subset["proposal"]["env"],
             **({"after a day's labels": owner["proposal"]["env"]} if args.new else {}),
             **{f"cold, jobs {j}": r["proposal"]["env"] for j, r in colds.items()},
             **{f"warm, jobs {j}": r["proposal"]["env"] for j, r in warms.items()},
@@ -211,6 +219,7 @@ def main() -> int:
             print(row(f"warm, jobs {jobs}", len(events), warms[jobs], ref))
         print(row("warm, no outcomes", len(events), no_outcomes, cold["seconds"]))
         print(row("warm, answers only", len(events), warm_answers, cold["seconds"]))
+        print(row(f"after a run on {len(subset)}", len(events), after_subset, cold["seconds"]))
         if args.new:
             print(row("nightly (day before)", len(before), nightly))
             print(row(f"owner, {args.new} new events", len(events), owner, cold["seconds"]))
@@ -229,6 +238,10 @@ def main() -> int:
                 f"({slow['seconds'] / few_cold['seconds']:.1f}x faster)"
             )
         print(f"warm/cold on {len(events)}: {warm['seconds'] / cold['seconds']:.3f}")
+        print(
+            "kept files after the cold run: "
+            + ", ".join(f"{n} {b / 1e6:.1f} MB" for n, b in sizes.items())
+        )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return 0
