@@ -36,7 +36,7 @@ from homesec_detector.tune_frames import FRAME_BUDGET_BYTES, FrameCache
 from homesec_detector.tune_identity import model_identity, replay_identity, run_basis
 from homesec_detector.tune_outcomes import OUTCOMES_FILE, EventOutcomes
 from homesec_detector.tune_pool import MAX_DEFAULT_JOBS, ReplayPool, WorkerError, default_jobs
-from homesec_detector.tune_replay import Bound, EventOutcome, Replayer, Stopped
+from homesec_detector.tune_replay import Bound, EventOutcome, FramesGone, Replayer, Stopped
 from homesec_detector.tune_result import RESULT_FILE
 from homesec_detector.tune_schedule import BASIS_FILE
 from homesec_detector.tune_search import Proposal, apply_env, env_diff, score, search
@@ -180,12 +180,16 @@ def run_tune(
     """The whole tune as a JSON-able result (no printing; ``kept``: the files kept on disk
     between runs, read and added to (None: in memory only);
     ``frame_memory``: bytes of frames kept in memory between replays, in all; ``jobs``: worker
-    processes replaying (1: all in this process), same result)."""
+    processes replaying (1: all in this process), same result). An event whose files go away
+    during the run (relabelled, or removed with the bucket's copy: :class:`FramesGone`) is left
+    out, named in ``skipped``, and the search is done again without it (the replays kept so
+    far are read back)."""
     started, cpu_started = time.perf_counter(), time.process_time()
     answers = kept.answers if kept is not None else None
     tracks = kept.tracks if kept is not None else None
     outcomes = kept.outcomes if kept is not None else None
     jobs = max(1, min(jobs, len(events)))
+    replayer = None
     if jobs == 1:
         replayer = Replayer(
             settings,
@@ -197,8 +201,38 @@ def run_tune(
             outcome_store=outcomes,
             frame_cache=FrameCache(frame_memory),
         )
-        proposal, baseline = _search(replayer, events, settings, masks, progress)
-        counts = {
+    gone: list[str] = []
+    earlier: dict[str, Any] = {}  # the pools of attempts an event's files went away in
+    while True:
+        pool = None
+        try:
+            if replayer is not None:
+                proposal, baseline = _search(replayer, events, settings, masks, progress)
+            else:
+                pool = ReplayPool(
+                    events,
+                    settings,
+                    fps,
+                    jobs=jobs,
+                    max_frames=max_frames,
+                    check_ms=check_ms,
+                    frame_memory=frame_memory,
+                    answers=answers,
+                    tracks=tracks,
+                    outcomes=outcomes,
+                )
+                with pool:
+                    proposal, baseline = _search(pool, events, settings, masks, progress)
+            break
+        except FramesGone as exc:  # relabelled or removed meanwhile: the run goes on without it
+            gone.append(str(exc))
+            events = [e for e in events if e.key != exc.key]
+            if pool is not None:
+                earlier = _add_counts(earlier, _pool_counts(pool))
+            if not events:
+                raise ValueError("every event's files went away during the run") from exc
+    if replayer is not None:
+        counts: dict[str, Any] = {
             "replays": replayer.replays,
             "model_checks": replayer.model_checks,
             "answers_from_disk": answers.hits if answers is not None else 0,
@@ -208,28 +242,8 @@ def run_tune(
             "worker_cpu_seconds": [],
         }
     else:
-        with ReplayPool(
-            events,
-            settings,
-            fps,
-            jobs=jobs,
-            max_frames=max_frames,
-            check_ms=check_ms,
-            frame_memory=frame_memory,
-            answers=answers,
-            tracks=tracks,
-            outcomes=outcomes,
-        ) as pool:
-            proposal, baseline = _search(pool, events, settings, masks, progress)
-        counts = {
-            "replays": pool.replays,
-            "model_checks": pool.model_checks,
-            "answers_from_disk": pool.answers_from_disk,
-            "tracks_from_disk": pool.tracks_from_disk,
-            "speculative_replays": pool.speculative_replays,
-            "model_runs": pool.model_runs,
-            "worker_cpu_seconds": pool.cpu_seconds,
-        }
+        assert pool is not None
+        counts = _add_counts(earlier, _pool_counts(pool))
     counts["outcomes_from_disk"] = outcomes.hits if outcomes is not None else 0
     diff = env_diff(settings, proposal.settings)
     current, proposed = score(baseline), score(proposal.outcomes)
@@ -254,7 +268,28 @@ def run_tune(
         "seconds": round(time.perf_counter() - started, 3),
         "cpu_seconds": round(time.process_time() - cpu_started, 3),
         "at": time.time(),
+        "skipped": gone,
     }
+
+
+def _pool_counts(pool: ReplayPool) -> dict[str, Any]:
+    return {
+        "replays": pool.replays,
+        "model_checks": pool.model_checks,
+        "answers_from_disk": pool.answers_from_disk,
+        "tracks_from_disk": pool.tracks_from_disk,
+        "speculative_replays": pool.speculative_replays,
+        "model_runs": pool.model_runs,
+        "worker_cpu_seconds": pool.cpu_seconds,
+    }
+
+
+def _add_counts(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """Two attempts' counts together (worker CPU seconds by worker)."""
+    if not a:
+        return b
+    cpu = [x + y for x, y in zip(a["worker_cpu_seconds"], b["worker_cpu_seconds"], strict=True)]
+    return {k: cpu if k == "worker_cpu_seconds" else a[k] + b[k] for k in b}
 
 
 class Replays(Protocol):
@@ -527,7 +562,7 @@ def main(argv: list[str] | None = None) -> int:
         progress.end()
         print("homesec tune: interrupted (nothing proposed)", file=sys.stderr)
         return 130
-    result["skipped"] = skipped
+    result["skipped"] = [*skipped, *result["skipped"]]
     if args.apply is not None and result["proposal"]["env"]:
         old = args.apply.read_text(encoding="utf-8") if args.apply.is_file() else ""
         atomic_write(args.apply, apply_env(old, result["proposal"]["env"]).encode())

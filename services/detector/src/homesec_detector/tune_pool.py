@@ -45,7 +45,7 @@ from homesec_detector.settings import DetectorSettings
 from homesec_detector.trainset import TrainingEvent
 from homesec_detector.tune_cache import ModelAnswers
 from homesec_detector.tune_outcomes import EventOutcomes
-from homesec_detector.tune_replay import Bound, EventOutcome, Stopped, Tally
+from homesec_detector.tune_replay import Bound, EventOutcome, FramesGone, Stopped, Tally
 from homesec_detector.tune_tracks import MotionTracks
 from homesec_detector.tune_worker import (
     Cancel,
@@ -68,6 +68,14 @@ QUIT_SECONDS = 60.0
 
 class WorkerError(RuntimeError):
     """A replay worker failed or died."""
+
+
+def _failure(reply: Failed) -> Exception:
+    """What a worker's failure raises here: :class:`FramesGone` for an event whose files went
+    away (the run goes on without it), else :class:`WorkerError`."""
+    if reply.gone is not None:
+        return FramesGone(reply.gone, FileNotFoundError(reply.message))
+    return WorkerError(f"a replay worker failed:\n{reply.message}")
 
 
 WORKER_MEMORY_BYTES = 200 * 2**20
@@ -278,7 +286,10 @@ class ReplayPool:
             paths = self._paths.get(event.key)
             if paths is None:
                 paths = self._paths[event.key] = event.frame_paths(self._max_frames)
-            digest = store.event_digest(event, paths)
+            try:
+                digest = store.event_digest(event, paths)
+            except FileNotFoundError as exc:
+                raise FramesGone(event.key, exc) from exc
             keys[index] = store.key(event, replayed, digest)
             outcome = store.get(keys[index], event)
             if outcome is not None:
@@ -309,7 +320,7 @@ class ReplayPool:
         """Wait for replies; this generation's go into ``done`` (consumed in order)."""
         for n, reply in self._replies():
             if isinstance(reply, Failed):
-                raise WorkerError(f"a replay worker failed:\n{reply.message}")
+                raise _failure(reply)
             if not isinstance(reply, Done):
                 continue
             self._cpu[n] = reply.cpu_seconds
@@ -334,7 +345,7 @@ class ReplayPool:
                 replies.append((n, reply))
         return replies
 
-    def _gone(self, n: int, replies: Sequence[tuple[int, Reply]] = ()) -> WorkerError:
+    def _gone(self, n: int, replies: Sequence[tuple[int, Reply]] = ()) -> Exception:
         """The error for worker ``n``, whose pipe broke (it exited, or is about to): the
         failure it reported before it went (among ``replies`` or still in the pipe), or its
         exit code."""
@@ -348,7 +359,7 @@ class ReplayPool:
         except (EOFError, OSError):
             pass
         if failed:
-            return WorkerError(f"a replay worker failed:\n{failed[0].message}")
+            return _failure(failed[0])
         proc = self._procs[n]
         proc.join(QUIT_SECONDS)
         return WorkerError(f"replay worker {proc.name} exited (exit code {proc.exitcode})")
@@ -358,7 +369,10 @@ class ReplayPool:
         files (speculative ones included: they are right)."""
         try:
             for conn in self._conns:
-                conn.send(Quit())
+                try:
+                    conn.send(Quit())
+                except OSError:
+                    pass  # it ended already (after an event's files went away): drained below
             deadline = time.monotonic() + QUIT_SECONDS
             for n, conn in enumerate(self._conns):
                 while time.monotonic() < deadline:  # drained: a worker may be sending a reply
@@ -366,10 +380,10 @@ class ReplayPool:
                         break
                     try:
                         reply = conn.recv()
-                    except EOFError:
-                        break  # it closed its end: done
-                    if isinstance(reply, Failed):
-                        raise WorkerError(f"a replay worker failed:\n{reply.message}")
+                    except (EOFError, OSError):
+                        break  # it closed its end (or ended): done
+                    if isinstance(reply, Failed) and reply.gone is None:
+                        raise _failure(reply)
                     if isinstance(reply, Done):
                         self._cpu[n] = reply.cpu_seconds
                         self.speculative_replays += 1
@@ -413,7 +427,7 @@ class ReplayPool:
         error: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if kind is None:
-            self.close()
+        if kind is None or issubclass(kind, FramesGone):
+            self.close()  # the workers' answers and tracks are kept for the run without it
         else:
             self._end()

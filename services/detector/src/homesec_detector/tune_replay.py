@@ -92,6 +92,16 @@ class Bound:
     """Event keys replayed first, in this order (the rest follow in the set's order)."""
 
 
+class FramesGone(Exception):
+    """An event's frame files went away during the run (the uploader relabelled the event, or
+    removed it with the bucket's copy): its outcome cannot be replayed exactly any more."""
+
+    def __init__(self, key: str, error: OSError) -> None:
+        super().__init__(f"{key}: its files went away during the run ({error})")
+        self.key = key
+        self.error = str(error)
+
+
 @dataclass(frozen=True)
 class Stopped:
     """A replay stopped early at ``key``: ``lost`` it (a must-alert event), else out-bounded."""
@@ -317,7 +327,16 @@ class Replayer:
     def outcome(
         self, event: TrainingEvent, settings: DetectorSettings, cached: bool = True
     ) -> EventOutcome:
-        """Replay ``event`` under ``settings`` (``cached``: use and fill the caches)."""
+        """Replay ``event`` under ``settings`` (``cached``: use and fill the caches);
+        :class:`FramesGone` when its files went away."""
+        try:
+            return self._outcome(event, settings, cached)
+        except FileNotFoundError as exc:
+            raise FramesGone(event.key, exc) from exc
+
+    def _outcome(
+        self, event: TrainingEvent, settings: DetectorSettings, cached: bool
+    ) -> EventOutcome:
         self.replays += 1
         paths = self._paths.get(event.key)
         if paths is None:

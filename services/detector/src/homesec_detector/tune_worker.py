@@ -29,7 +29,7 @@ from homesec_detector.settings import DetectorSettings
 from homesec_detector.trainset import TrainingEvent
 from homesec_detector.tune_cache import ModelAnswers
 from homesec_detector.tune_frames import FrameCache
-from homesec_detector.tune_replay import EventOutcome, Replayer
+from homesec_detector.tune_replay import EventOutcome, FramesGone, Replayer
 from homesec_detector.tune_tracks import MotionTracks
 
 
@@ -97,6 +97,8 @@ class Skipped:
 @dataclass(frozen=True)
 class Failed:
     message: str
+    gone: str | None = None
+    """The event whose files went away (:class:`~homesec_detector.tune_replay.FramesGone`)."""
 
 
 Message = Configure | Task | Cancel | Quit
@@ -272,6 +274,13 @@ def serve(conn: Connection, job: WorkerJob) -> None:
         worker.close()
     except EOFError:
         pass  # the pool is gone
+    except FramesGone as exc:
+        try:
+            if worker is not None:
+                worker.close()  # its answers and tracks so far stay usable
+            conn.send(Failed(exc.error, gone=exc.key))
+        except OSError:
+            pass
     except BaseException:
         try:
             conn.send(Failed(traceback.format_exc()))
