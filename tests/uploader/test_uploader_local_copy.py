@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ import numpy as np
 from uploader_support import (
     BUCKET,
     EVENT_FILES,
+    STARTED_AT,
     Clock,
     S3Server,
     bucket_objects,
@@ -45,6 +47,7 @@ from homesec_uploader.s3_store import S3Store
 from homesec_uploader.stores import (
     DestinationError,
     LocalStore,
+    MirroredKeys,
     MirroredStore,
     Stored,
     make_store,
@@ -81,7 +84,12 @@ def test_the_local_copy_holds_the_buckets_set_old_and_new_through_a_relabel(
 
     settings = uploader_settings(broker_settings, tmp_path, s3, local_copy=True)
     assert isinstance(make_store(settings), MirroredStore)
-    store = Recording(S3Store(settings), LocalStore(settings), settings.key_prefix)
+    store = Recording(
+        S3Store(settings),
+        LocalStore(settings),
+        settings.key_prefix,
+        MirroredKeys(settings.local_copy_keys_path),
+    )
     order = store.fetched
     uploader = direct(make_bus, settings, store=store)
     first = uploader.run_once()
@@ -151,7 +159,12 @@ def test_a_failed_local_write_is_retried_and_fetched_not_uploaded_twice(
                 raise DestinationError(f"local folder {self.root}: No space left on device")
             return super().put(k, data, content_type, metadata)
 
-    store = MirroredStore(S3Store(settings), FullDisk(settings), settings.key_prefix)
+    store = MirroredStore(
+        S3Store(settings),
+        FullDisk(settings),
+        settings.key_prefix,
+        MirroredKeys(settings.local_copy_keys_path),
+    )
     make_event(settings.media_dir, "front", "ev-full")
     clock = Clock(2e9)
     uploader = direct(make_bus, settings, clock, store=store)
@@ -190,7 +203,8 @@ def test_what_the_bucket_loses_outside_homesec_leaves_the_local_copy_at_the_next
         broker_settings, tmp_path, s3, local_copy=True, local_copy_sync_seconds=3600.0
     )
     local = RecordingDeletes(settings)
-    store = MirroredStore(S3Store(settings), local, settings.key_prefix)
+    keys = MirroredKeys(settings.local_copy_keys_path)
+    store = MirroredStore(S3Store(settings), local, settings.key_prefix, keys)
     clock = Clock(2e9)
     uploader = direct(make_bus, settings, clock, store=store)
     for event_id in ("ev-old", "ev-kept"):
@@ -203,11 +217,17 @@ def test_what_the_bucket_loses_outside_homesec_leaves_the_local_copy_at_the_next
     client = s3.client()
     for rel in ALL_FILES:
         client.delete_object(Bucket=BUCKET, Key=key("ev-old", rel))
-    # a file the folder got after the sync listed the bucket is not the bucket's to remove
-    newer = settings.training_dir / key("ev-kept", "notes.txt")
-    newer.write_bytes(b"written during the listing")
+    # an event the folder held before the switch to S3 (local mode): never the bucket's
+    era = settings.training_dir / key("ev-local-era", "x").rsplit("/", 1)[0]
+    shutil.copytree(settings.training_dir / key("ev-kept", "x").rsplit("/", 1)[0], era)
+    for path in era.rglob("*"):
+        os.utime(path, (STARTED_AT, STARTED_AT))
+    # a file the copy wrote after the sync listed the bucket (a put racing it) is kept
+    newer = key("ev-kept", "frames/000099.jpg")
+    (settings.training_dir / newer).write_bytes(b"put during the listing")
+    keys.add([newer])
     later = time.time() + 3600
-    os.utime(newer, (later, later))
+    os.utime(settings.training_dir / newer, (later, later))
 
     clock.now += 60  # within the sync interval: the folder is left alone
     uploader.run_once()
@@ -220,10 +240,12 @@ def test_what_the_bucket_loses_outside_homesec_leaves_the_local_copy_at_the_next
     assert not (settings.training_dir / key("ev-old", LABEL_DOC)).parent.exists()
     assert sample(uploader, "homesec_uploader_local_copy_removed_objects_total") == 8
     held = files(settings.training_dir)
-    assert held.pop(key("ev-kept", "notes.txt")) == b"written during the listing"
-    assert held == bucket_objects(s3.client())
+    assert held.pop(newer) == b"put during the listing"
+    era_files = {k: v for k, v in held.items() if "/ev-local-era/" in k}
+    assert len(era_files) == len(ALL_FILES)
+    assert {k: v for k, v in held.items() if k not in era_files} == bucket_objects(s3.client())
     events, _ = load_events(settings.training_dir / "training")
-    assert [e.event_id for e in events] == ["ev-kept"]
+    assert sorted(e.event_id for e in events) == ["ev-kept", "ev-local-era"]
     stop(uploader)
 
     # a wrong bucket (another, holding nothing of the set): the folder keeps everything
@@ -231,7 +253,13 @@ def test_what_the_bucket_loses_outside_homesec_leaves_the_local_copy_at_the_next
     wrong = settings.model_copy(update={"bucket": "another-bucket"})
     before = files(settings.training_dir)
     local.deleted.clear()
-    uploader = direct(make_bus, wrong, store=MirroredStore(S3Store(wrong), local, wrong.key_prefix))
+    uploader = direct(
+        make_bus,
+        wrong,
+        store=MirroredStore(
+            S3Store(wrong), local, wrong.key_prefix, MirroredKeys(wrong.local_copy_keys_path)
+        ),
+    )
     with caplog.at_level(logging.WARNING, logger="homesec.uploader"):
         uploader.run_once()
     assert local.deleted == []

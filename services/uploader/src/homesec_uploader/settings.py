@@ -127,6 +127,11 @@ class UploaderSettings(ServiceSettings):
         return self.data_dir / "uploader" / "ledger.sqlite"
 
     @property
+    def local_copy_keys_path(self) -> Path:
+        """The keys the local copy holds because the bucket held them (``LOCAL_COPY``)."""
+        return self.data_dir / "uploader" / "local-copy.sqlite"
+
+    @property
     def destination(self) -> str:
         """Human-readable destination for the status topic."""
         if self.bucket:

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sqlite3
+import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -133,6 +135,46 @@ class LocalStore:
                 break  # not empty (or gone): the folders above are not empty either
 
 
+class MirroredKeys:
+    """The keys the local copy holds because the bucket held them (put, copied or fetched
+    through the copy, or seen in both at a sync), in a SQLite file of the uploader's: a key the
+    bucket later lacks was deleted there, while a file the bucket never held (a set kept in
+    local mode before the switch to S3) is not the copy's to remove."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.execute("CREATE TABLE IF NOT EXISTS mirrored (key TEXT PRIMARY KEY)")
+
+    def add(self, keys: Iterable[str]) -> None:
+        try:
+            with self._lock:
+                self._db.execute("BEGIN")
+                self._db.executemany(
+                    "INSERT OR IGNORE INTO mirrored VALUES (?)", ((k,) for k in keys)
+                )
+                self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise DestinationError(f"local copy's key list: {exc}") from None
+
+    def discard(self, key: str) -> None:
+        try:
+            with self._lock:
+                self._db.execute("DELETE FROM mirrored WHERE key = ?", (key,))
+        except sqlite3.Error as exc:
+            raise DestinationError(f"local copy's key list: {exc}") from None
+
+    def holds(self, key: str) -> bool:
+        with self._lock:
+            row = self._db.execute("SELECT 1 FROM mirrored WHERE key = ?", (key,)).fetchone()
+        return row is not None
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
 @dataclass(frozen=True)
 class Synced:
     """What :meth:`MirroredStore.sync` did to the folder."""
@@ -142,7 +184,7 @@ class Synced:
     removed: int
     """Files removed: their objects are gone from the bucket."""
     refused: int = 0
-    """Files the bucket lacks that were kept: the bucket shares nothing with the folder."""
+    """Files the bucket lost that were kept: the bucket shares nothing with the folder."""
 
 
 def _files_under(folder: Path, prefix: str) -> Iterator[str]:
@@ -173,10 +215,11 @@ class MirroredStore:
 
     mode = "s3"
 
-    def __init__(self, bucket: S3Store, local: LocalStore, prefix: str) -> None:
+    def __init__(self, bucket: S3Store, local: LocalStore, prefix: str, keys: MirroredKeys) -> None:
         self.bucket = bucket
         self.local = local
         self.prefix = prefix
+        self.keys = keys
         self.verifies_md5 = bucket.verifies_md5
         self.destination = f"{bucket.destination} (a copy in {local.root})"
 
@@ -199,6 +242,7 @@ class MirroredStore:
         if len(data) != found.size or (self.verifies_md5 and md5_hex(data) != found.etag):
             raise DestinationError(f"{key}: the bucket's object changed while it was read")
         self.local.put(key, data, "", {})
+        self.keys.add([key])
         return True
 
     def sync(self, stop: Callable[[], bool] = lambda: False) -> Synced:
@@ -207,16 +251,18 @@ class MirroredStore:
         Fetches every object the folder lacks (stored before the copy was turned on, or lost
         from the folder), each event's ``label.json`` last, so a folder the detector reads as
         complete is; a file of the object's size counts as held (a ``stat``: a sync does not
-        read the whole set). Then removes from the folder what the bucket no longer holds
-        (deleted outside homesec: a lifecycle rule, the owner), each event's ``label.json``
-        first, but only files older than the listing and only when the listing was complete
-        and shares an object with the folder: a wrong bucket or prefix (nothing in common)
-        removes nothing (:attr:`Synced.refused`). Stops early on ``stop()``."""
+        read the whole set). Then removes from the folder what the bucket held and no longer
+        holds (:class:`MirroredKeys`: deleted outside homesec, by a lifecycle rule or the
+        owner), each event's ``label.json`` first, but only files older than the listing and
+        only when the listing was complete and shares an object with the folder: a wrong
+        bucket or prefix (nothing in common) removes nothing (:attr:`Synced.refused`). Stops
+        early on ``stop()``."""
         started = time.time()
         root = self.local.root / self.prefix
         local = set(_files_under(root, self.prefix))
         fetched, common = 0, 0
         labels: list[tuple[str, Stored]] = []
+        held: list[str] = []  # in both: the bucket's, from now on
         for key, found in self.bucket.listing(self.prefix + "/"):
             if stop():
                 return Synced(fetched, 0)
@@ -224,6 +270,7 @@ class MirroredStore:
                 local.discard(key)
                 common += 1
                 if self.local.size(key) == found.size:
+                    held.append(key)
                     continue
             if key.rsplit("/", 1)[-1] == "label.json":
                 labels.append((key, found))
@@ -233,7 +280,10 @@ class MirroredStore:
             if stop():
                 return Synced(fetched, 0)
             fetched += self._fill(key, found)
-        gone = [k for k in local if _older_than(self.local.root / k, started)]
+        self.keys.add(held)
+        gone = [
+            k for k in local if _older_than(self.local.root / k, started) and self.keys.holds(k)
+        ]
         if gone and not common:
             return Synced(fetched, 0, refused=len(gone))
         gone.sort(key=lambda k: (not k.endswith("/label.json"), k))
@@ -242,8 +292,12 @@ class MirroredStore:
             if stop():
                 break
             self.local.delete(key)
+            self.keys.discard(key)
             removed += 1
         return Synced(fetched, removed)
+
+    def close(self) -> None:
+        self.keys.close()
 
     def get(self, key: str) -> bytes:
         return self.bucket.get(key)
@@ -251,6 +305,7 @@ class MirroredStore:
     def put(self, key: str, data: bytes, content_type: str, metadata: dict[str, str]) -> Stored:
         stored = self.bucket.put(key, data, content_type, metadata)
         self.local.put(key, data, content_type, metadata)
+        self.keys.add([key])
         return stored
 
     def copy(self, source: str, key: str, content_type: str, metadata: dict[str, str]) -> str:
@@ -259,11 +314,13 @@ class MirroredStore:
             self.local.copy(source, key, content_type, metadata)
         else:
             self.local.put(key, self.bucket.get(key), content_type, metadata)
+        self.keys.add([key])
         return etag
 
     def delete(self, key: str) -> None:
         self.bucket.delete(key)
         self.local.delete(key)
+        self.keys.discard(key)
 
 
 def make_store(settings: UploaderSettings) -> Store:
@@ -272,6 +329,11 @@ def make_store(settings: UploaderSettings) -> Store:
         from homesec_uploader.s3_store import S3Store
 
         if settings.local_copy:
-            return MirroredStore(S3Store(settings), LocalStore(settings), settings.key_prefix)
+            return MirroredStore(
+                S3Store(settings),
+                LocalStore(settings),
+                settings.key_prefix,
+                MirroredKeys(settings.local_copy_keys_path),
+            )
         return S3Store(settings)
     return LocalStore(settings)

@@ -122,6 +122,8 @@ class Uploader:
 
     def close(self) -> None:
         self.ledger.close()
+        if isinstance(self.store, MirroredStore):
+            self.store.close()
 
     # ---- MQTT handlers (network thread: ledger writes only) -----------------------------------
 
