@@ -115,18 +115,17 @@ class KeptFiles:
             for path in sorted({p.resolve() for p in (answers, tracks, outcomes) if p}):
                 wait = None if on_wait is None else functools.partial(on_wait, path)
                 locks.append(FileLock(lock_file(path), wait))
+            model = model_identity(settings)
             kept = None
             if outcomes is not None:
                 kept = EventOutcomes(
                     outcomes,
-                    replay_identity(settings),
+                    replay_identity(settings, model),
                     fps=fps,
                     max_frames=max_frames,
                     check_ms=check_ms,
                 )
-            return cls(
-                ModelAnswers(answers, model_identity(settings)), MotionTracks(tracks), kept, locks
-            )
+            return cls(ModelAnswers(answers, model), MotionTracks(tracks), kept, locks)
         except BaseException:
             for lock in locks:
                 lock.release()

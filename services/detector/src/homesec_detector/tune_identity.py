@@ -106,9 +106,10 @@ def code_identity(entry: str, *parts: str) -> str:
     return digest.hexdigest()
 
 
-def replay_identity(settings: DetectorSettings) -> str:
-    """The code, libraries and model every outcome of a run depends on."""
-    return code_identity(REPLAY_ENTRY, model_identity(settings))
+def replay_identity(settings: DetectorSettings, model: str | None = None) -> str:
+    """The code, libraries and model every outcome of a run depends on (``model``: the
+    :func:`model_identity` of ``settings``, when the caller computed it already)."""
+    return code_identity(REPLAY_ENTRY, model or model_identity(settings))
 
 
 def motion_identity() -> str:
