@@ -5,8 +5,8 @@ Each file (model answers, motion tracks, event outcomes) holds rows of one *iden
 libraries and model its rows were computed with): a file opened under another identity is
 emptied first, since none of its rows can be used again. Within one identity a row stays while
 some run used it in the last :data:`KEEP_UNUSED_DAYS` days (older ones are deleted when a run
-opens the file), so a run on another set, a subset or
-other settings does not drop what the detector's nightly run on the house's own set uses.
+opens the file), so a run on another set, a subset or other settings does not drop what the
+detector's nightly run on the house's own set uses.
 """
 
 from __future__ import annotations

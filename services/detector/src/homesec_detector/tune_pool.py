@@ -74,7 +74,7 @@ def _failure(reply: Failed) -> Exception:
     """What a worker's failure raises here: :class:`FramesGone` for an event whose files went
     away (the run goes on without it), else :class:`WorkerError`."""
     if reply.gone is not None:
-        return FramesGone(reply.gone, FileNotFoundError(reply.message))
+        return FramesGone(reply.gone, reply.message)
     return WorkerError(f"a replay worker failed:\n{reply.message}")
 
 
@@ -289,7 +289,7 @@ class ReplayPool:
             try:
                 digest = store.event_digest(event, paths)
             except FileNotFoundError as exc:
-                raise FramesGone(event.key, exc) from exc
+                raise FramesGone(event.key, str(exc)) from exc
             keys[index] = store.key(event, replayed, digest)
             outcome = store.get(keys[index], event)
             if outcome is not None:

@@ -96,10 +96,11 @@ class FramesGone(Exception):
     """An event's frame files went away during the run (the uploader relabelled the event, or
     removed it with the bucket's copy): its outcome cannot be replayed exactly any more."""
 
-    def __init__(self, key: str, error: OSError) -> None:
+    def __init__(self, key: str, error: str) -> None:
+        """``error``: what reading the files said."""
         super().__init__(f"{key}: its files went away during the run ({error})")
         self.key = key
-        self.error = str(error)
+        self.error = error
 
 
 @dataclass(frozen=True)
@@ -332,7 +333,7 @@ class Replayer:
         try:
             return self._outcome(event, settings, cached)
         except FileNotFoundError as exc:
-            raise FramesGone(event.key, exc) from exc
+            raise FramesGone(event.key, str(exc)) from exc
 
     def _outcome(
         self, event: TrainingEvent, settings: DetectorSettings, cached: bool

@@ -3,8 +3,9 @@
 A :class:`~homesec_detector.tune_replay.MotionTrack` (an event's
 :class:`~homesec_detector.motion.MotionResult` per frame under one motion setting) depends only
 on the event's frames, the motion settings, the motion code, OpenCV and NumPy
-(:func:`~homesec_detector.tune_identity.motion_identity`): :func:`track_key` hashes all of them, so a stored track is used only for exactly the inputs that produced it. A second
-``tune`` on the same set and settings then decodes no frame the first run already analysed.
+(:func:`~homesec_detector.tune_identity.motion_identity`): :func:`track_key` hashes all of
+them, so a stored track is used only for exactly the inputs that produced it. A second ``tune``
+on the same set and settings then decodes no frame the first run already analysed.
 The file holds one motion identity's tracks, each kept while a run used it in the last
 :data:`~homesec_detector.tune_kept.KEEP_UNUSED_DAYS` days (:mod:`~homesec_detector.tune_kept`).
 """
@@ -110,7 +111,7 @@ class MotionTracks:
         )
 
     def touch(self, keys: Iterable[str]) -> None:
-        """Mark tracks of earlier runs as used by this run (kept another ``KEEP_UNUSED_DAYS``)."""
+        """Mark tracks of earlier runs as used by this run (so they stay in the file)."""
         self._db.executemany(
             "UPDATE tracks SET run = ? WHERE key = ?", ((self._run, k) for k in keys)
         )
